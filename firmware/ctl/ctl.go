@@ -1,0 +1,197 @@
+// Package ctl is ifctl, the command line of ifmgrd. Its output is a contract
+// that scripts and tests rely on: a created name alone on stdout, errors as
+// "ifctl: <what>: <why>" on stderr with exit 1, usage errors with exit 2.
+package ctl
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/uroute/uroute/ifmgr"
+	"github.com/uroute/uroute/ifmgr/api"
+)
+
+const usage = `usage: ifctl [--socket PATH] COMMAND [ARGS]
+
+commands:
+  create bridge | bridgeN              create a bridge (lowest free unit, or unit N)
+  create vlan | vlanN --dev PARENT --vid N
+                                       create an 802.1Q VLAN on PARENT
+  destroy NAME                         destroy an interface ifmgr manages
+  list [-j]                            managed interfaces: name kind unit identity state
+  status [-j]                          daemon counters: DB, commits, units, resyncs
+  resync                               re-read the kernel and converge
+`
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// Main runs ifctl and returns its exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	err := run(args, stdout, stderr)
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stderr, usage)
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "ifctl: %s\n%s", ue.msg, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "ifctl: %v\n", err)
+		return 1
+	}
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("create vlan --dev eth0 --vid 10").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, as usage errors
+	return fs
+}
+
+func run(args []string, stdout, _ io.Writer) error {
+	fs := newFlags("ifctl")
+	socket := fs.String("socket", api.DefaultSocket, "ifmgrd control socket")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		return usageError{"no command"}
+	}
+	cmd, rest := rest[0], rest[1:]
+
+	sub := newFlags(cmd)
+	var dev string
+	var vid int
+	var asJSON bool
+	switch cmd {
+	case "create":
+		sub.StringVar(&dev, "dev", "", "VLAN parent")
+		sub.IntVar(&vid, "vid", 0, "VLAN id")
+	case "list", "status":
+		sub.BoolVar(&asJSON, "j", false, "JSON output")
+		sub.BoolVar(&asJSON, "json", false, "JSON output")
+	case "destroy", "resync":
+	case "help":
+		return flag.ErrHelp
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+	pos, err := parseInterleaved(sub, rest)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{fmt.Sprintf("%s: %v", cmd, err)}
+	}
+	wantArgs := map[string]int{"create": 1, "destroy": 1, "list": 0, "status": 0, "resync": 0}[cmd]
+	if len(pos) != wantArgs {
+		return usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd, wantArgs, len(pos))}
+	}
+	if cmd == "create" && vid != 0 && (vid < 1 || vid > 4094) {
+		return fmt.Errorf("create %s: vid %d: %w", pos[0], vid, ifmgr.ErrBadVID)
+	}
+
+	c, err := api.Dial(*socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	switch cmd {
+	case "create":
+		in, err := c.Create(pos[0], dev, vid)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", pos[0], err)
+		}
+		fmt.Fprintln(stdout, in.Name)
+	case "destroy":
+		if err := c.Destroy(pos[0]); err != nil {
+			return fmt.Errorf("destroy %s: %w", pos[0], err)
+		}
+	case "list":
+		list, err := c.List()
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		if asJSON {
+			return writeJSON(stdout, list)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, in := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", in.Name, in.Kind, in.Unit, in.Identity, in.State)
+		}
+		return tw.Flush()
+	case "status":
+		st, err := c.Status()
+		if err != nil {
+			return fmt.Errorf("status: %w", err)
+		}
+		if asJSON {
+			return writeJSON(stdout, st)
+		}
+		writeStatus(stdout, st)
+	case "resync":
+		if err := c.Resync(); err != nil {
+			return fmt.Errorf("resync: %w", err)
+		}
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	return enc.Encode(v)
+}
+
+func writeStatus(w io.Writer, st ifmgr.Status) {
+	fmt.Fprintf(w, "db: %s (%d bytes)\ncommits since start: %d\nlinks seen: %d\nqueue depth: %d\n", st.DB, st.DBSize, st.Commits, st.Links, st.QueueDepth)
+	kinds := make([]string, 0, len(st.Managed))
+	for k := range st.Managed {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "managed %s: %d\n", k, st.Managed[k])
+	}
+	for _, c := range st.Cloners {
+		fmt.Fprintf(w, "cloner %s (%s, max %d): %d allocated, %d held by foreign interfaces\n", c.Name, c.Template, c.MaxUnit, c.Allocated, c.Held)
+	}
+	reasons := make([]string, 0, len(st.Resyncs))
+	for r := range st.Resyncs {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
+	}
+}

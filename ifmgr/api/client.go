@@ -1,0 +1,94 @@
+package api
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/uroute/uroute/ifmgr"
+)
+
+// DefaultSocket is where a router's ifmgrd listens.
+const DefaultSocket = "/run/ifmgr.sock"
+
+// Client is one connection to ifmgrd. It is not safe for concurrent use:
+// open one per goroutine (the daemon serialises them anyway).
+type Client struct {
+	conn net.Conn
+	br   *bufio.Reader
+	enc  *json.Encoder
+}
+
+// Dial connects to the daemon's socket.
+func Dial(path string) (*Client, error) {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("connect to ifmgrd at %s: %w", path, err)
+	}
+	return &Client{conn: c, br: bufio.NewReader(c), enc: json.NewEncoder(c)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Do sends one request and reads its answer. A daemon-side failure comes
+// back as a *RemoteError that unwraps to the ifmgr error value.
+func (c *Client) Do(req Request) (Response, error) {
+	req.V = Version
+	if err := c.enc.Encode(req); err != nil {
+		return Response{}, fmt.Errorf("send to ifmgrd: %w", err)
+	}
+	var resp Response
+	line, err := c.br.ReadBytes('\n')
+	if err != nil {
+		return resp, fmt.Errorf("read from ifmgrd: %w", err)
+	}
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return resp, fmt.Errorf("bad answer from ifmgrd: %w", err)
+	}
+	if resp.Error != "" {
+		return resp, &RemoteError{Code: resp.Code, Msg: resp.Error}
+	}
+	return resp, nil
+}
+
+// Create asks for an interface and returns what was made.
+func (c *Client) Create(name, dev string, vid int) (ifmgr.Info, error) {
+	resp, err := c.Do(Request{Op: OpCreate, Name: name, Dev: dev, VID: vid})
+	if err != nil {
+		return ifmgr.Info{}, err
+	}
+	if resp.Info == nil {
+		return ifmgr.Info{}, fmt.Errorf("%w: create answered without info", ErrProtocol)
+	}
+	return *resp.Info, nil
+}
+
+// Destroy deletes a managed interface.
+func (c *Client) Destroy(name string) error {
+	_, err := c.Do(Request{Op: OpDestroy, Name: name})
+	return err
+}
+
+// List returns the managed interfaces.
+func (c *Client) List() ([]ifmgr.Info, error) {
+	resp, err := c.Do(Request{Op: OpList})
+	return resp.List, err
+}
+
+// Status returns the daemon's counters.
+func (c *Client) Status() (ifmgr.Status, error) {
+	resp, err := c.Do(Request{Op: OpStatus})
+	if err != nil || resp.Status == nil {
+		return ifmgr.Status{}, err
+	}
+	return *resp.Status, nil
+}
+
+// Resync asks the daemon to re-read the kernel.
+func (c *Client) Resync() error {
+	_, err := c.Do(Request{Op: OpResync})
+	return err
+}

@@ -1,0 +1,267 @@
+package ifmgr
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/persist"
+)
+
+// fakeKernel models the parts of the kernel ifmgr relies on: unique names,
+// ifindexes that are never reused, VLAN uniqueness per parent, and link
+// events. Hooks let tests interleave a "foreign process" with ifmgr's calls.
+type fakeKernel struct {
+	mu      sync.Mutex
+	next    uint32
+	links   map[uint32]kernel.Link
+	events  chan []kernel.Event
+	creates int
+	deletes int
+	// beforeCreate runs (without the lock) before each create; a test uses
+	// it to slip a foreign link in under the name being created.
+	beforeCreate func(name string)
+	failCreate   func(name string) error
+}
+
+func newFakeKernel() *fakeKernel {
+	return &fakeKernel{next: 1, links: map[uint32]kernel.Link{}, events: make(chan []kernel.Event, 1<<16)}
+}
+
+func (k *fakeKernel) emit(t kernel.EventType, l kernel.Link) {
+	select {
+	case k.events <- []kernel.Event{{Type: t, Link: l}}:
+	default: // a full queue is an overflow: the real watcher reports ENOBUFS
+		select {
+		case k.events <- []kernel.Event{{Type: kernel.EventResync}}:
+		default:
+		}
+	}
+}
+
+// fakeWatcher is one subscription to the fake kernel's events.
+type fakeWatcher struct {
+	k      *fakeKernel
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (k *fakeKernel) watch() *fakeWatcher { return &fakeWatcher{k: k, closed: make(chan struct{})} }
+
+func (w *fakeWatcher) Receive() ([]kernel.Event, error) {
+	select {
+	case evs := <-w.k.events:
+		return evs, nil
+	case <-w.closed:
+		return nil, errors.New("closed")
+	}
+}
+
+func (w *fakeWatcher) Close() error { w.once.Do(func() { close(w.closed) }); return nil }
+
+func (k *fakeKernel) Links() ([]kernel.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]kernel.Link, 0, len(k.links))
+	for _, l := range k.links {
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out, nil
+}
+
+func (k *fakeKernel) LinkByIndex(i uint32) (kernel.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if l, ok := k.links[i]; ok {
+		return l, nil
+	}
+	return kernel.Link{}, kernel.ErrNotFound
+}
+
+func (k *fakeKernel) LinkByName(name string) (kernel.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, l := range k.links {
+		if l.Name == name {
+			return l, nil
+		}
+	}
+	return kernel.Link{}, kernel.ErrNotFound
+}
+
+func (k *fakeKernel) byNameLocked(name string) bool {
+	for _, l := range k.links {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// add creates a link as any process would; it is what ifmgr's creates and
+// the tests' foreign links share.
+func (k *fakeKernel) add(l kernel.Link) (kernel.Link, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.byNameLocked(l.Name) {
+		return kernel.Link{}, fmt.Errorf("create %q: %w", l.Name, kernel.ErrExists)
+	}
+	if l.Kind == "vlan" {
+		for _, o := range k.links {
+			if o.Kind == "vlan" && o.Parent == l.Parent && o.VLANID == l.VLANID {
+				return kernel.Link{}, fmt.Errorf("vlan %d: %w", l.VLANID, kernel.ErrExists)
+			}
+		}
+		if _, ok := k.links[l.Parent]; !ok {
+			return kernel.Link{}, errors.New("no parent")
+		}
+	}
+	l.Index = k.next
+	k.next++
+	k.links[l.Index] = l
+	k.emit(kernel.EventNew, l)
+	return l, nil
+}
+
+func (k *fakeKernel) create(l kernel.Link) (kernel.Link, error) {
+	if k.beforeCreate != nil {
+		k.beforeCreate(l.Name)
+	}
+	if k.failCreate != nil {
+		if err := k.failCreate(l.Name); err != nil {
+			return kernel.Link{}, err
+		}
+	}
+	k.mu.Lock()
+	k.creates++
+	k.mu.Unlock()
+	return k.add(l)
+}
+
+func (k *fakeKernel) CreateBridge(name string, group uint32) (kernel.Link, error) {
+	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group})
+}
+
+func (k *fakeKernel) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error) {
+	return k.create(kernel.Link{Name: name, Kind: "vlan", Group: group, Parent: parent, VLANID: vid})
+}
+
+func (k *fakeKernel) modify(i uint32, f func(*kernel.Link)) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.links[i]
+	if !ok {
+		return kernel.ErrNotFound
+	}
+	f(&l)
+	k.links[i] = l
+	k.emit(kernel.EventNew, l)
+	return nil
+}
+
+func (k *fakeKernel) SetAlias(i uint32, alias string) error {
+	return k.modify(i, func(l *kernel.Link) { l.Alias = alias })
+}
+
+func (k *fakeKernel) SetUp(i uint32, up bool) error {
+	return k.modify(i, func(l *kernel.Link) {
+		if up {
+			l.Flags |= 0x1
+		} else {
+			l.Flags &^= 0x1
+		}
+	})
+}
+
+func (k *fakeKernel) Delete(i uint32) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	l, ok := k.links[i]
+	if !ok {
+		return kernel.ErrNotFound
+	}
+	k.deletes++
+	delete(k.links, i)
+	k.emit(kernel.EventDel, l)
+	// The kernel takes a parent's VLANs with it.
+	for j, c := range k.links {
+		if c.Kind == "vlan" && c.Parent == i {
+			delete(k.links, j)
+			k.emit(kernel.EventDel, c)
+		}
+	}
+	return nil
+}
+
+func (k *fakeKernel) rename(i uint32, name string) error {
+	k.mu.Lock()
+	taken := k.byNameLocked(name)
+	k.mu.Unlock()
+	if taken {
+		return kernel.ErrExists
+	}
+	return k.modify(i, func(l *kernel.Link) { l.Name = name })
+}
+
+func (k *fakeKernel) names() map[string]kernel.Link {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[string]kernel.Link{}
+	for _, l := range k.links {
+		out[l.Name] = l
+	}
+	return out
+}
+
+// fakeStore is a map with a commit counter and a failure switch; the real
+// bbolt store is tested in persist and end to end in the daemon tests.
+type fakeStore struct {
+	mu      sync.Mutex
+	recs    map[persist.RecordKey]persist.Record
+	commits uint64
+	fail    error
+}
+
+func newFakeStore() *fakeStore { return &fakeStore{recs: map[persist.RecordKey]persist.Record{}} }
+
+func (s *fakeStore) Records() ([]persist.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]persist.Record, 0, len(s.recs))
+	for _, r := range s.recs {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Cloner != out[j].Cloner {
+			return out[i].Cloner < out[j].Cloner
+		}
+		return out[i].Unit < out[j].Unit
+	})
+	return out, nil
+}
+
+func (s *fakeStore) Apply(puts []persist.Record, dels []persist.RecordKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(puts) == 0 && len(dels) == 0 {
+		return nil
+	}
+	if s.fail != nil {
+		return s.fail
+	}
+	for _, k := range dels {
+		delete(s.recs, k)
+	}
+	for _, r := range puts {
+		s.recs[r.Key()] = r
+	}
+	s.commits++
+	return nil
+}
+
+func (s *fakeStore) Commits() uint64 { s.mu.Lock(); defer s.mu.Unlock(); return s.commits }
+func (s *fakeStore) Path() string    { return persist.MemoryPath }
+func (s *fakeStore) Size() int64     { return 0 }

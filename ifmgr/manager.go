@@ -1,0 +1,508 @@
+// Package ifmgr is the interface manager: it hands out interface unit numbers
+// per cloner, records them in a store before the kernel sees them, and applies
+// every change through one owner goroutine. Clients never touch its state:
+// they send a request and wait for the answer, so two requests can never race
+// (the "global serializer" the if_clone thread asks for) and no request sees a
+// half-done change.
+package ifmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/ifmgr/units"
+	"github.com/uroute/uroute/persist"
+)
+
+// Kernel is the part of rtnetlink the owner goroutine needs. *kernel.Conn
+// implements it; tests of the pure logic use a fake.
+type Kernel interface {
+	Links() ([]kernel.Link, error)
+	LinkByIndex(index uint32) (kernel.Link, error)
+	LinkByName(name string) (kernel.Link, error)
+	CreateBridge(name string, group uint32) (kernel.Link, error)
+	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
+	SetAlias(index uint32, alias string) error
+	SetUp(index uint32, up bool) error
+	Delete(index uint32) error
+}
+
+// Store is the allocation record store; *persist.Store implements it.
+type Store interface {
+	Records() ([]persist.Record, error)
+	Apply(puts []persist.Record, dels []persist.RecordKey) error
+	Commits() uint64
+	Path() string
+	Size() int64
+}
+
+// Watcher delivers link events. Events are hints: the owner re-reads the
+// kernel for every link an event names, and re-dumps everything on
+// EventResync.
+type Watcher interface {
+	Receive() ([]kernel.Event, error)
+	Close() error
+}
+
+// DefaultOwnerGroup is the IFLA_GROUP value ifmgr stamps on links it creates.
+// The kernel applies IFLA_GROUP inside the creating RTM_NEWLINK, so ownership
+// is recorded atomically with the link and survives a lost database: ifmgr
+// never deletes a link without it and never forgets one that has it.
+const DefaultOwnerGroup = 0x75520000 // "uR" in the high half, unlikely to be an admin's group
+
+// aliasPrefix starts the IFLA_IFALIAS text ifmgr writes on its links; the
+// rest is the JSON identity, so a lost DB is rebuilt from the kernel.
+const aliasPrefix = "uroute:"
+
+// Config is what a Manager is built from.
+type Config struct {
+	Kernel     Kernel
+	Store      Store
+	Watcher    Watcher // nil: no kernel events (resync only on request)
+	Cloners    []*Cloner
+	OwnerGroup uint32 // 0 = DefaultOwnerGroup
+	Logger     *slog.Logger
+	QueueLen   int           // bounded request queue; 0 = 256
+	BatchMax   int           // requests taken per batch (one DB transaction); 0 = 256
+	ResyncTick time.Duration // safety-net re-dump period; 0 = 5 minutes, <0 = never
+}
+
+// Manager owns the allocators, the store and the writing netlink socket.
+// All of them are touched only from the goroutine running Run.
+type Manager struct {
+	cfg  Config
+	log  *slog.Logger
+	reqs chan *request
+	done chan struct{} // closed when the owner goroutine has answered its last request
+
+	// Owner-goroutine state.
+	cloners  []*Cloner
+	byCloner map[string]*Cloner
+	alloc    map[string]*units.Allocator
+	links    map[uint32]kernel.Link // observed kernel links by ifindex
+	byIfName map[string]uint32      // observed name -> ifindex
+	managed  map[string]*entry      // managed interfaces by name
+	resyncs  map[string]uint64      // resync count by reason
+	started  bool
+}
+
+type entry struct {
+	rec    persist.Record
+	cloner *Cloner
+	index  uint32 // 0 until the kernel link exists
+}
+
+// New checks the configuration; Run does the work.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Kernel == nil || cfg.Store == nil {
+		return nil, errors.New("ifmgr: Kernel and Store are required")
+	}
+	if len(cfg.Cloners) == 0 {
+		return nil, errors.New("ifmgr: no cloners configured")
+	}
+	if cfg.OwnerGroup == 0 {
+		cfg.OwnerGroup = DefaultOwnerGroup
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = 256
+	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 256
+	}
+	if cfg.ResyncTick == 0 {
+		cfg.ResyncTick = 5 * time.Minute
+	}
+	m := &Manager{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		reqs:     make(chan *request, cfg.QueueLen),
+		done:     make(chan struct{}),
+		byCloner: map[string]*Cloner{},
+		alloc:    map[string]*units.Allocator{},
+		links:    map[uint32]kernel.Link{},
+		byIfName: map[string]uint32{},
+		managed:  map[string]*entry{},
+		resyncs:  map[string]uint64{},
+	}
+	for _, c := range cfg.Cloners {
+		if _, dup := m.byCloner[c.Name]; dup {
+			return nil, fmt.Errorf("ifmgr: cloner %q configured twice", c.Name)
+		}
+		for _, o := range m.cloners {
+			if o.prefix == c.prefix && o.suffix == c.suffix {
+				return nil, fmt.Errorf("ifmgr: cloners %q and %q share template %q", o.Name, c.Name, c.Template())
+			}
+		}
+		m.cloners = append(m.cloners, c)
+		m.byCloner[c.Name] = c
+		m.alloc[c.Name] = units.New(c.MaxUnit)
+	}
+	return m, nil
+}
+
+// Run loads the records, reconciles them with the kernel and serves requests
+// until ctx is cancelled. The request in hand is finished first; requests
+// still queued are answered ErrClosed. Run returns only when every goroutine
+// it started has exited.
+func (m *Manager) Run(ctx context.Context) error {
+	defer close(m.done)
+	if m.started {
+		return errors.New("ifmgr: Run called twice")
+	}
+	m.started = true
+
+	events := make(chan []kernel.Event, 64)
+	watchDone := make(chan struct{})
+	if m.cfg.Watcher != nil {
+		go m.forwardEvents(events, watchDone)
+		forwarded := events
+		defer func() {
+			m.cfg.Watcher.Close()
+			for range forwarded { // unblock the forwarder until it sees the closed socket
+			}
+			<-watchDone
+		}()
+	} else {
+		close(watchDone)
+		close(events)
+		events = nil
+	}
+
+	if err := m.startup(); err != nil {
+		m.refuseQueued()
+		return err
+	}
+
+	var tick <-chan time.Time
+	if m.cfg.ResyncTick > 0 {
+		t := time.NewTicker(m.cfg.ResyncTick)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			m.refuseQueued()
+			return nil
+		case r := <-m.reqs:
+			m.serve(m.takeBatch(r))
+		case evs, ok := <-events:
+			if !ok {
+				events = nil
+				m.log.Error("link watcher stopped; relying on periodic resync")
+				continue
+			}
+			m.handleEvents(evs)
+		case <-tick:
+			m.resync("periodic")
+		}
+	}
+}
+
+// forwardEvents is the only other goroutine: it reads the watcher socket and
+// hands the events to the owner, never touching state itself.
+func (m *Manager) forwardEvents(out chan<- []kernel.Event, done chan<- struct{}) {
+	defer close(done)
+	defer close(out)
+	for {
+		evs, err := m.cfg.Watcher.Receive()
+		if err != nil {
+			return
+		}
+		if len(evs) > 0 {
+			out <- evs
+		}
+	}
+}
+
+// takeBatch drains what is already queued, so a burst of requests shares
+// one DB transaction.
+func (m *Manager) takeBatch(first *request) []*request {
+	batch := []*request{first}
+	for len(batch) < m.cfg.BatchMax {
+		select {
+		case r := <-m.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (m *Manager) refuseQueued() {
+	for {
+		select {
+		case r := <-m.reqs:
+			r.answer(response{err: ErrClosed})
+		default:
+			return
+		}
+	}
+}
+
+func (m *Manager) startup() error {
+	recs, err := m.cfg.Store.Records()
+	if err != nil {
+		return fmt.Errorf("ifmgr: read allocation records: %w", err)
+	}
+	for _, rec := range recs {
+		c := m.byCloner[rec.Cloner]
+		if c == nil {
+			m.log.Warn("record of an unconfigured cloner kept untouched", "cloner", rec.Cloner, "unit", rec.Unit)
+			continue
+		}
+		if err := m.alloc[c.Name].Alloc(rec.Unit); err != nil {
+			m.log.Warn("record not loaded", "cloner", rec.Cloner, "unit", rec.Unit, "err", err)
+			continue
+		}
+		m.managed[c.IfName(rec.Unit)] = &entry{rec: rec, cloner: c}
+	}
+	m.log.Info("allocation records loaded", "records", len(recs), "db", m.cfg.Store.Path())
+	return m.resync("startup")
+}
+
+// response is what the owner answers.
+type response struct {
+	info   Info
+	list   []Info
+	status Status
+	err    error
+}
+
+type opKind int
+
+const (
+	opCreate opKind = iota
+	opDestroy
+	opList
+	opStatus
+	opResync
+)
+
+type request struct {
+	ctx    context.Context
+	op     opKind
+	create CreateRequest
+	name   string
+	reply  chan response
+}
+
+func (r *request) answer(res response) { r.reply <- res } // buffered: never blocks the owner
+
+// call queues a request and waits for the answer. If ctx ends after the owner
+// took the request, the change still completes (no half-done state); only the
+// answer is dropped.
+func (m *Manager) call(ctx context.Context, r *request) response {
+	r.ctx = ctx
+	r.reply = make(chan response, 1)
+	select {
+	case m.reqs <- r:
+	case <-ctx.Done():
+		return response{err: fmt.Errorf("%w: %w", ErrQueueTimeout, ctx.Err())}
+	case <-m.done:
+		return response{err: ErrClosed}
+	}
+	select {
+	case res := <-r.reply:
+		return res
+	case <-ctx.Done():
+		return response{err: ctx.Err()}
+	case <-m.done:
+		select {
+		case res := <-r.reply:
+			return res
+		default:
+			return response{err: ErrClosed}
+		}
+	}
+}
+
+// serve answers a batch in order, grouping neighbouring creates and
+// destroys so each group commits once.
+func (m *Manager) serve(batch []*request) {
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.answer(response{err: err}) // the client gave up before we started: do nothing
+			continue
+		}
+		live = append(live, r)
+	}
+	for i := 0; i < len(live); {
+		j := i + 1
+		for j < len(live) && live[j].op == live[i].op {
+			j++
+		}
+		group := live[i:j]
+		switch live[i].op {
+		case opCreate:
+			m.createBatch(group)
+		case opDestroy:
+			m.destroyBatch(group)
+		case opList:
+			for _, r := range group {
+				r.answer(response{list: m.list()})
+			}
+		case opStatus:
+			for _, r := range group {
+				r.answer(response{status: m.status()})
+			}
+		case opResync:
+			err := m.resync("requested")
+			for _, r := range group {
+				r.answer(response{err: err})
+			}
+		}
+		i = j
+	}
+}
+
+// Info describes one managed interface.
+type Info struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`
+	Cloner   string `json:"cloner"`
+	Unit     uint32 `json:"unit"`
+	Identity string `json:"identity"`
+	Index    uint32 `json:"ifindex,omitempty"`
+	Parent   string `json:"parent,omitempty"`
+	VID      uint16 `json:"vid,omitempty"`
+	State    string `json:"state"`
+}
+
+func (m *Manager) info(e *entry) Info {
+	in := Info{
+		Name:     e.cloner.IfName(e.rec.Unit),
+		Kind:     e.cloner.Kind,
+		Cloner:   e.cloner.Name,
+		Unit:     e.rec.Unit,
+		Identity: e.rec.Identity.Key(),
+		Index:    e.index,
+		Parent:   e.rec.Parent,
+		VID:      e.rec.VID,
+		State:    "absent",
+	}
+	if l, ok := m.links[e.index]; ok && e.index != 0 {
+		in.State = linkState(l)
+	}
+	return in
+}
+
+func (m *Manager) list() []Info {
+	out := make([]Info, 0, len(m.managed))
+	for _, e := range m.managed {
+		out = append(out, m.info(e))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Cloner != out[j].Cloner {
+			return out[i].Cloner < out[j].Cloner
+		}
+		return out[i].Unit < out[j].Unit
+	})
+	return out
+}
+
+// Status is the daemon's self-report.
+type Status struct {
+	DB         string            `json:"db"`
+	DBSize     int64             `json:"db_size"`
+	Commits    uint64            `json:"commits"`
+	Managed    map[string]int    `json:"managed"` // by kind
+	Cloners    []ClonerStatus    `json:"cloners"`
+	Resyncs    map[string]uint64 `json:"resyncs"`
+	QueueDepth int               `json:"queue_depth"`
+	Links      int               `json:"links"`
+}
+
+// ClonerStatus reports one cloner's unit space.
+type ClonerStatus struct {
+	Name      string `json:"name"`
+	Template  string `json:"template"`
+	MaxUnit   uint32 `json:"max_unit"`
+	Allocated int    `json:"allocated"`
+	Held      int    `json:"held_by_foreign"`
+}
+
+func (m *Manager) status() Status {
+	st := Status{
+		DB:         m.cfg.Store.Path(),
+		DBSize:     m.cfg.Store.Size(),
+		Commits:    m.cfg.Store.Commits(),
+		Managed:    map[string]int{},
+		Resyncs:    map[string]uint64{},
+		QueueDepth: len(m.reqs),
+		Links:      len(m.links),
+	}
+	for _, e := range m.managed {
+		st.Managed[e.cloner.Kind]++
+	}
+	for _, c := range m.cloners {
+		a := m.alloc[c.Name]
+		st.Cloners = append(st.Cloners, ClonerStatus{c.Name, c.Template(), c.MaxUnit, a.Allocated(), a.HeldCount()})
+	}
+	for k, v := range m.resyncs {
+		st.Resyncs[k] = v
+	}
+	return st
+}
+
+// CreateRequest asks for a new interface. Name is a cloner name ("bridge":
+// lowest free unit) or a full interface name ("bridge7": that unit).
+type CreateRequest struct {
+	Name string
+	Dev  string // VLAN parent
+	VID  int    // VLAN id
+}
+
+// Create makes an interface and returns what was made.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
+	res := m.call(ctx, &request{op: opCreate, create: req})
+	return res.info, res.err
+}
+
+// Destroy deletes a managed interface and frees its unit. Interfaces ifmgr
+// does not own are refused, never deleted.
+func (m *Manager) Destroy(ctx context.Context, name string) error {
+	return m.call(ctx, &request{op: opDestroy, name: name}).err
+}
+
+// List returns the managed interfaces, by cloner then unit.
+func (m *Manager) List(ctx context.Context) ([]Info, error) {
+	res := m.call(ctx, &request{op: opList})
+	return res.list, res.err
+}
+
+// Status returns counters and the state of every cloner.
+func (m *Manager) Status(ctx context.Context) (Status, error) {
+	res := m.call(ctx, &request{op: opStatus})
+	return res.status, res.err
+}
+
+// Resync re-reads the kernel and converges, as after a lost event.
+func (m *Manager) Resync(ctx context.Context) error {
+	return m.call(ctx, &request{op: opResync}).err
+}
+
+// Done is closed when Run has returned.
+func (m *Manager) Done() <-chan struct{} { return m.done }
+
+func linkState(l kernel.Link) string {
+	const iffUp, iffLowerUp = 0x1, 0x10000
+	switch {
+	case l.Flags&iffUp == 0:
+		return "down"
+	case l.Flags&iffLowerUp == 0:
+		return "no-carrier"
+	default:
+		return "up"
+	}
+}

@@ -1,0 +1,244 @@
+package ifmgr
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/persist"
+)
+
+// txn gathers the record changes of one step so they commit together.
+type txn struct {
+	puts []persist.Record
+	dels []persist.RecordKey
+}
+
+func (t *txn) empty() bool { return len(t.puts) == 0 && len(t.dels) == 0 }
+
+func (m *Manager) commit(t *txn, why string) error {
+	if t.empty() {
+		return nil
+	}
+	if err := m.cfg.Store.Apply(t.puts, t.dels); err != nil {
+		m.log.Error("DB commit failed", "why", why, "puts", len(t.puts), "dels", len(t.dels), "err", err)
+		return err
+	}
+	*t = txn{}
+	return nil
+}
+
+// resync re-reads every link and settles every name the kernel, the records
+// or the held set mention. It is the one mechanism behind startup, lost
+// events and the periodic safety net.
+func (m *Manager) resync(reason string) error {
+	links, err := m.cfg.Kernel.Links()
+	if err != nil {
+		m.log.Error("link dump failed", "reason", reason, "err", err)
+		return err
+	}
+	m.resyncs[reason]++
+	names := map[string]bool{}
+	for name := range m.byIfName {
+		names[name] = true
+	}
+	for name := range m.managed {
+		names[name] = true
+	}
+	m.links = make(map[uint32]kernel.Link, len(links))
+	m.byIfName = make(map[string]uint32, len(links))
+	for _, l := range links {
+		m.links[l.Index] = l
+		m.byIfName[l.Name] = l.Index
+		names[l.Name] = true
+	}
+	for _, c := range m.cloners {
+		m.alloc[c.Name].EachHeld(func(u uint32) bool {
+			names[c.IfName(u)] = true
+			return true
+		})
+	}
+	var t txn
+	drift := 0
+	for name := range names {
+		if m.settle(name, &t) {
+			drift++
+		}
+	}
+	if drift > 0 && reason != "startup" {
+		m.log.Warn("resync found drift", "reason", reason, "names", drift)
+	}
+	m.log.Info("resync", "reason", reason, "links", len(links), "managed", len(m.managed), "drift", drift)
+	return m.commit(&t, "resync "+reason)
+}
+
+// handleEvents treats events as hints: each named ifindex is re-read from the
+// kernel, and only the names it had or has now are settled.
+func (m *Manager) handleEvents(evs []kernel.Event) {
+	touched := map[uint32]bool{}
+	names := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Type == kernel.EventResync {
+			m.resync("lost-events")
+			return
+		}
+		touched[ev.Link.Index] = true
+		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
+	}
+	for idx := range touched {
+		if old, ok := m.links[idx]; ok {
+			names[old.Name] = true
+			m.forget(old)
+		}
+		l, err := m.cfg.Kernel.LinkByIndex(idx)
+		switch {
+		case errors.Is(err, kernel.ErrNotFound):
+			continue
+		case err != nil:
+			m.log.Warn("re-reading a link after an event failed; resyncing", "ifindex", idx, "err", err)
+			m.resync("event-read-failed")
+			return
+		}
+		m.observe(l)
+		names[l.Name] = true
+	}
+	var t txn
+	for name := range names {
+		m.settle(name, &t)
+	}
+	m.commit(&t, "link events")
+}
+
+func (m *Manager) observe(l kernel.Link) {
+	if old, ok := m.links[l.Index]; ok && old.Name != l.Name {
+		m.forget(old)
+	}
+	m.links[l.Index] = l
+	m.byIfName[l.Name] = l.Index
+}
+
+func (m *Manager) forget(l kernel.Link) {
+	delete(m.links, l.Index)
+	if m.byIfName[l.Name] == l.Index {
+		delete(m.byIfName, l.Name)
+	}
+}
+
+// owned is the kernel-only test of ownership: the marker group, set
+// atomically when ifmgr created the link, and the cloner's kind.
+func (m *Manager) owned(l kernel.Link, c *Cloner) bool {
+	return l.Group == m.cfg.OwnerGroup && l.Kind == c.Kind
+}
+
+// cloneOf finds the cloner and in-range unit a name holds.
+func (m *Manager) cloneOf(name string) (*Cloner, uint32, bool) {
+	for _, c := range m.cloners {
+		if u, ok := c.unitOf(name); ok {
+			return c, u, true
+		}
+	}
+	return nil, 0, false
+}
+
+// settle makes ifmgr's view of one name agree with the kernel: an owned link
+// is managed (adopted if its record was lost), a foreign link holds its unit
+// (skipped, not leaked), and a name nobody has any more frees the unit. It
+// reports whether anything had to change.
+func (m *Manager) settle(name string, t *txn) bool {
+	c, u, ok := m.cloneOf(name)
+	if !ok {
+		return false
+	}
+	a := m.alloc[c.Name]
+	idx, present := m.byIfName[name]
+	l := m.links[idx]
+	e := m.managed[name]
+	changed := false
+
+	switch {
+	case present && m.owned(l, c):
+		if a.IsHeld(u) {
+			a.Release(u)
+			changed = true
+		}
+		if e == nil {
+			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: identityFromAlias(l.Alias, name)}
+			if l.Kind == "vlan" {
+				rec.VID = l.VLANID
+				if p, ok := m.links[l.Parent]; ok {
+					rec.Parent = p.Name
+				}
+			}
+			if err := a.Alloc(u); err != nil {
+				m.log.Error("cannot adopt own link", "name", name, "err", err)
+				return changed
+			}
+			e = &entry{rec: rec, cloner: c}
+			m.managed[name] = e
+			t.puts = append(t.puts, rec)
+			m.log.Info("adopted own link without a record", "name", name, "identity", rec.Identity.Key())
+			changed = true
+		}
+		if e.index != l.Index {
+			e.index = l.Index
+		}
+		if !strings.HasPrefix(l.Alias, aliasPrefix) {
+			m.setAlias(l.Index, e.rec.Identity) // the crash fell between create and alias
+		}
+	case present:
+		if e != nil {
+			m.drop(e, t, "name now held by a foreign interface")
+			changed = true
+		}
+		if !a.IsHeld(u) {
+			if err := a.Hold(u); err != nil {
+				m.log.Error("cannot mark unit held", "name", name, "err", err)
+			}
+			m.log.Info("unit held by a foreign interface", "name", name, "ifindex", l.Index)
+			changed = true
+		}
+	default:
+		if a.IsHeld(u) {
+			a.Release(u)
+			m.log.Info("foreign interface gone; unit allocatable again", "name", name)
+			changed = true
+		}
+		if e != nil {
+			m.drop(e, t, "interface vanished")
+			changed = true
+		}
+	}
+	return changed
+}
+
+func (m *Manager) drop(e *entry, t *txn, why string) {
+	name := e.cloner.IfName(e.rec.Unit)
+	delete(m.managed, name)
+	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
+		m.log.Error("free unit", "name", name, "err", err)
+	}
+	t.dels = append(t.dels, e.rec.Key())
+	m.log.Info("record dropped", "name", name, "why", why)
+}
+
+func (m *Manager) setAlias(index uint32, id persist.Identity) {
+	if err := m.cfg.Kernel.SetAlias(index, aliasText(id)); err != nil {
+		m.log.Warn("set ownership alias", "ifindex", index, "err", err)
+	}
+}
+
+func aliasText(id persist.Identity) string {
+	b, _ := json.Marshal(id) // a struct of strings and ints cannot fail
+	return aliasPrefix + string(b)
+}
+
+// identityFromAlias recovers the identity ifmgr wrote on its own link; if the
+// alias is missing or damaged, the name itself is the identity.
+func identityFromAlias(alias, name string) persist.Identity {
+	var id persist.Identity
+	if rest, ok := strings.CutPrefix(alias, aliasPrefix); ok && json.Unmarshal([]byte(rest), &id) == nil && id.Key() != "" {
+		return id
+	}
+	return persist.Identity{Name: name}
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The main job until the router image exists: ifmgrd managing real bridges
+# in a throw-away network namespace, driven by ifctl the way an operator
+# would, including a foreign interface squatting on a bridge name and a
+# daemon restart that keeps every unit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+bin=$(mktemp -d)
+ns=uroute-demo-$$
+trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; ip netns del $ns 2>/dev/null || true; rm -rf "$bin"' EXIT
+go build -o "$bin" ./firmware/cmd/ifmgrd ./firmware/cmd/ifctl
+ip netns add $ns
+ip -n $ns link set lo up
+run() { echo "+ $*"; ip netns exec $ns "$@" || echo "  (exit $?)"; }
+start() {
+	ip netns exec $ns "$bin/ifmgrd" --db "$bin/data/ifmgr.db" --socket "$bin/ifmgr.sock" &
+	pid=$!
+	for _ in $(seq 100); do [ -S "$bin/ifmgr.sock" ] && break; sleep 0.05; done
+}
+ifctl() { run "$bin/ifctl" --socket "$bin/ifmgr.sock" "$@"; }
+
+start
+ifctl create bridge
+ifctl create bridge
+ifctl create bridge7
+ifctl create bridge123456
+run ip link add bridge2 type veth peer name squat
+ifctl create bridge
+ifctl create bridge2
+ifctl destroy squat
+run ip link add eth0 type veth peer name eth0p
+ifctl create vlan --dev eth0 --vid 10
+ifctl list
+run ip link delete bridge2
+ifctl create bridge
+ifctl list
+ifctl status
+echo "+ restart ifmgrd"
+kill -TERM $pid; wait $pid || true
+start
+ifctl list -j
+ifctl status
+run ip -br link show group "$(printf %d 0x75520000)"

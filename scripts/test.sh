@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, vet, staticcheck, and the Go tests. As root,
+# the real-kernel tests run inside throw-away network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+echo "== gofmt"
+bad=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
+if [ -n "$bad" ]; then echo "gofmt would change: $bad"; exit 1; fi
+echo "== go vet"
+go vet ./...
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "== go test"
+go test -count=1 -timeout 20m "$@" ./...
