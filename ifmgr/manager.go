@@ -193,7 +193,11 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.refuseQueued()
 			return nil
 		case r := <-m.reqs:
-			m.serve(m.takeBatch(r))
+			batch := m.takeBatch(r)
+			// Kernel news first: a request should see every change the
+			// watcher has already delivered, e.g. a foreign name gone.
+			events = m.drainEvents(events)
+			m.serve(batch)
 		case evs, ok := <-events:
 			if !ok {
 				events = nil
@@ -205,6 +209,24 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.resync("periodic")
 		}
 	}
+}
+
+// drainEvents handles events already delivered, without waiting. It returns
+// nil once the watcher's channel is closed.
+func (m *Manager) drainEvents(events chan []kernel.Event) chan []kernel.Event {
+	for events != nil {
+		select {
+		case evs, ok := <-events:
+			if !ok {
+				m.log.Error("link watcher stopped; relying on periodic resync")
+				return nil
+			}
+			m.handleEvents(evs)
+		default:
+			return events
+		}
+	}
+	return nil
 }
 
 // forwardEvents is the only other goroutine: it reads the watcher socket and

@@ -89,9 +89,37 @@ func (h *harness) settle() {
 	for i := 0; i < 1000 && len(h.k.events) > 0; i++ {
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := h.m.List(context.Background()); err != nil {
+	if err := h.m.Resync(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// Without a resync, the events alone must release a held unit.
+func TestEventsAloneReleaseHeldUnit(t *testing.T) {
+	h := start(t, newFakeKernel(), newFakeStore(), DefaultMaxUnit)
+	f, _ := h.k.add(kernel.Link{Name: "bridge0", Kind: "veth"})
+	waitStatus(t, h.m, func(st Status) bool { return st.Cloners[0].Held == 1 })
+	h.k.rename(f.Index, "elsewhere")
+	waitStatus(t, h.m, func(st Status) bool { return st.Cloners[0].Held == 0 })
+	h.mustCreate("bridge", "bridge0")
+	if st, _ := h.m.Status(context.Background()); st.Resyncs["requested"] != 0 || st.Resyncs["lost-events"] != 0 {
+		t.Errorf("converged by resync, not by events: %v", st.Resyncs)
+	}
+}
+
+func waitStatus(t *testing.T, m *Manager, ok func(Status) bool) {
+	t.Helper()
+	for i := 0; i < 2000; i++ {
+		st, err := m.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok(st) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("condition not reached in 2s")
 }
 
 // checkConsistent asserts the invariants the thread's bugs violate: every

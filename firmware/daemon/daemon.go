@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/uroute/uroute/ifmgr"
 	"github.com/uroute/uroute/ifmgr/api"
@@ -35,6 +36,7 @@ type Options struct {
 	VLANTemplate   string
 	VLANMax        uint32
 	WatchBuffer    int
+	RequestTimeout time.Duration // how long a client request may wait for the owner
 	Logger         *slog.Logger
 	// Ready, if set, is called once the control socket accepts requests.
 	Ready func()
@@ -66,6 +68,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	max(&o.BridgeMax, "bridge-max")
 	max(&o.VLANMax, "vlan-max")
 	fs.IntVar(&o.WatchBuffer, "watch-buffer", 0, "link watcher receive buffer in bytes (0 = default)")
+	fs.DurationVar(&o.RequestTimeout, "request-timeout", time.Minute, "how long a client request may wait for the owner goroutine")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -147,7 +150,7 @@ func Run(ctx context.Context, o Options) error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- m.Run(ctx) }()
 
-	srv := &api.Server{Backend: m, Logger: log}
+	srv := &api.Server{Backend: m, Logger: log, RequestTimeout: o.RequestTimeout}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, ln) }()
 	log.Info("ifmgrd serving", "socket", o.Socket, "db", store.Path(), "owner_group", fmt.Sprintf("%#x", o.OwnerGroup))

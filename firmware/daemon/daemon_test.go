@@ -65,13 +65,24 @@ func (e *env) start() {
 	e.cancel, e.done = cancel, make(chan error, 1)
 	o := Options{DB: e.db, Socket: e.socket, OwnerGroup: e.group, BridgeTemplate: "bridge%d", BridgeMax: ifmgr.DefaultMaxUnit,
 		VLANTemplate: "vlan%d", VLANMax: ifmgr.DefaultMaxUnit,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Ready: func() { close(ready) }}
+		// The kernel holds rtnl_lock while it tears down another test's
+		// thousands of bridges (an rcu_barrier per bridge): wait it out.
+		RequestTimeout: 10 * time.Minute,
+		Logger:         testLogger(), Ready: func() { close(ready) }}
 	go func() { e.done <- Run(ctx, o) }()
 	select {
 	case <-ready:
 	case err := <-e.done:
 		e.t.Fatalf("daemon did not start: %v", err)
 	}
+}
+
+// testLogger discards the daemon's log unless UROUTE_TEST_LOG=1.
+func testLogger() *slog.Logger {
+	if os.Getenv("UROUTE_TEST_LOG") == "1" {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 func (e *env) stop() {
@@ -314,13 +325,12 @@ func TestForeignRenamesWhileAllocating(t *testing.T) {
 
 func waitFor(t *testing.T, ok func() bool) {
 	t.Helper()
-	for i := 0; i < 500; i++ {
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if ok() {
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("condition not reached in 5s")
+	t.Fatal("condition not reached in 2 minutes")
 }
 
 func TestRestartKeepsEveryUnit(t *testing.T) {
@@ -444,7 +454,7 @@ type daemonProc struct {
 func (e *env) startProc(t *testing.T) *daemonProc {
 	t.Helper()
 	d := &daemonProc{logs: &strings.Builder{}}
-	d.cmd = exec.Command(filepath.Join(binaries(t), "ifmgrd"), "--db", e.db, "--socket", e.socket, "--owner-group", fmt.Sprint(e.group))
+	d.cmd = exec.Command(filepath.Join(binaries(t), "ifmgrd"), "--db", e.db, "--socket", e.socket, "--owner-group", fmt.Sprint(e.group), "--request-timeout", "10m")
 	d.cmd.Stderr = &syncWriter{w: d.logs}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -572,7 +582,10 @@ func TestKill9MidBatch(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Duration(300+round*200) * time.Millisecond)
+		// Kill at a different point of the stream each round, after a
+		// bounded number of creates (every bridge costs the kernel an
+		// rcu_barrier to delete later).
+		waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(confirmed) >= 60+round*45 })
 		d.cmd.Process.Kill()
 		d.cmd.Wait()
 		wg.Wait()

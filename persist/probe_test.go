@@ -1,0 +1,143 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TestBboltRawBehaviour records what bbolt on its own (no preflight) does
+// with each damaged file: error, recoverable panic, tx.Check failure, or a
+// crash of the whole process. It runs each file in a child process because
+// some outcomes are crashes. It asserts only that the probe ran: the
+// outcomes belong to bbolt and may change with it. Its log (go test -v
+// -run RawBehaviour; PROBE_DEBUG=1 adds the children's output) is the
+// evidence behind preflight.go.
+func TestBboltRawBehaviour(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns child processes")
+	}
+	fixture, _ := fixtureDB(t)
+	valid := readFile(t, fixture)
+	for _, tc := range corruptCases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "units.db")
+			writeFile(t, path, tc.make(t, valid, path))
+			cmd := exec.Command(os.Args[0], "-test.run=^TestBboltRawProbeChild$", "-test.count=1", "-test.v")
+			cmd.Env = append(os.Environ(), "PERSIST_PROBE="+path)
+			out, err := cmd.CombinedOutput()
+			if !strings.Contains(string(out), "PROBE open:") {
+				t.Fatalf("probe did not run (%v):\n%s", err, out)
+			}
+			t.Logf("%-20s %s", tc.name, summarizeProbe(string(out), err))
+			if os.Getenv("PROBE_DEBUG") != "" {
+				t.Log(string(out))
+			}
+		})
+	}
+}
+
+// summarizeProbe joins the child's stage lines and, if it died, why and
+// on which goroutine.
+func summarizeProbe(out string, err error) string {
+	var stages []string
+	for line := range strings.SplitSeq(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "PROBE "); ok {
+			stages = append(stages, rest)
+		}
+	}
+	if err == nil {
+		return strings.Join(stages, " | ")
+	}
+	why, where := "", ""
+	for line := range strings.SplitSeq(out, "\n") {
+		line = strings.TrimSpace(line)
+		if why == "" && (strings.HasPrefix(line, "panic:") || strings.HasPrefix(line, "fatal error:") ||
+			strings.HasPrefix(line, "[signal") || strings.HasPrefix(line, "runtime: goroutine stack")) {
+			why = line
+		}
+		if where == "" && strings.HasPrefix(line, "created by go.etcd.io/bbolt") {
+			where = " on bbolt's goroutine " + strings.TrimPrefix(line, "created by go.etcd.io/bbolt.")
+		}
+	}
+	stages = append(stages, fmt.Sprintf("PROCESS CRASHED (%v)%s: %s", err, where, why))
+	return strings.Join(stages, " | ")
+}
+
+// TestBboltRawProbeChild is the child side of TestBboltRawBehaviour.
+func TestBboltRawProbeChild(t *testing.T) {
+	path := os.Getenv("PERSIST_PROBE")
+	if path == "" {
+		t.Skip("child of TestBboltRawBehaviour")
+	}
+	probeRaw(path, func(stage, res string) {
+		if len(res) > 160 {
+			res = res[:160] + "..."
+		}
+		fmt.Printf("PROBE %s: %s\n", stage, res)
+		os.Stdout.Sync()
+	})
+}
+
+// probeRaw opens, walks and checks path with bbolt alone, reporting each
+// stage before the next one starts, so a crash still shows how far it got.
+// The order is Open's without preflight; tx.Check runs even after a failed
+// walk to show what it would have done.
+func probeRaw(path string, report func(stage, res string)) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	catch := func(fn func() error) (res string) {
+		defer func() {
+			if r := recover(); r != nil {
+				res = fmt.Sprintf("PANIC (recovered): %v", r)
+			}
+		}()
+		if err := fn(); err != nil {
+			return "error: " + err.Error()
+		}
+		return "ok"
+	}
+	var db *bolt.DB
+	st, _ := os.Stat(path)
+	size := st.Size()
+	open := catch(func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{
+			Timeout: time.Second, InitialMmapSize: initialMmapSize, FreelistType: bolt.FreelistMapType,
+		})
+		return err
+	})
+	if size == 0 {
+		open += " (bbolt initialised the empty file)"
+	}
+	report("open", open)
+	if db == nil {
+		return
+	}
+	report("walk", catch(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			return walk(tx.Cursor(), func(k, v []byte) {
+				for range k {
+				}
+				for range v {
+				}
+			}, 0)
+		})
+	}))
+	report("tx.Check", catch(func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			var errs []error
+			for err := range tx.Check() {
+				errs = append(errs, err)
+			}
+			return errors.Join(errs...)
+		})
+	}))
+}
