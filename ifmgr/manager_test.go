@@ -411,6 +411,7 @@ func TestRestartKeepsUnits(t *testing.T) {
 		h.create("bridge")
 	}
 	h.m.Destroy(context.Background(), "bridge2")
+	h.settle()
 	before, _ := h.m.List(context.Background())
 	h.stop()
 	commits := s.Commits()

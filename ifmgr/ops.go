@@ -170,10 +170,10 @@ func (m *Manager) createLink(op *createOp, t *txn) (retry bool) {
 		e := &entry{rec: op.record(), cloner: op.cloner, index: l.Index}
 		m.managed[name] = e
 		m.setAlias(l.Index, e.rec.Identity)
+		// The watcher's event for the up (and the carrier that follows)
+		// refreshes the cached flags; no extra round trip here.
 		if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
 			m.log.Warn("bring link up", "name", name, "err", err)
-		} else if fresh, err := m.cfg.Kernel.LinkByIndex(l.Index); err == nil {
-			m.observe(fresh)
 		}
 		m.log.Info("created", "name", name, "ifindex", l.Index, "identity", e.rec.Identity.Key())
 		op.req.answer(response{info: m.info(e)})

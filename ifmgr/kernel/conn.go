@@ -1,0 +1,357 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Errors callers test with errors.Is. The kernel's own error stays in the
+// chain too: errors.As(err, new(*netlink.OpError)) finds it, with the
+// extended-ack text in OpError.Message (also part of err.Error()).
+var (
+	// ErrExists: the kernel answered EEXIST to a create, the name is taken.
+	ErrExists = errors.New("link already exists")
+	// ErrNotFound: the kernel answered ENODEV, the link is gone (on a get,
+	// set or delete) or, on a create, the parent link is.
+	ErrNotFound = errors.New("link not found")
+	// ErrDumpInterrupted: every attempt of a link dump was flagged
+	// NLM_F_DUMP_INTR (the link set changed while it was being read).
+	ErrDumpInterrupted = errors.New("link dump interrupted by concurrent changes")
+	// ErrBadName: not a valid interface name (1..15 bytes, no '/', ':' or
+	// white space, not "." or ".."); checked before any kernel call.
+	ErrBadName = errors.New("invalid interface name")
+)
+
+// dumpAttempts is how many times Links tries a dump that keeps coming back
+// with NLM_F_DUMP_INTR before it gives up with ErrDumpInterrupted.
+const dumpAttempts = 5
+
+// Conn is one rtnetlink socket for requests: dumps, gets and changes. Its
+// methods are safe for concurrent use but run one request at a time.
+type Conn struct {
+	mu  sync.Mutex
+	nl  *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+
+	// dumpHook, if set (tests), sees the NLM_F_DUMP_INTR verdict of every
+	// dump attempt.
+	dumpHook func(interrupted bool)
+}
+
+// Dial opens the request socket. It is Strict: NETLINK_EXT_ACK (the kernel's
+// error text reaches the returned errors) and NETLINK_GET_STRICT_CHK.
+func Dial() (*Conn, error) {
+	nl, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{Strict: true})
+	if err != nil {
+		return nil, fmt.Errorf("dial rtnetlink: %w", err)
+	}
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		_ = nl.Close()
+		return nil, fmt.Errorf("dial rtnetlink: %w", err)
+	}
+	return &Conn{nl: nl, rc: rc, buf: make([]byte, 32<<10)}, nil
+}
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.nl.Close() }
+
+// Links dumps all links (RTM_GETLINK, NLM_F_DUMP). A dump the kernel flags
+// NLM_F_DUMP_INTR is thrown away and retried; after dumpAttempts such
+// attempts Links returns ErrDumpInterrupted.
+func (c *Conn) Links() ([]Link, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for range dumpAttempts {
+		links, intr, err := c.dumpLinks()
+		if c.dumpHook != nil {
+			c.dumpHook(intr)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dump links: %w", err)
+		}
+		if !intr {
+			return links, nil
+		}
+	}
+	return nil, fmt.Errorf("dump links: %w (%d attempts)", ErrDumpInterrupted, dumpAttempts)
+}
+
+func (c *Conn) dumpLinks() ([]Link, bool, error) {
+	req, err := linkRequest(unix.RTM_GETLINK, netlink.Request|netlink.Dump, rtnetlink.LinkMessage{}, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	var links []Link
+	intr, err := c.exchange(req, func(m netlink.Message) error {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			return nil
+		}
+		if fam, ok := linkFamily(m.Data); !ok || fam != unix.AF_UNSPEC {
+			return nil
+		}
+		l, err := decode(m.Data)
+		if err != nil {
+			return err
+		}
+		links = append(links, l)
+		return nil
+	})
+	return links, intr, err
+}
+
+// LinkByName gets one link by name; ErrNotFound if there is none.
+func (c *Conn) LinkByName(name string) (Link, error) {
+	if err := checkName(name); err != nil {
+		return Link{}, fmt.Errorf("get link %q: %w", name, err)
+	}
+	l, err := c.getLink(rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: name}})
+	if err != nil {
+		return Link{}, wrap(err, "get link %q", name)
+	}
+	return l, nil
+}
+
+// LinkByIndex gets one link by ifindex; ErrNotFound if there is none.
+func (c *Conn) LinkByIndex(index uint32) (Link, error) {
+	l, err := c.getLink(rtnetlink.LinkMessage{Index: index})
+	if err != nil {
+		return Link{}, wrap(err, "get link %d", index)
+	}
+	return l, nil
+}
+
+func (c *Conn) getLink(lm rtnetlink.LinkMessage) (Link, error) {
+	req, err := linkRequest(unix.RTM_GETLINK, netlink.Request, lm, nil)
+	if err != nil {
+		return Link{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var (
+		l     Link
+		found bool
+	)
+	_, err = c.exchange(req, func(m netlink.Message) error {
+		if m.Header.Type != unix.RTM_NEWLINK || found {
+			return nil
+		}
+		var err error
+		l, err = decode(m.Data)
+		found = err == nil
+		return err
+	})
+	if err == nil && !found {
+		err = errors.New("kernel sent no link")
+	}
+	return l, err
+}
+
+// CreateBridge creates a bridge with IFLA_GROUP = group in the same
+// RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL), so the ownership marker is there from
+// the link's first moment. ErrExists if the name is taken. It returns the new
+// link as the kernel reports it.
+func (c *Conn) CreateBridge(name string, group uint32) (Link, error) {
+	if err := checkName(name); err != nil {
+		return Link{}, fmt.Errorf("create bridge %q: %w", name, err)
+	}
+	l, err := c.create(name, group, rtnetlink.LinkAttributes{
+		Name: name,
+		Info: &rtnetlink.LinkInfo{Kind: "bridge"},
+	})
+	if err != nil {
+		return Link{}, wrap(err, "create bridge %q", name)
+	}
+	return l, nil
+}
+
+// CreateVLAN creates an 802.1Q VLAN vid on the link parent (IFLA_LINK), with
+// IFLA_GROUP = group set at creation. The VLAN ID is checked (1..4094,
+// ErrBadVID) before anything is sent. The kind's IFLA_INFO_DATA travels as an
+// unregistered-driver rtnetlink.LinkData holding EncodeVLANData's bytes.
+func (c *Conn) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (Link, error) {
+	data, err := EncodeVLANData(vid)
+	if err != nil {
+		return Link{}, fmt.Errorf("create vlan %q: %w", name, err)
+	}
+	if err := checkName(name); err != nil {
+		return Link{}, fmt.Errorf("create vlan %q: %w", name, err)
+	}
+	if parent == 0 {
+		return Link{}, fmt.Errorf("create vlan %q: no parent link", name)
+	}
+	l, err := c.create(name, group, rtnetlink.LinkAttributes{
+		Name: name,
+		Type: parent, // rtnetlink v2.3.0 encodes LinkAttributes.Type as IFLA_LINK
+		Info: &rtnetlink.LinkInfo{
+			Kind: "vlan",
+			Data: &rtnetlink.LinkData{Name: "vlan", Data: data},
+		},
+	})
+	if err != nil {
+		return Link{}, wrap(err, "create vlan %q (parent %d, vid %d)", name, parent, vid)
+	}
+	return l, nil
+}
+
+// create sends the RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL|NLM_F_ECHO.
+// Kernels since 6.1 honour NLM_F_ECHO in rtnl_newlink_create and unicast the
+// new link's RTM_NEWLINK back before the ack, which saves a round trip; older
+// ones ignore the flag, and create falls back to a get by name.
+func (c *Conn) create(name string, group uint32, attrs rtnetlink.LinkAttributes) (Link, error) {
+	req, err := linkRequest(unix.RTM_NEWLINK,
+		netlink.Request|netlink.Create|netlink.Excl|netlink.Echo,
+		rtnetlink.LinkMessage{Attributes: &attrs},
+		func(ae *netlink.AttributeEncoder) {
+			// rtnetlink v2.3.0 decodes IFLA_GROUP (NetDevGroup) but never
+			// encodes it, so it is appended here.
+			ae.Uint32(unix.IFLA_GROUP, group)
+		})
+	if err != nil {
+		return Link{}, err
+	}
+	c.mu.Lock()
+	var (
+		l      Link
+		echoed bool
+	)
+	_, err = c.exchange(req, func(m netlink.Message) error {
+		if m.Header.Type != unix.RTM_NEWLINK {
+			return nil
+		}
+		if fam, ok := linkFamily(m.Data); !ok || fam != unix.AF_UNSPEC {
+			return nil
+		}
+		e, err := decode(m.Data)
+		if err == nil && e.Name == name {
+			l, echoed = e, true
+		}
+		return nil // a bad echo only costs the fallback get
+	})
+	c.mu.Unlock()
+	if err != nil || echoed {
+		return l, err
+	}
+	return c.getLink(rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: name}})
+}
+
+// SetAlias sets IFLA_IFALIAS (at most 255 bytes); "" removes the alias.
+// ErrNotFound if the link is gone.
+func (c *Conn) SetAlias(index uint32, alias string) error {
+	if len(alias) > 255 || strings.IndexByte(alias, 0) >= 0 {
+		return fmt.Errorf("set alias of link %d: alias must be at most 255 bytes without NUL", index)
+	}
+	err := c.set(rtnetlink.LinkMessage{Index: index}, func(ae *netlink.AttributeEncoder) {
+		// Not rtnetlink's Alias: that one is NUL-terminated, and "\x00" would
+		// store an empty alias instead of removing it. The kernel takes the
+		// attribute's length as the alias length; 0 removes it.
+		ae.Bytes(unix.IFLA_IFALIAS, []byte(alias))
+	})
+	return wrap(err, "set alias of link %d", index)
+}
+
+// SetUp sets or clears IFF_UP. ErrNotFound if the link is gone.
+func (c *Conn) SetUp(index uint32, up bool) error {
+	var flags uint32
+	if up {
+		flags = unix.IFF_UP
+	}
+	err := c.set(rtnetlink.LinkMessage{Index: index, Flags: flags, Change: unix.IFF_UP}, nil)
+	if up {
+		return wrap(err, "set link %d up", index)
+	}
+	return wrap(err, "set link %d down", index)
+}
+
+// SetMaster makes link index a port of master (IFLA_MASTER); master 0
+// releases it. ErrNotFound if the link is gone (a missing master is EINVAL).
+func (c *Conn) SetMaster(index, master uint32) error {
+	err := c.set(rtnetlink.LinkMessage{Index: index, Attributes: &rtnetlink.LinkAttributes{Master: &master}}, nil)
+	return wrap(err, "set master of link %d to %d", index, master)
+}
+
+// Delete deletes a link (RTM_DELLINK). ErrNotFound if it is already gone.
+func (c *Conn) Delete(index uint32) error {
+	req, err := linkRequest(unix.RTM_DELLINK, netlink.Request, rtnetlink.LinkMessage{Index: index}, nil)
+	if err == nil {
+		c.mu.Lock()
+		_, err = c.exchange(req, ignore)
+		c.mu.Unlock()
+	}
+	return wrap(err, "delete link %d", index)
+}
+
+// set sends one RTM_SETLINK for an existing link.
+func (c *Conn) set(lm rtnetlink.LinkMessage, extra func(*netlink.AttributeEncoder)) error {
+	req, err := linkRequest(unix.RTM_SETLINK, netlink.Request, lm, extra)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, err = c.exchange(req, ignore)
+	return err
+}
+
+func ignore(netlink.Message) error { return nil }
+
+// linkRequest marshals lm with rtnetlink (ifinfomsg with ifi_family
+// AF_UNSPEC, plus the attributes rtnetlink knows how to encode) and appends
+// the attributes extra encodes, for those rtnetlink cannot.
+func linkRequest(typ netlink.HeaderType, flags netlink.HeaderFlags, lm rtnetlink.LinkMessage, extra func(*netlink.AttributeEncoder)) (netlink.Message, error) {
+	b, err := lm.MarshalBinary()
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	if extra != nil {
+		ae := netlink.NewAttributeEncoder()
+		ae.ByteOrder = binary.NativeEndian
+		extra(ae)
+		eb, err := ae.Encode()
+		if err != nil {
+			return netlink.Message{}, err
+		}
+		b = append(b, eb...)
+	}
+	return netlink.Message{Header: netlink.Header{Type: typ, Flags: flags}, Data: b}, nil
+}
+
+// wrap adds context to a kernel error and maps EEXIST and ENODEV to
+// ErrExists and ErrNotFound, keeping the *netlink.OpError in the chain.
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	what := fmt.Sprintf(format, args...)
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		return fmt.Errorf("%s: %w: %w", what, ErrExists, err)
+	case errors.Is(err, unix.ENODEV):
+		return fmt.Errorf("%s: %w: %w", what, ErrNotFound, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// checkName applies the kernel's dev_valid_name rules, so a bad name fails
+// here and not as a policy error, or a name the kernel would mangle.
+func checkName(name string) error {
+	if name == "" || len(name) >= unix.IFNAMSIZ || name == "." || name == ".." {
+		return fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '/', ':', 0, ' ', '\t', '\n', '\v', '\f', '\r':
+			return fmt.Errorf("%w: %q", ErrBadName, name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,455 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jsimonetti/rtnetlink/v2"
+	"github.com/mdlayher/netlink"
+	"github.com/uroute/uroute/internal/netnstest"
+	"golang.org/x/sys/unix"
+)
+
+func dial(t testing.TB) *Conn {
+	t.Helper()
+	netnstest.Require(t)
+	c, err := Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func ip(t testing.TB, args ...string) {
+	t.Helper()
+	path := "/usr/sbin/ip"
+	if _, err := exec.LookPath(path); err != nil {
+		path = "/sbin/ip"
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+func find(links []Link, name string) (Link, bool) {
+	for _, l := range links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+func mustLink(t *testing.T, c *Conn, name string) Link {
+	t.Helper()
+	l, err := c.LinkByName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// createVeth creates a veth pair a/b with IFLA_GROUP group on both ends, in
+// one RTM_NEWLINK (IFLA_INFO_DATA = VETH_INFO_PEER{ifinfomsg, IFLA_IFNAME,
+// IFLA_GROUP}). Bulk tests use veths, not bridges: every bridge's teardown
+// runs an rcu_barrier under RTNL (br_dev_uninit -> br_multicast_dev_del), so
+// a namespace with hundreds of bridges holds the host's RTNL for tens of
+// seconds after the test process exits; veths go in one batch.
+func createVeth(t testing.TB, c *Conn, a, b string, group uint32) {
+	t.Helper()
+	if err := newVeth(c, a, b, group); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newVeth(c *Conn, a, b string, group uint32) error {
+	const vethInfoPeer = 1
+	peer := make([]byte, sizeofIfInfomsg)
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, b)
+	ae.Uint32(unix.IFLA_GROUP, group)
+	pattrs, err := ae.Encode()
+	if err != nil {
+		return err
+	}
+	ae = netlink.NewAttributeEncoder()
+	ae.Bytes(vethInfoPeer, append(peer, pattrs...))
+	data, err := ae.Encode()
+	if err != nil {
+		return err
+	}
+	req, err := linkRequest(unix.RTM_NEWLINK, netlink.Request|netlink.Create|netlink.Excl,
+		rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{
+			Name: a,
+			Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &rtnetlink.LinkData{Name: "veth", Data: data}},
+		}},
+		func(ae *netlink.AttributeEncoder) { ae.Uint32(unix.IFLA_GROUP, group) })
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	_, err = c.exchange(req, ignore)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("create veth %s/%s: %w", a, b, err)
+	}
+	return nil
+}
+
+// runSeq numbers bulk-creating test runs, so that -count=N runs in one
+// process (one namespace) use fresh names. Bulk links are left to the
+// namespace's teardown.
+var runSeq atomic.Int32
+
+// deleteLater deletes a link at the end of the test if it is still there.
+func deleteLater(t *testing.T, c *Conn, name string) {
+	t.Cleanup(func() {
+		if l, err := c.LinkByName(name); err == nil {
+			_ = c.Delete(l.Index)
+		}
+	})
+}
+
+func TestBridgeLifecycle(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tbr0")
+
+	br, err := c.CreateBridge("tbr0", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if br.Name != "tbr0" || br.Kind != "bridge" || br.Group != 7 || br.Index == 0 || len(br.MAC) != 6 {
+		t.Fatalf("created %+v", br)
+	}
+
+	if err := c.SetAlias(br.Index, "lan:bridge0"); err != nil {
+		t.Fatal(err)
+	}
+	links, err := c.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := find(links, "tbr0")
+	if !ok {
+		t.Fatalf("tbr0 not in dump of %d links", len(links))
+	}
+	if got.Index != br.Index || got.Kind != "bridge" || got.Group != 7 || got.Alias != "lan:bridge0" {
+		t.Fatalf("dumped %+v", got)
+	}
+	if lo, ok := find(links, "lo"); !ok || lo.Kind != "" || lo.Group != 0 {
+		t.Fatalf("lo: %+v %v", lo, ok)
+	}
+
+	// Clearing the alias removes it.
+	if err := c.SetAlias(br.Index, ""); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLink(t, c, "tbr0"); l.Alias != "" {
+		t.Fatalf("alias after clear: %q", l.Alias)
+	}
+	if err := c.SetAlias(br.Index, strings.Repeat("x", 256)); err == nil {
+		t.Fatal("256-byte alias accepted")
+	}
+	if err := c.SetAlias(br.Index, strings.Repeat("x", 255)); err != nil {
+		t.Fatalf("255-byte alias: %v", err)
+	}
+
+	// Up and down.
+	if err := c.SetUp(br.Index, true); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLink(t, c, "tbr0"); l.Flags&unix.IFF_UP == 0 {
+		t.Fatalf("not up: %#x", l.Flags)
+	}
+	if err := c.SetUp(br.Index, false); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLink(t, c, "tbr0"); l.Flags&unix.IFF_UP != 0 {
+		t.Fatalf("still up: %#x", l.Flags)
+	}
+
+	// The name is taken.
+	_, err = c.CreateBridge("tbr0", 7)
+	if !errors.Is(err, ErrExists) || !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("second create: %v", err)
+	}
+	var oe *netlink.OpError
+	if !errors.As(err, &oe) {
+		t.Fatalf("no *netlink.OpError in %v", err)
+	}
+	t.Logf("second create: %v", err)
+
+	if l, err := c.LinkByIndex(br.Index); err != nil || l.Name != "tbr0" {
+		t.Fatalf("by index: %+v %v", l, err)
+	}
+
+	// Delete, twice.
+	if err := c.Delete(br.Index); err != nil {
+		t.Fatal(err)
+	}
+	err = c.Delete(br.Index)
+	if !errors.Is(err, ErrNotFound) || !errors.As(err, &oe) {
+		t.Fatalf("second delete: %v", err)
+	}
+	t.Logf("second delete: %v", err)
+	if _, err := c.LinkByName("tbr0"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if _, err := c.LinkByIndex(br.Index); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get deleted by index: %v", err)
+	}
+	for name, err := range map[string]error{
+		"alias":  c.SetAlias(br.Index, "x"),
+		"up":     c.SetUp(br.Index, true),
+		"master": c.SetMaster(br.Index, 0),
+	} {
+		if !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s of deleted link: %v", name, err)
+		}
+	}
+}
+
+func TestBadNames(t *testing.T) {
+	c := dial(t)
+	for _, name := range []string{"", "a/b", "a:b", "a b", ".", "..", "0123456789abcdef"} {
+		if _, err := c.CreateBridge(name, 1); !errors.Is(err, ErrBadName) {
+			t.Errorf("create %q: %v", name, err)
+		}
+		if _, err := c.LinkByName(name); !errors.Is(err, ErrBadName) {
+			t.Errorf("get %q: %v", name, err)
+		}
+	}
+	// 15 bytes is the longest name.
+	deleteLater(t, c, "0123456789abcde")
+	if _, err := c.CreateBridge("0123456789abcde", 1); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCreateEcho checks what the kernel does with NLM_F_ECHO on RTM_NEWLINK
+// (honoured since Linux 6.1), and that CreateBridge returns the same link
+// either way.
+func TestCreateEcho(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "techo")
+	req, err := linkRequest(unix.RTM_NEWLINK, netlink.Request|netlink.Create|netlink.Excl|netlink.Echo,
+		rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: "techo", Info: &rtnetlink.LinkInfo{Kind: "bridge"}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echoed []string
+	c.mu.Lock()
+	_, err = c.exchange(req, func(m netlink.Message) error {
+		l, err := decode(m.Data)
+		echoed = append(echoed, fmt.Sprintf("type %d name %q", m.Header.Type, l.Name))
+		return err
+	})
+	c.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("NLM_F_ECHO replies on this kernel: %v", echoed)
+
+	l, err := c.CreateBridge("techo2", 3)
+	deleteLater(t, c, "techo2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := mustLink(t, c, "techo2"); g.Index != l.Index || g.Group != 3 || g.Kind != "bridge" {
+		t.Fatalf("created %+v, get %+v", l, g)
+	}
+}
+
+func TestVethMasterParent(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tva")
+	deleteLater(t, c, "tbrm")
+	ip(t, "link", "add", "tva", "type", "veth", "peer", "name", "tvb")
+
+	links, err := c.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, okA := find(links, "tva")
+	b, okB := find(links, "tvb")
+	if !okA || !okB {
+		t.Fatal("veth pair not in dump")
+	}
+	if a.Kind != "veth" || b.Kind != "veth" {
+		t.Fatalf("kinds %q %q", a.Kind, b.Kind)
+	}
+	// veth reports its peer as IFLA_LINK: real bytes through decode.
+	if a.Parent != b.Index || b.Parent != a.Index || a.ParentOtherNS || b.ParentOtherNS {
+		t.Fatalf("parents: a %+v, b %+v", a, b)
+	}
+	t.Logf("veth a: %+v", a)
+
+	br, err := c.CreateBridge("tbrm", 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetMaster(a.Index, br.Index); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLink(t, c, "tva"); l.Master != br.Index {
+		t.Fatalf("master %d, want %d", l.Master, br.Index)
+	}
+	links, err = c.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := find(links, "tva"); l.Master != br.Index {
+		t.Fatalf("dumped master %d, want %d", l.Master, br.Index)
+	}
+	if err := c.SetMaster(a.Index, 0); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustLink(t, c, "tva"); l.Master != 0 {
+		t.Fatalf("master after release %d", l.Master)
+	}
+	// A missing master is not "link not found".
+	if err := c.SetMaster(a.Index, 999999); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing master: %v", err)
+	}
+}
+
+func TestExtack(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tbx1")
+	deleteLater(t, c, "tbx2")
+	b1, err := c.CreateBridge("tbx1", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, err := c.CreateBridge("tbx2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, master := range []uint32{b2.Index, b1.Index} {
+		err := c.SetMaster(b1.Index, master)
+		var oe *netlink.OpError
+		if err == nil || !errors.As(err, &oe) {
+			t.Fatalf("enslave bridge to bridge: %v", err)
+		}
+		if oe.Message == "" || !strings.Contains(err.Error(), oe.Message) {
+			t.Fatalf("no extack text in %q (%+v)", err, oe)
+		}
+		t.Logf("SetMaster(bridge, %d): %v", master, err)
+	}
+}
+
+func TestCreateVLANHost(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tvp")
+	deleteLater(t, c, "tvp.5")
+	p, err := c.CreateBridge("tvp", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.CreateVLAN("tvp.5", p.Index, 5, 4)
+	if err == nil {
+		// A kernel with 8021q: check what came back.
+		if l.Kind != "vlan" || l.VLANID != 5 || l.Parent != p.Index || l.Group != 4 {
+			t.Fatalf("created %+v", l)
+		}
+		t.Logf("8021q present: %+v", l)
+		return
+	}
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && oe.Message != "" && !strings.Contains(err.Error(), oe.Message) {
+		t.Fatalf("extack lost: %q", err)
+	}
+	t.Logf("CreateVLAN without 8021q: %v", err)
+
+	// Validation happens before any kernel call: a closed Conn proves it.
+	c2, err := Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c2.Close()
+	for _, vid := range []uint16{0, 4095} {
+		if _, err := c2.CreateVLAN("tvp.x", p.Index, vid, 1); !errors.Is(err, ErrBadVID) {
+			t.Errorf("vid %d: %v", vid, err)
+		}
+	}
+}
+
+// TestDumpInterrupted dumps ~300 links while another socket keeps creating
+// and deleting a veth pair: the kernel flags some dumps NLM_F_DUMP_INTR, and
+// Links either retries them away or reports ErrDumpInterrupted.
+func TestDumpInterrupted(t *testing.T) {
+	c := dial(t)
+	const n = 300 // links: n/2 veth pairs
+	prefix := fmt.Sprintf("tdi%d_", runSeq.Add(1))
+	for i := range n / 2 {
+		createVeth(t, c, fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i), 100)
+	}
+	churn := dial(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := newVeth(churn, "tdichurn0", "tdichurn1", 101); err != nil {
+				t.Error(err)
+				return
+			}
+			l, err := churn.LinkByName("tdichurn0")
+			if err == nil {
+				err = churn.Delete(l.Index)
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	var attempts, interrupted atomic.Int64
+	c.dumpHook = func(intr bool) {
+		attempts.Add(1)
+		if intr {
+			interrupted.Add(1)
+		}
+	}
+	var ok, gaveUp int
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) && (interrupted.Load() == 0 || ok == 0) {
+		links, err := c.Links()
+		switch {
+		case errors.Is(err, ErrDumpInterrupted):
+			gaveUp++
+		case err != nil:
+			t.Fatal(err)
+		default:
+			ok++
+			var mine int
+			for _, l := range links {
+				if strings.HasPrefix(l.Name, prefix) {
+					mine++
+				}
+			}
+			if mine != n {
+				t.Fatalf("consistent dump has %d of %d bridges", mine, n)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d dump attempts, %d flagged NLM_F_DUMP_INTR; Links: %d ok, %d ErrDumpInterrupted",
+		attempts.Load(), interrupted.Load(), ok, gaveUp)
+	if interrupted.Load() == 0 {
+		t.Error("never saw NLM_F_DUMP_INTR under churn")
+	}
+}

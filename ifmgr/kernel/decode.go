@@ -1,0 +1,201 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Why ifmgr decodes link messages itself instead of through
+// rtnetlink.LinkMessage.UnmarshalBinary (rtnetlink/v2 v2.3.0):
+//
+//   - rtnetlink does decode IFLA_LINK, but into the misnamed field
+//     LinkAttributes.Type ("Link type"), and it ignores IFLA_LINK_NETNSID, so
+//     a veth peer in another namespace looks like a local ifindex.
+//   - It fails the whole message on an IFLA_STATS of other than 92/96 bytes, an
+//     IFLA_STATS64 of other than 184/192/200 bytes and an IFLA_ADDRESS,
+//     IFLA_BROADCAST or IFLA_PERM_ADDRESS shorter than 4 or longer than 32
+//     bytes; rtnetlink.Conn then fails the whole batch. A kernel that grows
+//     struct rtnl_link_stats64 once more would make every dump fail.
+//   - It reads ifi_family and the pad byte after it as one host-endian uint16:
+//     on big-endian MIPS AF_BRIDGE (7) comes out as 0x0700.
+//
+// decode reads only the attributes Link needs, with exact sizes where the
+// kernel's layout is fixed, and skips everything else. The request side still
+// goes through rtnetlink (LinkMessage, LinkAttributes, LinkInfo, LinkData);
+// see linkRequest in conn.go.
+
+// errShortLink is returned for a link message shorter than struct ifinfomsg.
+var errShortLink = errors.New("link message shorter than struct ifinfomsg")
+
+// ifinfomsg is the fixed header of RTM_{NEW,DEL,GET,SET}LINK:
+//
+//	struct ifinfomsg {
+//		unsigned char  ifi_family;
+//		unsigned char  __ifi_pad;
+//		unsigned short ifi_type;   // ARPHRD_*
+//		int            ifi_index;
+//		unsigned int   ifi_flags;  // IFF_*
+//		unsigned int   ifi_change;
+//	};
+//
+// All fields are in host byte order.
+const sizeofIfInfomsg = unix.SizeofIfInfomsg
+
+// linkFamily returns ifi_family of a link message body (the netlink payload).
+func linkFamily(b []byte) (uint8, bool) {
+	if len(b) < sizeofIfInfomsg {
+		return 0, false
+	}
+	return b[0], true
+}
+
+// decode decodes the payload of an RTM_NEWLINK or RTM_DELLINK message
+// (struct ifinfomsg followed by IFLA_* attributes) into a Link. The caller
+// filters on ifi_family (see linkFamily) before decoding.
+func decode(b []byte) (Link, error) {
+	if len(b) < sizeofIfInfomsg {
+		return Link{}, errShortLink
+	}
+	ne := binary.NativeEndian
+	l := Link{
+		Index: ne.Uint32(b[4:8]),
+		Flags: ne.Uint32(b[8:12]),
+	}
+	ad, err := netlink.NewAttributeDecoder(b[sizeofIfInfomsg:])
+	if err != nil {
+		return Link{}, fmt.Errorf("link %d: %w", l.Index, err)
+	}
+	ad.ByteOrder = ne
+	var vlanData []byte
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.IFLA_IFNAME:
+			l.Name = ad.String()
+		case unix.IFLA_ADDRESS:
+			l.MAC = hwAddr(ad.Bytes())
+		case unix.IFLA_PERM_ADDRESS:
+			l.PermMAC = hwAddr(ad.Bytes())
+		case unix.IFLA_LINK:
+			l.Parent = ad.Uint32()
+		case unix.IFLA_LINK_NETNSID:
+			l.ParentOtherNS = true
+		case unix.IFLA_MASTER:
+			l.Master = ad.Uint32()
+		case unix.IFLA_GROUP:
+			l.Group = ad.Uint32()
+		case unix.IFLA_IFALIAS:
+			l.Alias = ad.String()
+		case unix.IFLA_OPERSTATE:
+			l.Oper = ad.Uint8()
+		case unix.IFLA_LINKINFO:
+			ad.Nested(func(nad *netlink.AttributeDecoder) error {
+				for nad.Next() {
+					switch nad.Type() {
+					case unix.IFLA_INFO_KIND:
+						l.Kind = nad.String()
+					case unix.IFLA_INFO_DATA:
+						vlanData = nad.Bytes()
+					}
+				}
+				return nil
+			})
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+	}
+	if l.Kind == "vlan" && vlanData != nil {
+		vid, _, _, err := DecodeVLANData(vlanData)
+		if err != nil {
+			return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+		}
+		l.VLANID = vid
+	}
+	return l, nil
+}
+
+// hwAddr keeps an address as reported, or nil for an empty one. b is already
+// a copy (AttributeDecoder.Bytes copies), so it does not alias the receive
+// buffer.
+func hwAddr(b []byte) net.HardwareAddr {
+	if len(b) == 0 {
+		return nil
+	}
+	return net.HardwareAddr(b)
+}
+
+// ErrBadVID is returned for an 802.1Q VLAN ID outside 1..4094.
+var ErrBadVID = errors.New("VLAN ID outside 1..4094")
+
+// EncodeVLANData returns the IFLA_INFO_DATA payload for IFLA_INFO_KIND "vlan":
+// IFLA_VLAN_ID (u16, host order) and IFLA_VLAN_PROTOCOL (ETH_P_8021Q, __be16:
+// network order whatever the host, as the kernel reads it with
+// nla_get_be16). The payload is the nested attributes themselves, without the
+// IFLA_INFO_DATA header; rtnetlink.LinkData adds that header.
+func EncodeVLANData(vid uint16) ([]byte, error) {
+	if vid < 1 || vid > 4094 {
+		return nil, fmt.Errorf("%w: %d", ErrBadVID, vid)
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.NativeEndian
+	ae.Uint16(unix.IFLA_VLAN_ID, vid)
+	ae.Bytes(unix.IFLA_VLAN_PROTOCOL, binary.BigEndian.AppendUint16(nil, unix.ETH_P_8021Q))
+	return ae.Encode()
+}
+
+// DecodeVLANData decodes the IFLA_INFO_DATA payload of a "vlan" link as the
+// kernel's vlan_fill_info (net/8021q/vlan_netlink.c) writes it:
+//
+//	IFLA_VLAN_PROTOCOL    __be16 (nla_put_be16: network order, no NLA_F_NET_BYTEORDER)
+//	IFLA_VLAN_ID          u16
+//	IFLA_VLAN_FLAGS       struct ifla_vlan_flags { u32 flags; u32 mask; } (a flat
+//	                      8-byte struct, not nested attributes), only if flags != 0
+//	IFLA_VLAN_INGRESS_QOS nested IFLA_VLAN_QOS_MAPPING { u32 from; u32 to; }
+//	IFLA_VLAN_EGRESS_QOS  nested, same
+//
+// It returns the VLAN ID, the protocol (0x8100 or 0x88a8) in host order and
+// ifla_vlan_flags.flags (0 when absent). QoS maps are skipped. IFLA_VLAN_ID
+// is required.
+func DecodeVLANData(b []byte) (vid uint16, proto uint16, flags uint32, err error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("vlan data: %w", err)
+	}
+	ad.ByteOrder = binary.NativeEndian
+	var haveID bool
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.IFLA_VLAN_ID:
+			vid = ad.Uint16()
+			haveID = true
+		case unix.IFLA_VLAN_PROTOCOL:
+			ad.Do(func(b []byte) error {
+				if len(b) != 2 {
+					return fmt.Errorf("IFLA_VLAN_PROTOCOL is %d bytes, want 2", len(b))
+				}
+				proto = binary.BigEndian.Uint16(b)
+				return nil
+			})
+		case unix.IFLA_VLAN_FLAGS:
+			ad.Do(func(b []byte) error {
+				if len(b) != 8 {
+					return fmt.Errorf("IFLA_VLAN_FLAGS is %d bytes, want 8 (struct ifla_vlan_flags)", len(b))
+				}
+				flags = binary.NativeEndian.Uint32(b[0:4])
+				return nil
+			})
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return 0, 0, 0, fmt.Errorf("vlan data: %w", err)
+	}
+	if !haveID {
+		return 0, 0, 0, errors.New("vlan data: no IFLA_VLAN_ID")
+	}
+	return vid, proto, flags, nil
+}

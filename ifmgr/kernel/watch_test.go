@@ -1,0 +1,180 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// pump runs Receive in its own goroutine, as ifmgr does, and forwards events
+// and the final error.
+type pump struct {
+	events chan Event
+	done   chan error
+}
+
+func startPump(w *Watcher) *pump {
+	p := &pump{events: make(chan Event, 4096), done: make(chan error, 1)}
+	go func() {
+		for {
+			evs, err := w.Receive()
+			if err != nil {
+				p.done <- err
+				return
+			}
+			for _, ev := range evs {
+				p.events <- ev
+			}
+		}
+	}()
+	return p
+}
+
+// await returns the first event that match accepts, failing after timeout.
+func (p *pump) await(t *testing.T, what string, match func(Event) bool) Event {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-p.events:
+			if match(ev) {
+				return ev
+			}
+		case err := <-p.done:
+			t.Fatalf("waiting for %s: watcher stopped: %v", what, err)
+		case <-timeout:
+			t.Fatalf("waiting for %s: timeout", what)
+		}
+	}
+}
+
+func watch(t *testing.T, opts WatchOptions) *Watcher {
+	t.Helper()
+	w, err := Watch(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+func TestWatchEvents(t *testing.T) {
+	c := dial(t)
+	w := watch(t, WatchOptions{})
+	t.Logf("receive buffer granted: %d bytes", w.ReadBuffer())
+	if w.ReadBuffer() < DefaultReadBuffer {
+		t.Errorf("receive buffer %d < %d: SO_RCVBUFFORCE not applied", w.ReadBuffer(), DefaultReadBuffer)
+	}
+	p := startPump(w)
+	deleteLater(t, c, "twatch0")
+	deleteLater(t, c, "twatch1")
+	deleteLater(t, c, "twv0")
+
+	br, err := c.CreateBridge("twatch0", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := p.await(t, "new twatch0", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == "twatch0" })
+	if ev.Link.Index != br.Index || ev.Link.Group != 5 || ev.Link.Kind != "bridge" {
+		t.Fatalf("event %+v", ev)
+	}
+
+	ip(t, "link", "set", "twatch0", "name", "twatch1")
+	ev = p.await(t, "rename", func(ev Event) bool {
+		return ev.Type == EventNew && ev.Link.Index == br.Index && ev.Link.Name == "twatch1"
+	})
+
+	// Bridge port changes also send AF_BRIDGE messages: they must not show
+	// up as events for the port (in particular no EventDel on release).
+	ip(t, "link", "add", "twv0", "type", "veth", "peer", "name", "twv1")
+	v := p.await(t, "new twv0", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == "twv0" }).Link
+	if err := c.SetMaster(v.Index, br.Index); err != nil {
+		t.Fatal(err)
+	}
+	p.await(t, "twv0 enslaved", func(ev Event) bool { return ev.Link.Index == v.Index && ev.Link.Master == br.Index })
+	if err := c.SetMaster(v.Index, 0); err != nil {
+		t.Fatal(err)
+	}
+	ev = p.await(t, "twv0 released", func(ev Event) bool { return ev.Link.Index == v.Index && ev.Link.Master == 0 })
+	if ev.Type != EventNew {
+		t.Fatalf("release reported as %v", ev.Type)
+	}
+
+	if err := c.Delete(br.Index); err != nil {
+		t.Fatal(err)
+	}
+	ev = p.await(t, "del twatch1", func(ev Event) bool {
+		if ev.Type == EventResync {
+			t.Errorf("unexpected resync: %s", ev.Reason)
+		}
+		if ev.Link.Index == v.Index && ev.Type == EventDel {
+			t.Errorf("port reported deleted: %+v", ev)
+		}
+		return ev.Type == EventDel && ev.Link.Index == br.Index
+	})
+	if ev.Link.Name != "twatch1" {
+		t.Fatalf("del event %+v", ev)
+	}
+}
+
+func TestWatchOverrun(t *testing.T) {
+	c := dial(t)
+	w := watch(t, WatchOptions{ReadBuffer: 1024, NoForce: true})
+	t.Logf("receive buffer granted: %d bytes", w.ReadBuffer())
+
+	// A burst nobody reads.
+	const n = 100 // veth pairs: 2n RTM_NEWLINKs at least
+	prefix := fmt.Sprintf("tovr%d_", runSeq.Add(1))
+	for i := range n {
+		createVeth(t, c, fmt.Sprintf("%sa%d", prefix, i), fmt.Sprintf("%sb%d", prefix, i), 102)
+	}
+
+	p := startPump(w)
+	var news int
+	ev := p.await(t, "resync", func(ev Event) bool {
+		if ev.Type == EventNew {
+			news++
+		}
+		return ev.Type == EventResync
+	})
+	t.Logf("before the resync: %d new-link events for %d veth pairs; reason: %s", news, n, ev.Reason)
+	if !strings.Contains(ev.Reason, "ENOBUFS") {
+		t.Errorf("resync for another reason: %s", ev.Reason)
+	}
+
+	// The watcher survives the overrun.
+	after := prefix + "xa"
+	createVeth(t, c, after, prefix+"xb", 102)
+	p.await(t, "event after resync", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == after })
+}
+
+func TestWatchCloseUnblocks(t *testing.T) {
+	dial(t) // Require
+	w, err := Watch(WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPump(w)
+	time.Sleep(100 * time.Millisecond) // let Receive block in the poller
+	start := time.Now()
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Receive after Close: %v", err)
+		}
+		t.Logf("Receive returned %v after %v", err, time.Since(start))
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close did not unblock Receive")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := w.Receive(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Receive on closed watcher: %v", err)
+	}
+}
