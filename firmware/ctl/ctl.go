@@ -9,7 +9,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/uroute/uroute/ifmgr"
@@ -175,23 +176,13 @@ func writeJSON(w io.Writer, v any) error {
 
 func writeStatus(w io.Writer, st ifmgr.Status) {
 	fmt.Fprintf(w, "db: %s (%d bytes)\ncommits since start: %d\nlinks seen: %d\nqueue depth: %d\n", st.DB, st.DBSize, st.Commits, st.Links, st.QueueDepth)
-	kinds := make([]string, 0, len(st.Managed))
-	for k := range st.Managed {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
+	for _, k := range slices.Sorted(maps.Keys(st.Managed)) {
 		fmt.Fprintf(w, "managed %s: %d\n", k, st.Managed[k])
 	}
 	for _, c := range st.Cloners {
 		fmt.Fprintf(w, "cloner %s (%s, max %d): %d allocated, %d held by foreign interfaces\n", c.Name, c.Template, c.MaxUnit, c.Allocated, c.Held)
 	}
-	reasons := make([]string, 0, len(st.Resyncs))
-	for r := range st.Resyncs {
-		reasons = append(reasons, r)
-	}
-	sort.Strings(reasons)
-	for _, r := range reasons {
+	for _, r := range slices.Sorted(maps.Keys(st.Resyncs)) {
 		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
 	}
 }

@@ -248,7 +248,7 @@ func TestForeignRenamesWhileAllocating(t *testing.T) {
 			}
 		}
 	}()
-	const clients, each = 8, 60
+	const clients, each = 8, 40
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	got := map[string]bool{}
