@@ -1,0 +1,640 @@
+// Package board reads board profiles: human-edited TOML files that say which
+// kernel links of a router are ports and what each port is for (the bridge it
+// joins untagged, the 802.1Q VLANs made on it and the bridges those join).
+//
+// The package parses, validates and matches links against port rules; it does
+// no kernel I/O beyond [SysfsFacts]. ifmgr's planner takes a validated
+// *Profile and the links it observes and derives the bridges and VLANs that
+// must exist. The file format is described in README.md beside this file.
+package board
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ErrInvalid is wrapped by every error Parse and Load return for a profile
+// that is not acceptable, syntax errors included; each such error is an
+// *Error, several are joined with errors.Join.
+var ErrInvalid = errors.New("invalid board profile")
+
+// Defaults for the [cloners] tables.
+const (
+	DefaultBridgeTemplate = "bridge%d"
+	DefaultVLANTemplate   = "vlan%d"
+	// MaxUnit is the largest unit a cloner may allow (FreeBSD's if_clone
+	// default, and ifmgr's).
+	MaxUnit = 32767
+	// MaxNameLen is IFNAMSIZ-1, the longest kernel interface name.
+	MaxNameLen = 15
+)
+
+// Cloner names: the keys of Profile.Cloners.
+const (
+	ClonerBridge = "bridge"
+	ClonerVLAN   = "vlan"
+)
+
+// A Profile is a validated board profile.
+type Profile struct {
+	Board string
+	// Cloners always holds both ClonerBridge and ClonerVLAN, defaults
+	// filled in.
+	Cloners map[string]ClonerSpec
+	// Ports in file order: the first rule that matches a link wins.
+	Ports   []PortRule
+	Bridges []BridgeRule
+	Source  string // the name given to Parse, the path given to Load
+}
+
+// ClonerSpec is how ifmgr names the interfaces of one cloner: a template
+// with exactly one %d, and the largest unit.
+type ClonerSpec struct {
+	Template string
+	Max      uint32
+}
+
+// Match says which links a port rule applies to. Each list holds path.Match
+// globs, any of which may match; every non-empty list must match. MAC globs
+// are lower-case. A bus glob matches the device path or any of its leading
+// directories, so "pci0000:00/*" matches every device below a top-level PCI
+// function.
+type Match struct {
+	Names, MACs, Drivers, Buses []string
+}
+
+// A PortRule says which links are ports and what they are for.
+type PortRule struct {
+	Name  string
+	Match Match
+	// Bridge is the bridge rule the port joins untagged; "" for none.
+	Bridge string
+	// VLANs are the 802.1Q ids created on each matching port, in file order.
+	VLANs []uint16
+	// VLANBridge maps some of VLANs to the bridge rule the VLAN interface
+	// joins; a VLAN not in it is left standalone.
+	VLANBridge map[uint16]string
+	Line       int // of the [[port]] header
+}
+
+// A BridgeRule is a bridge that ports and VLANs join.
+type BridgeRule struct {
+	Name string
+	// KeepEmpty keeps the bridge when its last port goes; otherwise it
+	// exists only while it has a port.
+	KeepEmpty bool
+	Line      int // of the [[bridge]] header
+}
+
+// LinkFacts is what the caller knows about a kernel link (the caller fills
+// Driver and Bus from sysfs, see SysfsFacts).
+type LinkFacts struct {
+	Name    string
+	PermMAC string // permanent MAC, colon separated hex; any case
+	Driver  string
+	Bus     string // device path below /sys/devices
+}
+
+// An Error is one problem in a profile, at a line of its file.
+type Error struct {
+	File  string
+	Line  int
+	Rule  string // `port "lan"`, `bridge #2`, `cloners.vlan`; "" at top level
+	Field string // "vlans", "match.name", "vlan_bridge.10"; "" if none
+	Msg   string
+	Err   error // the toml.ParseError of a syntax error, else nil
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	if e.Rule != "" {
+		b.WriteString(e.Rule + ": ")
+	}
+	if e.Field != "" {
+		b.WriteString(e.Field + ": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap makes every Error match ErrInvalid, and a syntax error its
+// toml.ParseError too.
+func (e *Error) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalid, e.Err}
+	}
+	return []error{ErrInvalid}
+}
+
+// Load reads and parses the profile at path; errors name path.
+func Load(path string) (*Profile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates a profile; name is used in error messages and
+// as Profile.Source. Every problem found is reported, sorted by line.
+func Parse(name string, data []byte) (*Profile, error) {
+	doc := string(data)
+	var tree map[string]any
+	if _, err := toml.Decode(doc, &tree); err != nil {
+		e := &Error{File: name, Line: 1, Msg: err.Error()}
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			e.Line, e.Msg, e.Err = max(pe.Position.Line, 1), "syntax error: "+pe.Message, pe
+		}
+		return nil, e
+	}
+	v := &validator{file: name, pos: locate(doc)}
+	p := v.profile(tree)
+	if len(v.errs) > 0 {
+		return nil, v.result()
+	}
+	p.Source = name
+	return p, nil
+}
+
+// validator walks the decoded tree against the schema, converting values
+// and collecting every error with its line.
+type validator struct {
+	file string
+	pos  positions
+	errs []*Error
+}
+
+func (v *validator) errorf(path []string, rule, field, format string, args ...any) {
+	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.line(path...), Rule: rule, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) result() error {
+	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+	if len(v.errs) == 1 {
+		return v.errs[0]
+	}
+	errs := make([]error, len(v.errs))
+	for i, e := range v.errs {
+		errs[i] = e
+	}
+	return errors.Join(errs...)
+}
+
+// unknown reports the keys of t not in known, in a stable order; prefix is
+// how the keys of t are written relative to rule ("match.", "cloners.").
+func (v *validator) unknown(t map[string]any, path []string, rule, prefix string, known ...string) {
+	var keys []string
+	for k := range t {
+		if !slices.Contains(known, k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v.errorf(sub(path, k), rule, "", "unknown key %q", prefix+k)
+	}
+}
+
+func sub(path []string, more ...string) []string {
+	return append(append([]string(nil), path...), more...)
+}
+
+func (v *validator) profile(tree map[string]any) *Profile {
+	p := &Profile{Cloners: map[string]ClonerSpec{}}
+	v.unknown(tree, nil, "", "", "board", "cloners", "port", "bridge")
+
+	if raw, ok := tree["board"]; !ok {
+		v.errorf(nil, "", "board", "missing: every profile names its board")
+	} else if s, ok := v.str(raw, []string{"board"}, "", "board"); ok {
+		if !validRuleName(s) {
+			v.errorf([]string{"board"}, "", "board", "%q must be non-empty lower-case letters, digits and '-'", s)
+		}
+		p.Board = s
+	}
+
+	v.cloners(tree["cloners"], p)
+
+	bridgeTables := v.tables(tree, "bridge")
+	for i, t := range bridgeTables {
+		p.Bridges = append(p.Bridges, v.bridge(t, i))
+	}
+	seen := map[string]int{}
+	for i, b := range p.Bridges {
+		if b.Name == "" {
+			continue
+		}
+		if j, dup := seen[b.Name]; dup {
+			v.errorf([]string{"bridge", strconv.Itoa(i), "name"}, fmt.Sprintf("bridge %q", b.Name), "name", "duplicate: bridge rule %q is already defined at line %d", b.Name, p.Bridges[j].Line)
+			continue
+		}
+		seen[b.Name] = i
+	}
+
+	for i, t := range v.tables(tree, "port") {
+		p.Ports = append(p.Ports, v.port(t, i, seen))
+	}
+	seenPort := map[string]int{}
+	for i, pr := range p.Ports {
+		if pr.Name == "" {
+			continue
+		}
+		if j, dup := seenPort[pr.Name]; dup {
+			v.errorf([]string{"port", strconv.Itoa(i), "name"}, fmt.Sprintf("port %q", pr.Name), "name", "duplicate: port rule %q is already defined at line %d", pr.Name, p.Ports[j].Line)
+			continue
+		}
+		seenPort[pr.Name] = i
+	}
+	return p
+}
+
+// tables returns tree[key] as an array of tables ([[key]] or key = [{...}]).
+func (v *validator) tables(tree map[string]any, key string) []map[string]any {
+	raw, ok := tree[key]
+	if !ok {
+		return nil
+	}
+	switch t := raw.(type) {
+	case []map[string]any:
+		return t
+	case []any:
+		out := make([]map[string]any, 0, len(t))
+		for i, e := range t {
+			m, ok := e.(map[string]any)
+			if !ok {
+				v.errorf([]string{key, strconv.Itoa(i)}, "", key, "element %d is %s, want a table", i+1, tomlType(e))
+				continue
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	v.errorf([]string{key}, "", key, "is %s, want an array of tables: write [[%s]]", tomlType(raw), key)
+	return nil
+}
+
+func (v *validator) cloners(raw any, p *Profile) {
+	defaults := map[string]string{ClonerBridge: DefaultBridgeTemplate, ClonerVLAN: DefaultVLANTemplate}
+	for name, tmpl := range defaults {
+		p.Cloners[name] = ClonerSpec{Template: tmpl, Max: MaxUnit}
+	}
+	if raw == nil {
+		return
+	}
+	t, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf([]string{"cloners"}, "", "cloners", "is %s, want a table", tomlType(raw))
+		return
+	}
+	v.unknown(t, []string{"cloners"}, "", "cloners.", ClonerBridge, ClonerVLAN)
+	for _, name := range []string{ClonerBridge, ClonerVLAN} {
+		craw, ok := t[name]
+		if !ok {
+			continue
+		}
+		path := []string{"cloners", name}
+		rule := "cloners." + name
+		ct, ok := craw.(map[string]any)
+		if !ok {
+			v.errorf(path, rule, "", "is %s, want a table", tomlType(craw))
+			continue
+		}
+		v.unknown(ct, path, rule, "", "template", "max")
+		spec := p.Cloners[name]
+		tmplOK, maxOK := true, true
+		if raw, ok := ct["template"]; ok {
+			s, ok := v.str(raw, sub(path, "template"), rule, "template")
+			if ok {
+				if msg := checkTemplate(s); msg != "" {
+					v.errorf(sub(path, "template"), rule, "template", "%q: %s", s, msg)
+					ok = false
+				}
+				spec.Template = s
+			}
+			tmplOK = ok
+		}
+		if raw, ok := ct["max"]; ok {
+			n, ok := v.integer(raw, sub(path, "max"), rule, "max")
+			if ok && (n < 0 || n > MaxUnit) {
+				v.errorf(sub(path, "max"), rule, "max", "%d out of range 0-%d", n, MaxUnit)
+				ok = false
+			}
+			if ok {
+				spec.Max = uint32(n)
+			}
+			maxOK = ok
+		}
+		if tmplOK && maxOK {
+			if longest := render(spec.Template, spec.Max); len(longest) > MaxNameLen {
+				field := "template"
+				if _, ok := ct["template"]; !ok {
+					field = "max"
+				}
+				v.errorf(sub(path, field), rule, field, "template %q with max %d renders %q, %d bytes: longer than %d (IFNAMSIZ-1)",
+					spec.Template, spec.Max, longest, len(longest), MaxNameLen)
+			}
+		}
+		p.Cloners[name] = spec
+	}
+	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && checkTemplate(b.Template) == "" {
+		v.errorf([]string{"cloners", ClonerVLAN, "template"}, "cloners."+ClonerVLAN, "template", "%q is also the bridge template: their names would collide", vl.Template)
+	}
+}
+
+// checkTemplate applies ifmgr's rules for a name template, returning why it
+// is unacceptable or "".
+func checkTemplate(t string) string {
+	if strings.Count(t, "%") != 1 || !strings.Contains(t, "%d") {
+		return "need exactly one %d and no other %"
+	}
+	if t == "%d" {
+		return "a bare number is not an interface name"
+	}
+	for _, r := range t {
+		if r == '/' || r == ':' || r <= ' ' || r == 0x7f {
+			return fmt.Sprintf("%q is not allowed in an interface name", r)
+		}
+	}
+	return ""
+}
+
+func render(tmpl string, unit uint32) string {
+	return strings.Replace(tmpl, "%d", strconv.FormatUint(uint64(unit), 10), 1)
+}
+
+func (v *validator) bridge(t map[string]any, i int) BridgeRule {
+	path := []string{"bridge", strconv.Itoa(i)}
+	b := BridgeRule{Line: v.pos.line(path...)}
+	rule := fmt.Sprintf("bridge #%d", i+1)
+	b.Name = v.ruleName(t, path, rule)
+	if b.Name != "" {
+		rule = fmt.Sprintf("bridge %q", b.Name)
+	}
+	v.unknown(t, path, rule, "", "name", "keep_empty")
+	if raw, ok := t["keep_empty"]; ok {
+		if k, ok := raw.(bool); ok {
+			b.KeepEmpty = k
+		} else {
+			v.errorf(sub(path, "keep_empty"), rule, "keep_empty", "is %s, want true or false", tomlType(raw))
+		}
+	}
+	return b
+}
+
+// ruleName reads and checks the name key of a rule table, "" if bad.
+func (v *validator) ruleName(t map[string]any, path []string, rule string) string {
+	raw, ok := t["name"]
+	if !ok {
+		v.errorf(path, rule, "name", "missing: every rule has a name")
+		return ""
+	}
+	s, ok := v.str(raw, sub(path, "name"), rule, "name")
+	if !ok {
+		return ""
+	}
+	if !validRuleName(s) {
+		v.errorf(sub(path, "name"), rule, "name", "%q must be non-empty lower-case letters, digits and '-'", s)
+		return ""
+	}
+	return s
+}
+
+func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRule {
+	path := []string{"port", strconv.Itoa(i)}
+	pr := PortRule{Line: v.pos.line(path...)}
+	rule := fmt.Sprintf("port #%d", i+1)
+	pr.Name = v.ruleName(t, path, rule)
+	if pr.Name != "" {
+		rule = fmt.Sprintf("port %q", pr.Name)
+	}
+	v.unknown(t, path, rule, "", "name", "match", "bridge", "vlans", "vlan_bridge")
+
+	pr.Match = v.match(t["match"], sub(path, "match"), rule)
+
+	if raw, ok := t["bridge"]; ok {
+		if s, ok := v.str(raw, sub(path, "bridge"), rule, "bridge"); ok {
+			if _, ok := bridges[s]; !ok {
+				v.errorf(sub(path, "bridge"), rule, "bridge", "no bridge rule %q", s)
+			}
+			pr.Bridge = s
+		}
+	}
+
+	if raw, ok := t["vlans"]; ok {
+		pr.VLANs = v.vlans(raw, sub(path, "vlans"), rule)
+	}
+
+	if raw, ok := t["vlan_bridge"]; ok {
+		vbPath := sub(path, "vlan_bridge")
+		vb, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(vbPath, rule, "vlan_bridge", "is %s, want a table of VLAN id = bridge rule", tomlType(raw))
+		} else {
+			keys := make([]string, 0, len(vb))
+			for k := range vb {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				kPath := sub(vbPath, k)
+				field := "vlan_bridge." + k
+				id, err := strconv.ParseUint(k, 10, 16)
+				if err != nil || strconv.FormatUint(id, 10) != k {
+					v.errorf(kPath, rule, field, "key %q is not a VLAN id", k)
+					continue
+				}
+				if !slices.Contains(pr.VLANs, uint16(id)) {
+					v.errorf(kPath, rule, field, "VLAN %d is not in vlans", id)
+				}
+				s, ok := v.str(vb[k], kPath, rule, field)
+				if !ok {
+					continue
+				}
+				if _, ok := bridges[s]; !ok {
+					v.errorf(kPath, rule, field, "no bridge rule %q", s)
+				}
+				if pr.VLANBridge == nil {
+					pr.VLANBridge = map[uint16]string{}
+				}
+				pr.VLANBridge[uint16(id)] = s
+			}
+		}
+	}
+	return pr
+}
+
+func (v *validator) vlans(raw any, path []string, rule string) []uint16 {
+	arr, ok := raw.([]any)
+	if !ok {
+		v.errorf(path, rule, "vlans", "is %s, want an array of VLAN ids", tomlType(raw))
+		return nil
+	}
+	var out []uint16
+	seen := map[int64]bool{}
+	for i, e := range arr {
+		ePath := sub(path, strconv.Itoa(i))
+		n, ok := e.(int64)
+		if !ok {
+			v.errorf(ePath, rule, "vlans", "element %d is %s, want an integer", i+1, tomlType(e))
+			continue
+		}
+		if n < 1 || n > 4094 {
+			v.errorf(ePath, rule, "vlans", "%d out of range 1-4094", n)
+			continue
+		}
+		if seen[n] {
+			v.errorf(ePath, rule, "vlans", "%d given twice", n)
+			continue
+		}
+		seen[n] = true
+		out = append(out, uint16(n))
+	}
+	return out
+}
+
+var matchFields = []string{"name", "mac", "driver", "bus"}
+
+func (v *validator) match(raw any, path []string, rule string) Match {
+	var m Match
+	if raw == nil {
+		v.errorf(path, rule, "match", "missing: give at least one of match.name, match.mac, match.driver, match.bus")
+		return m
+	}
+	t, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf(path, rule, "match", "is %s, want a table", tomlType(raw))
+		return m
+	}
+	v.unknown(t, path, rule, "match.", matchFields...)
+	given := 0
+	for _, f := range matchFields {
+		fraw, ok := t[f]
+		if !ok {
+			continue
+		}
+		given++
+		globs := v.globs(fraw, sub(path, f), rule, "match."+f)
+		switch f {
+		case "name":
+			m.Names = globs
+		case "mac":
+			for i := range globs {
+				globs[i] = strings.ToLower(globs[i])
+			}
+			m.MACs = globs
+		case "driver":
+			m.Drivers = globs
+		case "bus":
+			m.Buses = globs
+		}
+	}
+	if given == 0 {
+		v.errorf(path, rule, "match", "empty: give at least one of match.name, match.mac, match.driver, match.bus")
+	}
+	return m
+}
+
+// globs reads a string or an array of strings and checks each is a valid,
+// non-empty path.Match pattern.
+func (v *validator) globs(raw any, at []string, rule, field string) []string {
+	var elems []any
+	var elemPath func(int) []string
+	switch t := raw.(type) {
+	case string:
+		elems, elemPath = []any{t}, func(int) []string { return at }
+	case []any:
+		elems, elemPath = t, func(i int) []string { return sub(at, strconv.Itoa(i)) }
+		if len(t) == 0 {
+			v.errorf(at, rule, field, "empty list matches nothing: remove the key or give a pattern")
+		}
+	default:
+		v.errorf(at, rule, field, "is %s, want a pattern or an array of patterns", tomlType(raw))
+		return nil
+	}
+	var out []string
+	for i, e := range elems {
+		s, ok := e.(string)
+		if !ok {
+			v.errorf(elemPath(i), rule, field, "element %d is %s, want a string", i+1, tomlType(e))
+			continue
+		}
+		switch {
+		case s == "":
+			v.errorf(elemPath(i), rule, field, "empty pattern")
+			continue
+		case !validGlob(s):
+			v.errorf(elemPath(i), rule, field, "%q: %v", s, path.ErrBadPattern)
+			continue
+		case field == "match.bus" && strings.HasPrefix(s, "/"):
+			v.errorf(elemPath(i), rule, field, "%q: bus paths are relative to /sys/devices", s)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func validGlob(p string) bool {
+	_, err := path.Match(p, "")
+	return err == nil
+}
+
+func (v *validator) str(raw any, path []string, rule, field string) (string, bool) {
+	s, ok := raw.(string)
+	if !ok {
+		v.errorf(path, rule, field, "is %s, want a string", tomlType(raw))
+	}
+	return s, ok
+}
+
+func (v *validator) integer(raw any, path []string, rule, field string) (int64, bool) {
+	n, ok := raw.(int64)
+	if !ok {
+		v.errorf(path, rule, field, "is %s, want an integer", tomlType(raw))
+	}
+	return n, ok
+}
+
+// tomlType names the TOML type of a decoded value, with an article.
+func tomlType(x any) string {
+	switch x.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "a table"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	case nil:
+		return "nothing"
+	}
+	return "a date-time"
+}
+
+func validRuleName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
