@@ -1,0 +1,259 @@
+// Package plan is ifmgr's planner: a pure function from a board profile and
+// the observed kernel links to the ordered actions that make the kernel match
+// the profile. It does no I/O and knows nothing of units: the owner goroutine
+// maps each target's identity to a unit (the same identity always gets the
+// same unit) and applies the actions.
+package plan
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/persist"
+)
+
+// Link is one observed kernel link with the facts port matching needs.
+type Link struct {
+	Index   uint32
+	Name    string
+	Kind    string
+	Master  uint32 // ifindex of the bridge it is a port of, 0 if none
+	Parent  uint32 // VLAN lower device
+	VLANID  uint16
+	MAC     string // current address, lower-case
+	PermMAC string // permanent address, lower-case; "" for virtual links
+	Driver  string
+	Bus     string
+	// Owned: the link carries ifmgr's ownership marker; Identity is what
+	// it serves (zero if unknown).
+	Owned    bool
+	Identity persist.Identity
+}
+
+// Target is one interface the profile wants to exist.
+type Target struct {
+	Identity persist.Identity
+	Cloner   string // board.ClonerBridge or board.ClonerVLAN
+	Parent   uint32 // VLAN: ifindex of the port it sits on
+	VID      uint16
+	Master   string // identity key of the bridge it joins, "" for none
+}
+
+// Key is the target's identity key.
+func (t Target) Key() string { return t.Identity.Key() }
+
+// Kind of action, in the order a plan lists them.
+type Kind int
+
+const (
+	// Delete removes an owned link the profile no longer derives. Deletes
+	// come first, so a re-created interface can take back its own name.
+	Delete Kind = iota
+	// Create makes a target, bridges before VLANs, and enslaves it to
+	// Target.Master if set.
+	Create
+	// SetMaster makes an existing link a port of the bridge Master (an
+	// identity key, resolved after this plan's creates).
+	SetMaster
+	// Release takes an existing link out of an ifmgr bridge.
+	Release
+)
+
+func (k Kind) String() string {
+	return [...]string{"delete", "create", "set-master", "release"}[k]
+}
+
+// Action is one step of a plan.
+type Action struct {
+	Kind   Kind
+	Target Target // Create
+	Link   uint32 // Delete, SetMaster, Release
+	Name   string // the link's current name, for logs and dry runs
+	Master string // SetMaster
+	Why    string
+}
+
+func (a Action) String() string {
+	switch a.Kind {
+	case Create:
+		s := fmt.Sprintf("create %s %s", a.Target.Cloner, a.Target.Key())
+		if a.Target.Master != "" {
+			s += " in " + a.Target.Master
+		}
+		return s + ": " + a.Why
+	case SetMaster:
+		return fmt.Sprintf("set-master %s -> %s: %s", a.Name, a.Master, a.Why)
+	default:
+		return fmt.Sprintf("%s %s: %s", a.Kind, a.Name, a.Why)
+	}
+}
+
+// Plan is the planner's answer.
+type Plan struct {
+	Targets map[string]Target // everything the profile wants, by identity key
+	Actions []Action
+}
+
+// BridgeIdentity is the identity of the bridge a bridge rule makes.
+func BridgeIdentity(rule string) persist.Identity { return persist.Identity{Rule: "bridge/" + rule} }
+
+// PortIdentity is what stays the same when a port's hardware is unplugged
+// and plugged back, renamed or re-probed: its permanent MAC, else its bus
+// path, else (virtual links such as veth have neither) its current MAC,
+// which for such links is configured and therefore stable.
+func PortIdentity(rule string, l Link) persist.Identity {
+	id := persist.Identity{Rule: "port/" + rule}
+	switch {
+	case l.PermMAC != "":
+		id.PermMAC = l.PermMAC
+	case l.Bus != "":
+		id.BusPath = l.Bus
+	default:
+		id.PermMAC = l.MAC
+	}
+	return id
+}
+
+// VLANIdentity is the identity of VLAN vid on a port.
+func VLANIdentity(port persist.Identity, vid uint16) persist.Identity {
+	port.VID = vid
+	return port
+}
+
+// Derived reports whether an identity is one the planner makes, as opposed
+// to an interface created by name through ifctl, which the planner never
+// touches.
+func Derived(id persist.Identity) bool {
+	return strings.HasPrefix(id.Rule, "bridge/") || strings.HasPrefix(id.Rule, "port/")
+}
+
+// Compute derives the targets of profile p over links and the actions that
+// get there. A nil profile wants nothing, but still never touches what it
+// did not derive.
+func Compute(p *board.Profile, links []Link) Plan {
+	pl := Plan{Targets: map[string]Target{}}
+	byIndex := map[uint32]Link{}
+	present := map[string]Link{} // owned links by identity key
+	for _, l := range links {
+		byIndex[l.Index] = l
+		if l.Owned && Derived(l.Identity) {
+			present[l.Identity.Key()] = l
+		}
+	}
+
+	// portMaster: the bridge (identity key) each existing port link should be in.
+	portMaster := map[uint32]string{}
+	if p != nil {
+		for _, b := range p.Bridges {
+			if b.KeepEmpty {
+				id := BridgeIdentity(b.Name)
+				pl.Targets[id.Key()] = Target{Identity: id, Cloner: board.ClonerBridge}
+			}
+		}
+		for _, l := range sortedLinks(links) {
+			if l.Owned {
+				continue // ifmgr's own bridges and VLANs are never ports
+			}
+			rule, ok := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus})
+			if !ok {
+				continue
+			}
+			pid := PortIdentity(rule.Name, l)
+			if rule.Bridge != "" {
+				bid := BridgeIdentity(rule.Bridge)
+				pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge}
+				portMaster[l.Index] = bid.Key()
+			}
+			for _, vid := range rule.VLANs {
+				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, Parent: l.Index, VID: vid}
+				if b, ok := rule.VLANBridge[vid]; ok {
+					bid := BridgeIdentity(b)
+					pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge}
+					t.Master = bid.Key()
+				}
+				pl.Targets[t.Key()] = t
+			}
+		}
+	}
+
+	// Deletes: owned, derived, and no longer wanted (or wanted differently).
+	var deletes []Action
+	deleted := map[uint32]bool{}
+	for key, l := range present {
+		t, want := pl.Targets[key]
+		switch {
+		case !want:
+			deletes = append(deletes, Action{Kind: Delete, Link: l.Index, Name: l.Name, Why: "no longer derived from the profile"})
+			delete(present, key)
+		case t.Cloner == board.ClonerVLAN && (l.Parent != t.Parent || l.VLANID != t.VID):
+			deletes = append(deletes, Action{Kind: Delete, Link: l.Index, Name: l.Name, Why: "VLAN on the wrong parent or id"})
+			delete(present, key)
+		}
+	}
+	for _, d := range deletes {
+		deleted[d.Link] = true
+	}
+	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
+	pl.Actions = append(pl.Actions, deletes...)
+
+	// Creates: bridges first, so VLANs and ports can join them.
+	var creates []Action
+	for key, t := range pl.Targets {
+		if _, ok := present[key]; ok {
+			continue
+		}
+		creates = append(creates, Action{Kind: Create, Target: t, Why: "derived from the profile and missing"})
+	}
+	sort.Slice(creates, func(i, j int) bool {
+		a, b := creates[i].Target, creates[j].Target
+		if a.Cloner != b.Cloner {
+			return a.Cloner == board.ClonerBridge
+		}
+		return a.Key() < b.Key()
+	})
+	pl.Actions = append(pl.Actions, creates...)
+
+	// Memberships of links that exist: ports, and owned VLANs.
+	var joins []Action
+	wantMaster := func(idx uint32, key string, name, why string) {
+		cur := byIndex[idx].Master
+		if key == "" {
+			// A bridge being deleted releases its ports by itself.
+			if m, ok := byIndex[cur]; ok && cur != 0 && !deleted[cur] && m.Owned && Derived(m.Identity) {
+				joins = append(joins, Action{Kind: Release, Link: idx, Name: name, Why: "profile no longer puts it in " + m.Name})
+			}
+			return
+		}
+		if b, ok := present[key]; ok && b.Index == cur {
+			return
+		}
+		joins = append(joins, Action{Kind: SetMaster, Link: idx, Name: name, Master: key, Why: why})
+	}
+	for _, l := range sortedLinks(links) {
+		switch {
+		case !l.Owned:
+			if p == nil {
+				continue
+			}
+			if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
+				wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
+			}
+		case l.Kind == "vlan":
+			if t, ok := pl.Targets[l.Identity.Key()]; ok {
+				if _, kept := present[l.Identity.Key()]; kept {
+					wantMaster(l.Index, t.Master, l.Name, "VLAN of the profile")
+				}
+			}
+		}
+	}
+	pl.Actions = append(pl.Actions, joins...)
+	return pl
+}
+
+func sortedLinks(links []Link) []Link {
+	out := append([]Link(nil), links...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
