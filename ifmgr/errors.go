@@ -20,6 +20,8 @@ var (
 	ErrBadName      = errors.New("not a valid interface name")
 	ErrUnknownKind  = errors.New("unknown interface kind")
 	ErrNotOwned     = errors.New("interface is not managed by ifmgr")
+	ErrFromProfile  = errors.New("interface is derived from the board profile: change the profile instead")
+	ErrBadProfile   = errors.New("board profile refused")
 	ErrNoSuchLink   = errors.New("no such interface")
 	ErrBadVID       = errors.New("VLAN id out of range 1-4094")
 	ErrVLANExists   = errors.New("VLAN id already exists on that parent")

@@ -20,6 +20,7 @@ type fakeKernel struct {
 	events  chan []kernel.Event
 	creates int
 	deletes int
+	masters int
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -176,6 +177,17 @@ func (k *fakeKernel) SetUp(i uint32, up bool) error {
 	})
 }
 
+func (k *fakeKernel) SetMaster(i, master uint32) error {
+	k.mu.Lock()
+	if _, ok := k.links[master]; master != 0 && !ok {
+		k.mu.Unlock()
+		return kernel.ErrNotFound
+	}
+	k.masters++
+	k.mu.Unlock()
+	return k.modify(i, func(l *kernel.Link) { l.Master = master })
+}
+
 func (k *fakeKernel) Delete(i uint32) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -186,6 +198,14 @@ func (k *fakeKernel) Delete(i uint32) error {
 	k.deletes++
 	delete(k.links, i)
 	k.emit(kernel.EventDel, l)
+	// The kernel releases a bridge's ports when it goes.
+	for j, c := range k.links {
+		if c.Master == i {
+			c.Master = 0
+			k.links[j] = c
+			k.emit(kernel.EventNew, c)
+		}
+	}
 	// The kernel takes a parent's VLANs with it.
 	for j, c := range k.links {
 		if c.Kind == "vlan" && c.Parent == i {

@@ -14,7 +14,9 @@ import (
 	"sort"
 	"time"
 
+	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/ifmgr/units"
 	"github.com/uroute/uroute/persist"
 )
@@ -29,6 +31,7 @@ type Kernel interface {
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
 	SetAlias(index uint32, alias string) error
 	SetUp(index uint32, up bool) error
+	SetMaster(index, master uint32) error
 	Delete(index uint32) error
 }
 
@@ -70,6 +73,12 @@ type Config struct {
 	QueueLen   int           // bounded request queue; 0 = 256
 	BatchMax   int           // requests taken per batch (one DB transaction); 0 = 256
 	ResyncTick time.Duration // safety-net re-dump period; 0 = 5 minutes, <0 = never
+	// Profile, if set, is the board profile whose bridges and VLANs ifmgr
+	// derives from the links present. Without one, ifmgr manages only what
+	// ifctl asks for.
+	Profile *board.Profile
+	// Facts reads a link's driver and bus path (sysfs) for port matching.
+	Facts func(ifname string) (driver, bus string)
 }
 
 // Manager owns the allocators, the store and the writing netlink socket.
@@ -81,14 +90,17 @@ type Manager struct {
 	done chan struct{} // closed when the owner goroutine has answered its last request
 
 	// Owner-goroutine state.
-	cloners  []*Cloner
-	byCloner map[string]*Cloner
-	alloc    map[string]*units.Allocator
-	links    map[uint32]kernel.Link // observed kernel links by ifindex
-	byIfName map[string]uint32      // observed name -> ifindex
-	managed  map[string]*entry      // managed interfaces by name
-	resyncs  map[string]uint64      // resync count by reason
-	started  bool
+	cloners    []*Cloner
+	byCloner   map[string]*Cloner
+	alloc      map[string]*units.Allocator
+	links      map[uint32]kernel.Link // observed kernel links by ifindex
+	byIfName   map[string]uint32      // observed name -> ifindex
+	managed    map[string]*entry      // managed interfaces by name
+	byIdentity map[string]*entry      // the same, by identity key
+	resyncs    map[string]uint64      // resync count by reason
+	profile    *board.Profile
+	rejected   string // the last refused profile and why, for status
+	started    bool
 }
 
 type entry struct {
@@ -121,16 +133,17 @@ func New(cfg Config) (*Manager, error) {
 		cfg.ResyncTick = 5 * time.Minute
 	}
 	m := &Manager{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		reqs:     make(chan *request, cfg.QueueLen),
-		done:     make(chan struct{}),
-		byCloner: map[string]*Cloner{},
-		alloc:    map[string]*units.Allocator{},
-		links:    map[uint32]kernel.Link{},
-		byIfName: map[string]uint32{},
-		managed:  map[string]*entry{},
-		resyncs:  map[string]uint64{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		reqs:       make(chan *request, cfg.QueueLen),
+		done:       make(chan struct{}),
+		byCloner:   map[string]*Cloner{},
+		alloc:      map[string]*units.Allocator{},
+		links:      map[uint32]kernel.Link{},
+		byIfName:   map[string]uint32{},
+		managed:    map[string]*entry{},
+		byIdentity: map[string]*entry{},
+		resyncs:    map[string]uint64{},
 	}
 	for _, c := range cfg.Cloners {
 		if _, dup := m.byCloner[c.Name]; dup {
@@ -144,6 +157,9 @@ func New(cfg Config) (*Manager, error) {
 		m.cloners = append(m.cloners, c)
 		m.byCloner[c.Name] = c
 		m.alloc[c.Name] = units.New(c.MaxUnit)
+	}
+	if err := m.setProfile(cfg.Profile); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -286,7 +302,7 @@ func (m *Manager) startup() error {
 			m.log.Warn("record not loaded", "cloner", rec.Cloner, "unit", rec.Unit, "err", err)
 			continue
 		}
-		m.managed[c.IfName(rec.Unit)] = &entry{rec: rec, cloner: c}
+		m.addEntry(&entry{rec: rec, cloner: c})
 	}
 	m.log.Info("allocation records loaded", "records", len(recs), "db", m.cfg.Store.Path())
 	return m.resync("startup")
@@ -297,6 +313,7 @@ type response struct {
 	info   Info
 	list   []Info
 	status Status
+	plan   []string
 	err    error
 }
 
@@ -308,14 +325,18 @@ const (
 	opList
 	opStatus
 	opResync
+	opReload
+	opReject
 )
 
 type request struct {
-	ctx    context.Context
-	op     opKind
-	create CreateRequest
-	name   string
-	reply  chan response
+	ctx     context.Context
+	op      opKind
+	create  CreateRequest
+	name    string
+	profile *board.Profile
+	dryRun  bool
+	reply   chan response
 }
 
 func (r *request) answer(res response) { r.reply <- res } // buffered: never blocks the owner
@@ -383,6 +404,16 @@ func (m *Manager) serve(batch []*request) {
 			for _, r := range group {
 				r.answer(response{err: err})
 			}
+		case opReload:
+			for _, r := range group {
+				r.answer(m.reload(r.profile, r.dryRun))
+			}
+		case opReject:
+			for _, r := range group {
+				m.rejected = r.name
+				m.log.Error("board profile refused; the one in force stays", "err", r.name)
+				r.answer(response{})
+			}
 		}
 		i = j
 	}
@@ -443,6 +474,8 @@ type Status struct {
 	Resyncs    map[string]uint64 `json:"resyncs"`
 	QueueDepth int               `json:"queue_depth"`
 	Links      int               `json:"links"`
+	Profile    string            `json:"profile,omitempty"`          // board and file in force
+	Rejected   string            `json:"profile_rejected,omitempty"` // the last refused profile and why
 }
 
 // ClonerStatus reports one cloner's unit space.
@@ -465,8 +498,14 @@ func (m *Manager) status() Status {
 		Links:      len(m.links),
 	}
 	for _, e := range m.managed {
-		st.Managed[e.cloner.Kind]++
+		if e.index != 0 {
+			st.Managed[e.cloner.Kind]++
+		}
 	}
+	if m.profile != nil {
+		st.Profile = m.profile.Board + " (" + m.profile.Source + ")"
+	}
+	st.Rejected = m.rejected
 	for _, c := range m.cloners {
 		a := m.alloc[c.Name]
 		st.Cloners = append(st.Cloners, ClonerStatus{c.Name, c.Template(), c.MaxUnit, a.Allocated(), a.HeldCount()})
@@ -512,6 +551,50 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 // Resync re-reads the kernel and converges, as after a lost event.
 func (m *Manager) Resync(ctx context.Context) error {
 	return m.call(ctx, &request{op: opResync}).err
+}
+
+// Reload puts a new board profile in force (nil: manage only what ifctl
+// asks for) and converges, touching only what the change affects. With
+// dryRun it returns the plan without applying it. It answers the plan's
+// actions, one line each.
+func (m *Manager) Reload(ctx context.Context, p *board.Profile, dryRun bool) ([]string, error) {
+	res := m.call(ctx, &request{op: opReload, profile: p, dryRun: dryRun})
+	return res.plan, res.err
+}
+
+// RejectProfile records a profile that failed to load, for status; the
+// profile in force stays.
+func (m *Manager) RejectProfile(ctx context.Context, why error) error {
+	return m.call(ctx, &request{op: opReject, name: why.Error()}).err
+}
+
+func (m *Manager) reload(p *board.Profile, dryRun bool) response {
+	if dryRun {
+		var lines []string
+		if p != nil {
+			for _, a := range plan.Compute(p, m.planLinks()).Actions {
+				lines = append(lines, a.String())
+			}
+		}
+		return response{plan: lines}
+	}
+	old := m.profile
+	if err := m.setProfile(p); err != nil {
+		m.rejected = err.Error()
+		return response{err: err}
+	}
+	m.rejected = ""
+	var lines []string
+	if p != nil {
+		for _, a := range plan.Compute(p, m.planLinks()).Actions {
+			lines = append(lines, a.String())
+		}
+	}
+	if old != nil && p != nil && old.Equal(p) {
+		return response{} // unchanged: nothing to touch
+	}
+	m.converge("reload")
+	return response{plan: lines}
 }
 
 // Done is closed when Run has returned.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -168,7 +169,7 @@ func (m *Manager) createLink(op *createOp, t *txn) (retry bool) {
 	if err == nil {
 		m.observe(l)
 		e := &entry{rec: op.record(), cloner: op.cloner, index: l.Index}
-		m.managed[name] = e
+		m.addEntry(e)
 		m.setAlias(l.Index, e.rec.Identity)
 		// The watcher's event for the up (and the carrier that follows)
 		// refreshes the cached flags; no extra round trip here.
@@ -237,6 +238,10 @@ func (m *Manager) destroyBatch(reqs []*request) {
 			}
 			continue
 		}
+		if plan.Derived(e.rec.Identity) {
+			r.answer(response{err: fmt.Errorf("%s: %w", r.name, ErrFromProfile)})
+			continue
+		}
 		if e.index != 0 {
 			if err := m.cfg.Kernel.Delete(e.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
 				r.answer(response{err: fmt.Errorf("destroy %s: %w: %w", r.name, ErrKernel, err)})
@@ -246,7 +251,7 @@ func (m *Manager) destroyBatch(reqs []*request) {
 				m.forget(l)
 			}
 		}
-		delete(m.managed, r.name)
+		m.removeEntry(e)
 		m.alloc[e.cloner.Name].Free(e.rec.Unit)
 		t.dels = append(t.dels, e.rec.Key())
 		m.log.Info("destroyed", "name", r.name)

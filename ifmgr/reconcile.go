@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -70,7 +71,9 @@ func (m *Manager) resync(reason string) error {
 		m.log.Warn("resync found drift", "reason", reason, "names", drift)
 	}
 	m.log.Info("resync", "reason", reason, "links", len(links), "managed", len(m.managed), "drift", drift)
-	return m.commit(&t, "resync "+reason)
+	err = m.commit(&t, "resync "+reason)
+	m.converge("resync " + reason)
+	return err
 }
 
 // handleEvents treats events as hints: each named ifindex is re-read from the
@@ -108,6 +111,7 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		m.settle(name, &t)
 	}
 	m.commit(&t, "link events")
+	m.converge("link events")
 }
 
 func (m *Manager) observe(l kernel.Link) {
@@ -174,8 +178,12 @@ func (m *Manager) settle(name string, t *txn) bool {
 				m.log.Error("cannot adopt own link", "name", name, "err", err)
 				return changed
 			}
+			if other := m.byIdentity[rec.Identity.Key()]; other != nil {
+				m.log.Warn("two links claim one identity; the second is kept under its own name", "name", name, "identity", rec.Identity.Key(), "other", other.cloner.IfName(other.rec.Unit))
+				rec.Identity = persist.Identity{Name: name}
+			}
 			e = &entry{rec: rec, cloner: c}
-			m.managed[name] = e
+			m.addEntry(e)
 			t.puts = append(t.puts, rec)
 			m.log.Info("adopted own link without a record", "name", name, "identity", rec.Identity.Key())
 			changed = true
@@ -204,7 +212,16 @@ func (m *Manager) settle(name string, t *txn) bool {
 			m.log.Info("foreign interface gone; unit allocatable again", "name", name)
 			changed = true
 		}
-		if e != nil {
+		switch {
+		case e == nil:
+		case plan.Derived(e.rec.Identity):
+			// A reservation: the hardware may come back and must get the
+			// same unit without a DB write.
+			if e.index != 0 {
+				e.index = 0
+				changed = true
+			}
+		default:
 			m.drop(e, t, "interface vanished")
 			changed = true
 		}
@@ -214,7 +231,7 @@ func (m *Manager) settle(name string, t *txn) bool {
 
 func (m *Manager) drop(e *entry, t *txn, why string) {
 	name := e.cloner.IfName(e.rec.Unit)
-	delete(m.managed, name)
+	m.removeEntry(e)
 	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
 		m.log.Error("free unit", "name", name, "err", err)
 	}
@@ -241,4 +258,16 @@ func identityFromAlias(alias, name string) persist.Identity {
 		return id
 	}
 	return persist.Identity{Name: name}
+}
+
+func (m *Manager) addEntry(e *entry) {
+	m.managed[e.cloner.IfName(e.rec.Unit)] = e
+	m.byIdentity[e.rec.Identity.Key()] = e
+}
+
+func (m *Manager) removeEntry(e *entry) {
+	delete(m.managed, e.cloner.IfName(e.rec.Unit))
+	if m.byIdentity[e.rec.Identity.Key()] == e {
+		delete(m.byIdentity, e.rec.Identity.Key())
+	}
 }

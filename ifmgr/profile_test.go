@@ -1,0 +1,191 @@
+package ifmgr
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/kernel"
+)
+
+const testProfile = `
+board = "test"
+[[port]]
+name = "lan"
+match.name = "eth*"
+bridge = "lan"
+vlans = [10, 20]
+vlan_bridge = { 10 = "guest" }
+[[bridge]]
+name = "lan"
+[[bridge]]
+name = "guest"
+keep_empty = true
+`
+
+func mustProfile(t *testing.T, text string) *board.Profile {
+	t.Helper()
+	p, err := board.Parse("test.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func startWithProfile(t *testing.T, k *fakeKernel, s *fakeStore, p *board.Profile) *harness {
+	t.Helper()
+	h := &harness{t: t, k: k, s: s}
+	cl := testCloners(t, DefaultMaxUnit)
+	m, err := New(Config{Kernel: k, Store: s, Watcher: k.watch(), Cloners: cl, Logger: quietLogger(), ResyncTick: -1, Profile: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.errc = make(chan error, 1)
+	go func() { h.errc <- m.Run(ctx) }()
+	t.Cleanup(h.stop)
+	return h
+}
+
+func mac(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
+
+// byName lists managed interfaces (present in the kernel) by name.
+func (h *harness) present() map[string]Info {
+	h.t.Helper()
+	h.settle()
+	list, _ := h.m.List(context.Background())
+	out := map[string]Info{}
+	for _, in := range list {
+		if in.State != "absent" {
+			out[in.Name] = in
+		}
+	}
+	return out
+}
+
+func TestProfilePortAppearsAndReplugs(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	if got := h.present(); len(got) != 1 || got["bridge0"].Identity != "rule=bridge/guest" {
+		t.Fatalf("empty router: %v", got)
+	}
+	eth, _ := k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01"), MAC: mac("52:54:00:00:00:01")})
+	first := h.present()
+	if len(first) != 4 {
+		t.Fatalf("after eth0 appeared: %v", first)
+	}
+	l, _ := k.LinkByIndex(eth.Index)
+	if br := k.names()["bridge1"]; l.Master != br.Index {
+		t.Errorf("eth0 not a port of the lan bridge: master %d", l.Master)
+	}
+	if v := k.names()["vlan0"]; v.Master != k.names()["bridge0"].Index || v.Parent != eth.Index {
+		t.Errorf("vlan 10 not on eth0 in the guest bridge: %+v", v)
+	}
+	commits := s.Commits()
+
+	for i := 0; i < 50; i++ {
+		k.Delete(eth.Index) // unplug: the kernel takes the VLANs
+		h.settle()
+		eth, _ = k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01"), MAC: mac("52:54:00:00:00:01")})
+		got := h.present()
+		for name, in := range first {
+			if got[name].Identity != in.Identity {
+				t.Fatalf("replug %d: %s is %q, was %q", i, name, got[name].Identity, in.Identity)
+			}
+		}
+	}
+	if s.Commits() != commits {
+		t.Errorf("50 replugs of known hardware made %d DB commits, want 0", s.Commits()-commits)
+	}
+	// A carrier flap changes nothing.
+	k.modify(eth.Index, func(l *kernel.Link) { l.Flags ^= 0x10000 })
+	h.settle()
+	if s.Commits() != commits {
+		t.Error("a flap wrote the DB")
+	}
+	// Other hardware gets new units, in one commit.
+	k.add(kernel.Link{Name: "eth1", PermMAC: mac("52:54:00:00:00:02")})
+	got := h.present()
+	if len(got) != 6 || s.Commits() != commits+1 {
+		t.Errorf("second port: %d interfaces, %d commits", len(got), s.Commits()-commits)
+	}
+	if err := h.m.Destroy(context.Background(), "bridge1"); !errors.Is(err, ErrFromProfile) {
+		t.Errorf("destroy of a derived bridge: %v", err)
+	}
+
+	// Restart: same units, no writes.
+	h.stop()
+	c2 := s.Commits()
+	h2 := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	after := h2.present()
+	for name, in := range got {
+		if after[name].Identity != in.Identity {
+			t.Errorf("restart moved %s: %q -> %q", name, in.Identity, after[name].Identity)
+		}
+	}
+	if s.Commits() != c2 {
+		t.Errorf("restart made %d commits", s.Commits()-c2)
+	}
+	h2.checkConsistent()
+}
+
+func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01")})
+	before := h.present()
+	ctx := context.Background()
+
+	changed := mustProfile(t, strings.Replace(testProfile, "vlans = [10, 20]", "vlans = [10, 30]", 1))
+	dry, err := h.m.Reload(ctx, changed, true)
+	if err != nil || len(dry) != 2 || !strings.HasPrefix(dry[0], "delete vlan1") || !strings.HasPrefix(dry[1], "create vlan") {
+		t.Fatalf("dry run: %q %v", dry, err)
+	}
+	if got := h.present(); len(got) != len(before) {
+		t.Fatal("dry run changed something")
+	}
+	if _, err := h.m.Reload(ctx, changed, false); err != nil {
+		t.Fatal(err)
+	}
+	after := h.present()
+	for name, in := range before {
+		if name == "vlan1" {
+			if _, ok := after[name]; ok {
+				t.Error("vlan 20 still there")
+			}
+			continue
+		}
+		if after[name].Index != in.Index {
+			t.Errorf("%s was re-created (ifindex %d -> %d)", name, in.Index, after[name].Index)
+		}
+	}
+	var vid30 bool
+	for _, in := range after {
+		vid30 = vid30 || in.VID == 30
+	}
+	if !vid30 {
+		t.Errorf("vlan 30 not created: %v", after)
+	}
+	// Reloading the same profile again does nothing at all.
+	creates, deletes := k.creates, k.deletes
+	if _, err := h.m.Reload(ctx, mustProfile(t, strings.Replace(testProfile, "vlans = [10, 20]", "vlans = [10, 30]", 1)), false); err != nil {
+		t.Fatal(err)
+	}
+	if k.creates != creates || k.deletes != deletes {
+		t.Error("an unchanged profile touched links")
+	}
+	// A profile changing the cloners is refused, and the one in force stays.
+	bad := mustProfile(t, "board = \"x\"\n[cloners.bridge]\ntemplate = \"br%d\"\n"+testProfile[strings.Index(testProfile, "[[port]]"):])
+	if _, err := h.m.Reload(ctx, bad, false); !errors.Is(err, ErrBadProfile) {
+		t.Errorf("cloner change: %v", err)
+	}
+	st, _ := h.m.Status(ctx)
+	if st.Rejected == "" || !strings.Contains(st.Profile, "test") {
+		t.Errorf("status after a refused profile: %+v", st)
+	}
+}
