@@ -27,6 +27,7 @@ commands:
   list [-j]                            managed interfaces: name kind unit identity state
   status [-j]                          daemon counters: DB, commits, units, resyncs
   resync                               re-read the kernel and converge
+  reload [--dry-run]                   re-read the board profile and apply it (or print the plan)
 `
 
 type usageError struct{ msg string }
@@ -93,7 +94,7 @@ func run(args []string, stdout, _ io.Writer) error {
 	sub := newFlags(cmd)
 	var dev string
 	var vid int
-	var asJSON bool
+	var asJSON, dryRun bool
 	switch cmd {
 	case "create":
 		sub.StringVar(&dev, "dev", "", "VLAN parent")
@@ -101,6 +102,8 @@ func run(args []string, stdout, _ io.Writer) error {
 	case "list", "status":
 		sub.BoolVar(&asJSON, "j", false, "JSON output")
 		sub.BoolVar(&asJSON, "json", false, "JSON output")
+	case "reload":
+		sub.BoolVar(&dryRun, "dry-run", false, "print the plan only")
 	case "destroy", "resync":
 	case "help":
 		return flag.ErrHelp
@@ -114,7 +117,7 @@ func run(args []string, stdout, _ io.Writer) error {
 		}
 		return usageError{fmt.Sprintf("%s: %v", cmd, err)}
 	}
-	wantArgs := map[string]int{"create": 1, "destroy": 1, "list": 0, "status": 0, "resync": 0}[cmd]
+	wantArgs := map[string]int{"create": 1, "destroy": 1}[cmd]
 	if len(pos) != wantArgs {
 		return usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd, wantArgs, len(pos))}
 	}
@@ -165,6 +168,14 @@ func run(args []string, stdout, _ io.Writer) error {
 		if err := c.Resync(); err != nil {
 			return fmt.Errorf("resync: %w", err)
 		}
+	case "reload":
+		lines, err := c.Reload(dryRun)
+		if err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
+		for _, l := range lines {
+			fmt.Fprintln(stdout, l)
+		}
 	}
 	return nil
 }
@@ -175,6 +186,14 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func writeStatus(w io.Writer, st ifmgr.Status) {
+	profile := st.Profile
+	if profile == "" {
+		profile = "none (managing only what ifctl asks for)"
+	}
+	fmt.Fprintf(w, "profile: %s\n", profile)
+	if st.Rejected != "" {
+		fmt.Fprintf(w, "profile rejected: %s\n", st.Rejected)
+	}
 	fmt.Fprintf(w, "db: %s (%d bytes)\ncommits since start: %d\nlinks seen: %d\nqueue depth: %d\n", st.DB, st.DBSize, st.Commits, st.Links, st.QueueDepth)
 	for _, k := range slices.Sorted(maps.Keys(st.Managed)) {
 		fmt.Fprintf(w, "managed %s: %d\n", k, st.Managed[k])

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr"
 	"github.com/uroute/uroute/ifmgr/api"
 	"github.com/uroute/uroute/ifmgr/kernel"
@@ -28,6 +29,8 @@ const DefaultDB = "/data/uroute/ifmgr.db"
 
 // Options is everything ifmgrd is configured with.
 type Options struct {
+	Config         string // board profile; "" = manage only what ifctl asks for
+	CheckConfig    string // validate this profile and exit
 	DB             string
 	Socket         string
 	OwnerGroup     uint32
@@ -49,6 +52,8 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.SetOutput(stderr)
 	var o Options
 	var group, level string
+	fs.StringVar(&o.Config, "config", "", "board profile (TOML); without one ifmgrd manages only what ifctl asks for")
+	fs.StringVar(&o.CheckConfig, "check-config", "", "validate a board profile, print the verdict and exit")
 	fs.StringVar(&o.DB, "db", DefaultDB, "allocation database path, or "+persist.MemoryPath+" to run without persistence")
 	fs.StringVar(&o.Socket, "socket", api.DefaultSocket, "control socket path")
 	fs.StringVar(&group, "owner-group", fmt.Sprintf("%#x", ifmgr.DefaultOwnerGroup), "IFLA_GROUP stamped on links ifmgr creates (its ownership marker)")
@@ -97,11 +102,18 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	bridge, err := ifmgr.NewCloner("bridge", "bridge", o.BridgeTemplate, o.BridgeMax)
-	if err != nil {
-		return err
+	// A bad profile at boot must not stop the router: ifmgrd then manages
+	// only what ifctl asks for, says so, and takes a good profile on reload.
+	var profile *board.Profile
+	var profileErr error
+	if o.Config != "" {
+		profile, profileErr = board.Load(o.Config)
+		if profileErr != nil {
+			log.Error("board profile refused; managing only what ifctl asks for until a good one is loaded", "err", profileErr)
+			profile = nil
+		}
 	}
-	vlan, err := ifmgr.NewCloner("vlan", "vlan", o.VLANTemplate, o.VLANMax)
+	cloners, err := clonersFor(o, profile)
 	if err != nil {
 		return err
 	}
@@ -130,9 +142,11 @@ func Run(ctx context.Context, o Options) error {
 		Kernel:     conn,
 		Store:      store,
 		Watcher:    watcher,
-		Cloners:    []*ifmgr.Cloner{bridge, vlan},
+		Cloners:    cloners,
 		OwnerGroup: o.OwnerGroup,
 		Logger:     log,
+		Profile:    profile,
+		Facts:      func(ifname string) (string, string) { return board.SysfsFacts("/sys", ifname) },
 	})
 	if err != nil {
 		watcher.Close()
@@ -150,7 +164,30 @@ func Run(ctx context.Context, o Options) error {
 	runErr := make(chan error, 1)
 	go func() { runErr <- m.Run(ctx) }()
 
-	srv := &api.Server{Backend: m, Logger: log, RequestTimeout: o.RequestTimeout}
+	if profileErr != nil {
+		m.RejectProfile(ctx, profileErr)
+	}
+	be := &backend{Manager: m, config: o.Config}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hupDone := make(chan struct{})
+	defer func() { cancel(); <-hupDone }()
+	go func() {
+		defer close(hupDone)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if _, err := be.Reload(ctx, false); err != nil {
+					log.Error("SIGHUP reload", "err", err)
+				}
+			}
+		}
+	}()
+
+	srv := &api.Server{Backend: be, Logger: log, RequestTimeout: o.RequestTimeout}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, ln) }()
 	log.Info("ifmgrd serving", "socket", o.Socket, "db", store.Path(), "owner_group", fmt.Sprintf("%#x", o.OwnerGroup))
@@ -176,8 +213,59 @@ func Run(ctx context.Context, o Options) error {
 	return first
 }
 
+// clonersFor takes the cloners from the profile when there is one (its
+// [cloners] tables, defaults filled in), else from the flags.
+func clonersFor(o Options, p *board.Profile) ([]*ifmgr.Cloner, error) {
+	bt, bm, vt, vm := o.BridgeTemplate, o.BridgeMax, o.VLANTemplate, o.VLANMax
+	if p != nil {
+		b, v := p.Cloners[board.ClonerBridge], p.Cloners[board.ClonerVLAN]
+		bt, bm, vt, vm = b.Template, b.Max, v.Template, v.Max
+	}
+	bridge, err := ifmgr.NewCloner(board.ClonerBridge, "bridge", bt, bm)
+	if err != nil {
+		return nil, err
+	}
+	vlan, err := ifmgr.NewCloner(board.ClonerVLAN, "vlan", vt, vm)
+	if err != nil {
+		return nil, err
+	}
+	return []*ifmgr.Cloner{bridge, vlan}, nil
+}
+
+// backend serves the control socket: the manager, plus reload, which reads
+// the profile file here so that a bad file never reaches the owner.
+type backend struct {
+	*ifmgr.Manager
+	config string
+}
+
+func (b *backend) Reload(ctx context.Context, dryRun bool) ([]string, error) {
+	if b.config == "" {
+		return nil, fmt.Errorf("%w: ifmgrd runs without --config: nothing to reload", ifmgr.ErrBadRequest)
+	}
+	p, err := board.Load(b.config)
+	if err != nil {
+		if !dryRun {
+			b.Manager.RejectProfile(ctx, err)
+		}
+		return nil, fmt.Errorf("%w: %w", ifmgr.ErrBadProfile, err)
+	}
+	return b.Manager.Reload(ctx, p, dryRun)
+}
+
+// CheckConfig validates a profile without touching anything.
+func CheckConfig(path string, stdout io.Writer) error {
+	p, err := board.Load(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok: board %s, %d port rules, %d bridge rules, bridges %s, VLANs %s\n",
+		path, p.Board, len(p.Ports), len(p.Bridges), p.Cloners[board.ClonerBridge].Template, p.Cloners[board.ClonerVLAN].Template)
+	return nil
+}
+
 // Main is ifmgrd's entry point: flags, signals, exit status.
-func Main(args []string, stderr io.Writer) int {
+func Main(args []string, stdout, stderr io.Writer) int {
 	o, err := ParseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -185,6 +273,13 @@ func Main(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "ifmgrd:", err)
 		return 2
+	}
+	if o.CheckConfig != "" {
+		if err := CheckConfig(o.CheckConfig, stdout); err != nil {
+			fmt.Fprintln(stderr, "ifmgrd: check-config:", err)
+			return 1
+		}
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

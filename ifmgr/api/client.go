@@ -92,3 +92,10 @@ func (c *Client) Resync() error {
 	_, err := c.Do(Request{Op: OpResync})
 	return err
 }
+
+// Reload asks the daemon to re-read its board profile; with dryRun it only
+// answers the plan.
+func (c *Client) Reload(dryRun bool) ([]string, error) {
+	resp, err := c.Do(Request{Op: OpReload, DryRun: dryRun})
+	return resp.Plan, err
+}

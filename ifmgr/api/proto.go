@@ -28,6 +28,7 @@ const (
 	OpList    = "list"
 	OpStatus  = "status"
 	OpResync  = "resync"
+	OpReload  = "reload"
 )
 
 // Request is one client request.
@@ -37,6 +38,8 @@ type Request struct {
 	Name string `json:"name,omitempty"` // create: cloner or interface name; destroy: interface name
 	Dev  string `json:"dev,omitempty"`  // create vlan: parent
 	VID  int    `json:"vid,omitempty"`  // create vlan: 802.1Q id
+	// DryRun (reload): answer the plan without applying it.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Response is the daemon's answer.
@@ -47,6 +50,7 @@ type Response struct {
 	Info   *ifmgr.Info   `json:"info,omitempty"`
 	List   []ifmgr.Info  `json:"list,omitempty"`
 	Status *ifmgr.Status `json:"status,omitempty"`
+	Plan   []string      `json:"plan,omitempty"` // reload: the actions, one per line
 }
 
 // ErrProtocol marks a request the daemon could not even read.
@@ -85,8 +89,8 @@ func DecodeRequest(line []byte) (Request, error) {
 		if r.Dev != "" || r.VID != 0 {
 			return r, fmt.Errorf("%w: destroy takes only a name", ErrProtocol)
 		}
-	case OpList, OpStatus, OpResync:
-		if r.Name != "" || r.Dev != "" || r.VID != 0 {
+	case OpList, OpStatus, OpResync, OpReload:
+		if r.Name != "" || r.Dev != "" || r.VID != 0 || (r.DryRun && r.Op != OpReload) {
 			return r, fmt.Errorf("%w: %s takes no arguments", ErrProtocol, r.Op)
 		}
 	default:
@@ -122,6 +126,8 @@ var codes = []struct {
 	{"kernel", ifmgr.ErrKernel},
 	{"closed", ifmgr.ErrClosed},
 	{"bad-request", ifmgr.ErrBadRequest},
+	{"from-profile", ifmgr.ErrFromProfile},
+	{"bad-profile", ifmgr.ErrBadProfile},
 	{"busy", ifmgr.ErrQueueTimeout},
 	{"protocol", ErrProtocol},
 	{"permission", ErrPermission},

@@ -28,6 +28,9 @@ type Backend interface {
 	List(ctx context.Context) ([]ifmgr.Info, error)
 	Status(ctx context.Context) (ifmgr.Status, error)
 	Resync(ctx context.Context) error
+	// Reload re-reads the board profile and applies it (or, with dryRun,
+	// answers the plan only).
+	Reload(ctx context.Context, dryRun bool) ([]string, error)
 }
 
 // Server serves the control socket.
@@ -208,6 +211,8 @@ func (s *Server) dispatch(req Request) Response {
 		resp.Status = &st
 	case OpResync:
 		err = s.Backend.Resync(ctx)
+	case OpReload:
+		resp.Plan, err = s.Backend.Reload(ctx, req.DryRun)
 	}
 	if err != nil {
 		return ErrorResponse(err)

@@ -7,4 +7,4 @@ import (
 	"github.com/uroute/uroute/firmware/daemon"
 )
 
-func main() { os.Exit(daemon.Main(os.Args[1:], os.Stderr)) }
+func main() { os.Exit(daemon.Main(os.Args[1:], os.Stdout, os.Stderr)) }
