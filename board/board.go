@@ -91,7 +91,11 @@ type BridgeRule struct {
 	// KeepEmpty keeps the bridge when its last port goes; otherwise it
 	// exists only while it has a port.
 	KeepEmpty bool
-	Line      int // of the [[bridge]] header
+	// PerPort makes one bridge for each port that joins the rule (say, one
+	// per hot-plugged USB adapter) instead of one shared bridge; each gets
+	// its own unit, kept for that port's hardware across replugs.
+	PerPort bool
+	Line    int // of the [[bridge]] header
 }
 
 // LinkFacts is what the caller knows about a kernel link (the caller fills
@@ -379,13 +383,18 @@ func (v *validator) bridge(t map[string]any, i int) BridgeRule {
 	if b.Name != "" {
 		rule = fmt.Sprintf("bridge %q", b.Name)
 	}
-	v.unknown(t, path, rule, "", "name", "keep_empty")
-	if raw, ok := t["keep_empty"]; ok {
-		if k, ok := raw.(bool); ok {
-			b.KeepEmpty = k
-		} else {
-			v.errorf(sub(path, "keep_empty"), rule, "keep_empty", "is %s, want true or false", tomlType(raw))
+	v.unknown(t, path, rule, "", "name", "keep_empty", "per_port")
+	for key, dst := range map[string]*bool{"keep_empty": &b.KeepEmpty, "per_port": &b.PerPort} {
+		if raw, ok := t[key]; ok {
+			if k, ok := raw.(bool); ok {
+				*dst = k
+			} else {
+				v.errorf(sub(path, key), rule, key, "is %s, want true or false", tomlType(raw))
+			}
 		}
+	}
+	if b.KeepEmpty && b.PerPort {
+		v.errorf(sub(path, "per_port"), rule, "per_port", "a per-port bridge exists only with its port: it cannot also be keep_empty")
 	}
 	return b
 }

@@ -99,10 +99,10 @@ func (p *Profile) Equal(q *Profile) bool {
 	return maps.Equal(bridgeSet(p.Bridges), bridgeSet(q.Bridges))
 }
 
-func bridgeSet(bs []BridgeRule) map[string]bool {
-	m := make(map[string]bool, len(bs))
+func bridgeSet(bs []BridgeRule) map[string][2]bool {
+	m := make(map[string][2]bool, len(bs))
 	for _, b := range bs {
-		m[b.Name] = b.KeepEmpty
+		m[b.Name] = [2]bool{b.KeepEmpty, b.PerPort}
 	}
 	return m
 }

@@ -447,3 +447,17 @@ vlan_bridge = { 10 = "lan" }
 		t.Errorf("Port(p) = %p %v", r, ok)
 	}
 }
+
+func TestPerPortBridge(t *testing.T) {
+	p, err := Parse("pp.toml", []byte("board = \"x\"\n[[port]]\nname = \"usb\"\nmatch.driver = \"cdc_ether\"\nbridge = \"usb\"\n[[bridge]]\nname = \"usb\"\nper_port = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := p.Bridge("usb"); !b.PerPort || b.KeepEmpty {
+		t.Errorf("%+v", b)
+	}
+	_, err = Parse("pp.toml", []byte("board = \"x\"\n[[bridge]]\nname = \"usb\"\nkeep_empty = true\nper_port = true\n"))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "pp.toml:5: bridge \"usb\": per_port") {
+		t.Errorf("keep_empty with per_port: %v", err)
+	}
+}

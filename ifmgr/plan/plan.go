@@ -99,6 +99,14 @@ type Plan struct {
 // BridgeIdentity is the identity of the bridge a bridge rule makes.
 func BridgeIdentity(rule string) persist.Identity { return persist.Identity{Rule: "bridge/" + rule} }
 
+// PortBridgeIdentity is the identity of a per-port bridge: the bridge rule
+// plus the hardware identity of the port it was made for.
+func PortBridgeIdentity(rule string, port persist.Identity) persist.Identity {
+	id := port
+	id.Rule = "bridge/" + rule
+	return id
+}
+
 // PortIdentity is what stays the same when a port's hardware is unplugged
 // and plugged back, renamed or re-probed: its permanent MAC, else its bus
 // path, else (virtual links such as veth have neither) its current MAC,
@@ -161,17 +169,21 @@ func Compute(p *board.Profile, links []Link) Plan {
 				continue
 			}
 			pid := PortIdentity(rule.Name, l)
-			if rule.Bridge != "" {
-				bid := BridgeIdentity(rule.Bridge)
+			bridgeFor := func(name string) string {
+				bid := BridgeIdentity(name)
+				if b, ok := p.Bridge(name); ok && b.PerPort {
+					bid = PortBridgeIdentity(name, pid)
+				}
 				pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge}
-				portMaster[l.Index] = bid.Key()
+				return bid.Key()
+			}
+			if rule.Bridge != "" {
+				portMaster[l.Index] = bridgeFor(rule.Bridge)
 			}
 			for _, vid := range rule.VLANs {
 				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, Parent: l.Index, VID: vid}
 				if b, ok := rule.VLANBridge[vid]; ok {
-					bid := BridgeIdentity(b)
-					pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge}
-					t.Master = bid.Key()
+					t.Master = bridgeFor(b)
 				}
 				pl.Targets[t.Key()] = t
 			}

@@ -222,3 +222,29 @@ func TestPortIdentityPrefersPermanentMAC(t *testing.T) {
 		t.Error("Derived")
 	}
 }
+
+func TestPerPortBridges(t *testing.T) {
+	p := profile(t, `
+board = "usb"
+[[port]]
+name = "usb"
+match.name = "usb*"
+bridge = "tether"
+[[bridge]]
+name = "tether"
+per_port = true
+`)
+	u1, u2 := eth(5, "usb0", mac1), eth(6, "usb1", mac2)
+	pl := Compute(p, []Link{u1, u2})
+	b1 := PortBridgeIdentity("tether", PortIdentity("usb", u1))
+	b2 := PortBridgeIdentity("tether", PortIdentity("usb", u2))
+	want := "create " + b1.Key() + "\ncreate " + b2.Key() + "\nset-master usb0 -> " + b1.Key() + "\nset-master usb1 -> " + b2.Key() + "\n"
+	if got := render(pl); got != want {
+		t.Errorf("plan:\n%s\nwant:\n%s", got, want)
+	}
+	// One adapter goes: only its bridge goes.
+	pl = Compute(p, []Link{u2, owned(20, "bridge0", b1, 0, 0, 0), owned(21, "bridge1", b2, 0, 0, 0)})
+	if got := render(pl); got != "delete bridge0\nset-master usb1 -> "+b2.Key()+"\n" {
+		t.Errorf("after unplug:\n%s", got)
+	}
+}
