@@ -37,6 +37,8 @@ type env struct {
 	db     string
 	socket string
 	group  uint32
+	config string // board profile, if any
+	watch  int    // watcher receive buffer, 0 = default
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -67,8 +69,8 @@ func (e *env) start() {
 		VLANTemplate: "vlan%d", VLANMax: ifmgr.DefaultMaxUnit,
 		// The kernel holds rtnl_lock while it tears down another test's
 		// thousands of bridges (an rcu_barrier per bridge): wait it out.
-		RequestTimeout: 10 * time.Minute,
-		Logger:         testLogger(), Ready: func() { close(ready) }}
+		RequestTimeout: 10 * time.Minute, Config: e.config, WatchBuffer: e.watch,
+		Logger: testLogger(), Ready: func() { close(ready) }}
 	go func() { e.done <- Run(ctx, o) }()
 	select {
 	case <-ready:
