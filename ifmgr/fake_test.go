@@ -56,7 +56,7 @@ func (w *fakeWatcher) Receive() ([]kernel.Event, error) {
 	case evs := <-w.k.events:
 		return evs, nil
 	case <-w.closed:
-		return nil, errors.New("closed")
+		return nil, kernel.ErrClosed
 	}
 }
 

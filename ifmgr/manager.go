@@ -250,10 +250,23 @@ func (m *Manager) drainEvents(events chan []kernel.Event) chan []kernel.Event {
 func (m *Manager) forwardEvents(out chan<- []kernel.Event, done chan<- struct{}) {
 	defer close(done)
 	defer close(out)
-	for {
+	for failures := 0; ; {
 		evs, err := m.cfg.Watcher.Receive()
-		if err != nil {
+		switch {
+		case errors.Is(err, kernel.ErrClosed):
 			return
+		case err != nil:
+			// Not fatal: events may have been lost, so the owner re-reads
+			// the kernel; back off so a broken socket cannot spin.
+			failures++
+			if failures > 100 {
+				m.log.Error("link watcher keeps failing; giving up on it", "err", err)
+				return
+			}
+			evs = []kernel.Event{{Type: kernel.EventResync, Reason: err.Error()}}
+			time.Sleep(time.Duration(failures) * 10 * time.Millisecond)
+		default:
+			failures = 0
 		}
 		if len(evs) > 0 {
 			out <- evs
