@@ -98,6 +98,7 @@ type Manager struct {
 	managed    map[string]*entry      // managed interfaces by name
 	byIdentity map[string]*entry      // the same, by identity key
 	resyncs    map[string]uint64      // resync count by reason
+	events     chan []kernel.Event    // watcher -> owner, for status
 	profile    *board.Profile
 	rejected   string // the last refused profile and why, for status
 	started    bool
@@ -176,6 +177,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.started = true
 
 	events := make(chan []kernel.Event, 64)
+	m.events = events
 	watchDone := make(chan struct{})
 	if m.cfg.Watcher != nil {
 		go m.forwardEvents(events, watchDone)
@@ -485,7 +487,8 @@ type Status struct {
 	Managed    map[string]int    `json:"managed"` // by kind
 	Cloners    []ClonerStatus    `json:"cloners"`
 	Resyncs    map[string]uint64 `json:"resyncs"`
-	QueueDepth int               `json:"queue_depth"`
+	QueueDepth int               `json:"queue_depth"`       // requests waiting for the owner
+	EventDepth int               `json:"event_queue_depth"` // event batches waiting for the owner
 	Links      int               `json:"links"`
 	Profile    string            `json:"profile,omitempty"`          // board and file in force
 	Rejected   string            `json:"profile_rejected,omitempty"` // the last refused profile and why
@@ -508,6 +511,7 @@ func (m *Manager) status() Status {
 		Managed:    map[string]int{},
 		Resyncs:    map[string]uint64{},
 		QueueDepth: len(m.reqs),
+		EventDepth: len(m.events),
 		Links:      len(m.links),
 	}
 	for _, e := range m.managed {
