@@ -13,14 +13,30 @@ go build -o "$bin" ./firmware/cmd/ifmgrd ./firmware/cmd/ifctl
 ip netns add $ns
 ip -n $ns link set lo up
 run() { echo "+ $*"; ip netns exec $ns "$@" || echo "  (exit $?)"; }
+cat > "$bin/board.toml" <<'TOML'
+# Demo board: veth pairs named lan* stand in for hot-plugged NICs.
+board = "demo"
+[[port]]
+name = "lan"
+match.name = "lan*"
+bridge = "lan"
+[[bridge]]
+name = "lan"
+keep_empty = true
+TOML
 start() {
-	ip netns exec $ns "$bin/ifmgrd" --db "$bin/data/ifmgr.db" --socket "$bin/ifmgr.sock" &
+	ip netns exec $ns "$bin/ifmgrd" --config "$bin/board.toml" --db "$bin/data/ifmgr.db" --socket "$bin/ifmgr.sock" &
 	pid=$!
 	for _ in $(seq 100); do [ -S "$bin/ifmgr.sock" ] && break; sleep 0.05; done
 }
 ifctl() { run "$bin/ifctl" --socket "$bin/ifmgr.sock" "$@"; }
 
 start
+echo "# the board profile made the lan bridge; now plug two 'NICs'"
+run ip link add lan1 type veth peer name lan1p
+run ip link add lan2 type veth peer name lan2p
+sleep 0.3
+run ip -br link show master bridge0
 ifctl create bridge
 ifctl create bridge
 ifctl create bridge7
@@ -36,6 +52,9 @@ run ip link delete bridge2
 ifctl create bridge
 ifctl list
 ifctl status
+echo "# unplug lan2, then edit nothing and reload: nothing to do"
+run ip link delete lan2
+ifctl reload --dry-run
 echo "+ restart ifmgrd"
 kill -TERM $pid; wait $pid || true
 start
