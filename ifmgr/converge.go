@@ -3,6 +3,7 @@ package ifmgr
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/uroute/uroute/board"
@@ -112,6 +113,11 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 		}
 		creates = append(creates, creation{a.Target, e})
 	}
+	if len(t.puts) > 0 {
+		// The table changes anyway: stamp what is present and retire the
+		// reservations absent longest, in the same transaction.
+		t.puts = m.stampAndRetire(t.puts, &t.dels)
+	}
 	if err := m.commit(&t, "derive "+why); err != nil {
 		for _, cr := range creates {
 			if cr.e.index == 0 && containsRecord(t.puts, cr.e.rec) {
@@ -216,4 +222,62 @@ func describe(c *Cloner) string {
 		return "none"
 	}
 	return fmt.Sprintf("%q max %d", c.Template(), c.MaxUnit)
+}
+
+// DefaultMaxAbsent bounds the reservations kept for hardware that is not
+// present, per cloner: years of USB dongles and random MACs must not grow
+// the table or the unit space without bound.
+const DefaultMaxAbsent = 256
+
+// stampAndRetire runs only in a transaction that allocates anyway, so
+// flaps, replugs and restarts stay free of writes. It advances the logical
+// clock (not wall time: routers boot without an RTC), stamps the new records
+// and every present derived record with it, and then retires the absent
+// reservations with the oldest stamps beyond the bound.
+func (m *Manager) stampAndRetire(puts []persist.Record, dels *[]persist.RecordKey) []persist.Record {
+	m.clock++
+	fresh := map[persist.RecordKey]bool{}
+	for i := range puts {
+		puts[i].LastSeen = m.clock
+		fresh[puts[i].Key()] = true
+		if e := m.byIdentity[puts[i].Identity.Key()]; e != nil {
+			e.rec.LastSeen = m.clock
+		}
+	}
+	absent := map[string][]*entry{}
+	for _, e := range m.managed {
+		if !plan.Derived(e.rec.Identity) || fresh[e.rec.Key()] {
+			continue
+		}
+		if e.index != 0 {
+			if e.rec.LastSeen < m.clock {
+				e.rec.LastSeen = m.clock
+				puts = append(puts, e.rec)
+			}
+			continue
+		}
+		absent[e.cloner.Name] = append(absent[e.cloner.Name], e)
+	}
+	limit := m.cfg.MaxAbsent
+	if limit <= 0 {
+		limit = DefaultMaxAbsent
+	}
+	for _, list := range absent {
+		if len(list) <= limit {
+			continue
+		}
+		sort.Slice(list, func(i, j int) bool {
+			if list[i].rec.LastSeen != list[j].rec.LastSeen {
+				return list[i].rec.LastSeen < list[j].rec.LastSeen
+			}
+			return list[i].rec.Unit < list[j].rec.Unit
+		})
+		for _, e := range list[:len(list)-limit] {
+			m.removeEntry(e)
+			m.alloc[e.cloner.Name].Free(e.rec.Unit)
+			*dels = append(*dels, e.rec.Key())
+			m.log.Info("reservation retired", "name", e.cloner.IfName(e.rec.Unit), "identity", e.rec.Identity.Key(), "last_seen", e.rec.LastSeen)
+		}
+	}
+	return puts
 }

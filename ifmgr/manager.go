@@ -79,6 +79,9 @@ type Config struct {
 	Profile *board.Profile
 	// Facts reads a link's driver and bus path (sysfs) for port matching.
 	Facts func(ifname string) (driver, bus string)
+	// MaxAbsent bounds, per cloner, the reservations kept for hardware
+	// that is gone; 0 = DefaultMaxAbsent.
+	MaxAbsent int
 }
 
 // Manager owns the allocators, the store and the writing netlink socket.
@@ -99,6 +102,7 @@ type Manager struct {
 	byIdentity map[string]*entry      // the same, by identity key
 	resyncs    map[string]uint64      // resync count by reason
 	events     chan []kernel.Event    // watcher -> owner, for status
+	clock      uint64                 // logical clock of LastSeen stamps: the highest on record
 	profile    *board.Profile
 	rejected   string // the last refused profile and why, for status
 	started    bool
@@ -318,6 +322,7 @@ func (m *Manager) startup() error {
 			continue
 		}
 		m.addEntry(&entry{rec: rec, cloner: c})
+		m.clock = max(m.clock, rec.LastSeen)
 	}
 	m.log.Info("allocation records loaded", "records", len(recs), "db", m.cfg.Store.Path())
 	return m.resync("startup")

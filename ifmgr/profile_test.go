@@ -3,6 +3,7 @@ package ifmgr
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -187,5 +188,54 @@ func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
 	st, _ := h.m.Status(ctx)
 	if st.Rejected == "" || !strings.Contains(st.Profile, "test") {
 		t.Errorf("status after a refused profile: %+v", st)
+	}
+}
+
+// Hardware that keeps changing (random MACs) must not grow the table
+// without bound; the reservations absent longest go first.
+func TestReservationsAreBounded(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := &harness{t: t, k: k, s: s}
+	p := mustProfile(t, `
+board = "usb"
+[[port]]
+name = "usb"
+match.name = "usb*"
+bridge = "tether"
+[[bridge]]
+name = "tether"
+per_port = true
+`)
+	m, err := New(Config{Kernel: k, Store: s, Watcher: k.watch(), Cloners: testCloners(t, DefaultMaxUnit), Logger: quietLogger(), ResyncTick: -1, Profile: p, MaxAbsent: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m = m
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.errc = cancel, make(chan error, 1)
+	go func() { h.errc <- m.Run(ctx) }()
+	t.Cleanup(h.stop)
+
+	for i := 0; i < 10; i++ {
+		l, _ := k.add(kernel.Link{Name: "usb0", MAC: mac(fmt.Sprintf("02:00:00:00:00:%02x", i))})
+		h.settle()
+		k.Delete(l.Index)
+		h.settle()
+	}
+	recs, _ := s.Records()
+	if len(recs) > 4 { // the dongle being allocated plus 3 absent
+		t.Fatalf("%d records kept for 10 dongles seen once each, bound 3: %+v", len(recs), recs)
+	}
+	for _, r := range recs {
+		if r.Identity.PermMAC < "02:00:00:00:00:06" {
+			t.Errorf("kept %s: the newest must survive, the oldest go", r.Identity.Key())
+		}
+	}
+	// A recent dongle comes back to its unit without a write.
+	commits := s.Commits()
+	k.add(kernel.Link{Name: "usb0", MAC: mac("02:00:00:00:00:09")})
+	h.settle()
+	if s.Commits() != commits {
+		t.Error("a known dongle's return wrote the DB")
 	}
 }
