@@ -144,6 +144,9 @@ func (e *env) checkAgree() []ifmgr.Info {
 			e.t.Errorf("%s listed twice", in.Name)
 		}
 		seen[in.Name] = true
+		if in.State == "absent" && strings.HasPrefix(in.Identity, "rule=") {
+			continue // a reservation for hardware that is gone, by design
+		}
 		if _, ok := owned[in.Name]; !ok {
 			e.t.Errorf("%s recorded but not in the kernel (leaked unit)", in.Name)
 		}
@@ -539,7 +542,7 @@ func TestCLIContract(t *testing.T) {
 	}
 	out, _, _ = ifctl(t, e.socket, "list", "-j")
 	var list []ifmgr.Info
-	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 || list[1].Unit != 7 || list[1].State != "no-carrier" {
+	if err := json.Unmarshal([]byte(out), &list); err != nil || len(list) != 2 || list[1].Unit != 7 || (list[1].State != "up" && list[1].State != "no-carrier") {
 		t.Errorf("list -j: %v %q", err, out)
 	}
 	if _, _, code := ifctl(t, e.socket, "destroy", "bridge0"); code != 0 {

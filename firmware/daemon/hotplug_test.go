@@ -73,7 +73,7 @@ per_port = true
 `)
 	e.start()
 	plug := func() {
-		if err := ip(t, "link", "add", "rp0", "address", "02:00:00:00:aa:01", "group", fmt.Sprint(e.foreignGroup()), "type", "veth", "peer", "name", "rp0p", "group", fmt.Sprint(e.foreignGroup())); err != nil {
+		if err := ip(t, "link", "add", "rp0", "address", "02:00:00:00:aa:01", "group", fmt.Sprint(e.foreignGroup()), "type", "veth", "peer", "name", "peer-rp0", "group", fmt.Sprint(e.foreignGroup())); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -246,12 +246,9 @@ func Compute(p *board.Profile, links []Link) Plan {
 	for _, l := range sortedLinks(links) {
 		switch {
 		case !l.Owned:
-			if p == nil {
-				continue
-			}
-			if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
-				wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
-			}
+			// A link no rule matches (any more) has no business in a
+			// derived bridge; wantMaster with no bridge releases it.
+			wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
 		case l.Kind == "vlan":
 			if t, ok := pl.Targets[l.Identity.Key()]; ok {
 				if _, kept := present[l.Identity.Key()]; kept {

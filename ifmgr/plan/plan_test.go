@@ -157,6 +157,16 @@ func TestPlan(t *testing.T) {
 				"set-master eth1 -> " + lanBr.Key() + "\n",
 		},
 		{
+			name:    "a link leaving the globs leaves a kept bridge too",
+			profile: profile(t, strings.Replace(profileText, "[[bridge]]\nname = \"lan\"\n", "[[bridge]]\nname = \"lan\"\nkeep_empty = true\n", 1)),
+			links: func() []Link {
+				l := converged()
+				l[1].Name = "wan0"
+				return l
+			}(),
+			want: "delete vlan0\ndelete vlan1\nrelease wan0\n",
+		},
+		{
 			name:    "VLAN id removed from the profile: only that VLAN goes",
 			profile: profile(t, strings.Replace(profileText, "vlans = [10, 20]", "vlans = [10]", 1)),
 			links:   converged(),
