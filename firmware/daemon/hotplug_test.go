@@ -195,3 +195,110 @@ keep_empty = true
 		t.Errorf("%d DB commits for one bridge", st.Commits)
 	}
 }
+
+const reloadProfile = `
+board = "reload"
+[[port]]
+name = "a"
+match.name = "pa*"
+bridge = "a"
+[[port]]
+name = "b"
+match.name = "pb*"
+bridge = "b"
+[[bridge]]
+name = "a"
+[[bridge]]
+name = "b"
+[[bridge]]
+name = "c"
+`
+
+func linkIndexes(t *testing.T) map[string]string {
+	t.Helper()
+	out, err := osexec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 {
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			m[name] = f[0]
+		}
+	}
+	return m
+}
+
+// Editing one rule of the profile and reloading touches only what that rule
+// derives: every other interface keeps its ifindex (no delete/recreate).
+// A broken profile is refused with file:line and the one in force stays.
+func TestReloadOnlyTouchesTheChange(t *testing.T) {
+	e := newEnv(t)
+	e.writeProfile(reloadProfile)
+	e.start()
+	for _, p := range []string{"pa0", "pa1", "pb0"} {
+		if err := ip(t, "link", "add", p, "group", fmt.Sprint(e.foreignGroup()), "type", "veth", "peer", "name", "x"+p, "group", fmt.Sprint(e.foreignGroup())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var brA, brB string
+	waitFor(t, func() bool {
+		m := masters(t)
+		brA, brB = m["pa0"], m["pb0"]
+		return brA != "" && brB != "" && m["pa1"] == brA
+	})
+	before := linkIndexes(t)
+	c := e.client()
+
+	e.writeProfile(strings.Replace(reloadProfile, "bridge = \"b\"", "bridge = \"c\"", 1))
+	plan, err := c.Reload(true)
+	if err != nil || len(plan) != 3 {
+		t.Fatalf("dry run: %v %q", err, plan)
+	}
+	if _, err := c.Reload(false); err != nil {
+		t.Fatal(err)
+	}
+	var brC string
+	waitFor(t, func() bool { brC = masters(t)["pb0"]; return brC != "" && brC != brB })
+	after := linkIndexes(t)
+	for _, name := range []string{brA, "pa0", "pa1", "pb0"} {
+		if before[name] != after[name] {
+			t.Errorf("%s was re-created (ifindex %s -> %s)", name, before[name], after[name])
+		}
+	}
+	if _, still := after[brB]; still {
+		t.Errorf("bridge %s of the removed rule is still there", brB)
+	}
+	if m := masters(t); m["pa0"] != brA || m["pa1"] != brA {
+		t.Errorf("ports of the untouched rule moved: %v", m)
+	}
+
+	os.WriteFile(e.config, []byte("board = \"reload\"\n[[port]]\nname = \"a\"\nmatch.name = \"pa*\"\nvlans = [4095]\n"), 0o644)
+	if _, err := c.Reload(false); err == nil || !strings.Contains(err.Error(), "board.toml:5") {
+		t.Errorf("broken profile: %v", err)
+	}
+	st := e.status()
+	if !strings.Contains(st.Rejected, "board.toml:5") || !strings.Contains(st.Profile, "reload") {
+		t.Errorf("status after a refused reload: profile %q, rejected %q", st.Profile, st.Rejected)
+	}
+	if m := masters(t); m["pa0"] != brA || m["pb0"] != brC {
+		t.Errorf("a refused profile changed the links: %v", m)
+	}
+}
+
+// A profile that is broken at boot leaves ifmgrd up, managing only what
+// ifctl asks for, and saying why.
+func TestBadProfileAtBoot(t *testing.T) {
+	e := newEnv(t)
+	e.writeProfile("board = \"x\"\n[[port]]\nname = \"lan\"\nmatch.name = [\"eth*\"\n")
+	e.start()
+	st := e.status()
+	if st.Profile != "" || !strings.Contains(st.Rejected, "board.toml") {
+		t.Errorf("profile %q, rejected %q", st.Profile, st.Rejected)
+	}
+	if _, err := e.client().Create("bridge", "", 0); err != nil {
+		t.Errorf("ifctl requests must still work: %v", err)
+	}
+}
