@@ -33,23 +33,25 @@ ifctl() { run "$bin/ifctl" --socket "$bin/ifmgr.sock" "$@"; }
 
 start
 echo "# the board profile made the lan bridge; now plug two 'NICs'"
-run ip link add lan1 type veth peer name lan1p
-run ip link add lan2 type veth peer name lan2p
+run ip link add lan1 type veth peer name peer1
+run ip link add lan2 type veth peer name peer2
 sleep 0.3
 run ip -br link show master bridge0
 ifctl create bridge
 ifctl create bridge
 ifctl create bridge7
 ifctl create bridge123456
-run ip link add bridge2 type veth peer name squat
+echo "# another process takes the name the allocator would hand out next"
+run ip link add bridge3 type veth peer name squat
 ifctl create bridge
-ifctl create bridge2
-ifctl destroy squat
+ifctl create bridge3
+ifctl destroy bridge3
+echo "# the squatter goes: its unit comes back, not leaked"
+run ip link delete bridge3
+ifctl create bridge
+echo "# this host kernel has no 8021q: the VLAN is refused with the kernel's reason (the QEMU image has it)"
 run ip link add eth0 type veth peer name eth0p
 ifctl create vlan --dev eth0 --vid 10
-ifctl list
-run ip link delete bridge2
-ifctl create bridge
 ifctl list
 ifctl status
 echo "# unplug lan2, then edit nothing and reload: nothing to do"

@@ -173,6 +173,9 @@ func run(args []string, stdout, _ io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("reload: %w", err)
 		}
+		if len(lines) == 0 {
+			fmt.Fprintln(stdout, "nothing to change")
+		}
 		for _, l := range lines {
 			fmt.Fprintln(stdout, l)
 		}
