@@ -164,6 +164,7 @@ func TestConcurrentClients(t *testing.T) {
 	e.start()
 	const clients, each = 64, 50
 	names := make(chan string, clients*each)
+	began := time.Now()
 	var wg sync.WaitGroup
 	for i := 0; i < clients; i++ {
 		wg.Add(1)
@@ -181,6 +182,7 @@ func TestConcurrentClients(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	elapsed := time.Since(began)
 	close(names)
 	got := map[string]bool{}
 	for n := range names {
@@ -206,7 +208,7 @@ func TestConcurrentClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d bridges in %d DB commits", len(got), st.Commits)
+	t.Logf("%d bridges from %d clients in %v, %d DB commits", len(got), clients, elapsed, st.Commits)
 	if st.Commits >= uint64(len(got)) {
 		t.Errorf("%d commits for %d creates: requests are not batched", st.Commits, len(got))
 	}
