@@ -42,12 +42,19 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // start runs a manager over k and s until the test ends.
 func start(t *testing.T, k *fakeKernel, s *fakeStore, bridgeMax uint32) *harness {
 	t.Helper()
-	h := &harness{t: t, k: k, s: s}
-	m, err := New(Config{Kernel: k, Store: s, Watcher: k.watch(), Cloners: testCloners(t, bridgeMax), Logger: quietLogger(), ResyncTick: -1})
+	return startConfig(t, k, s, Config{Cloners: testCloners(t, bridgeMax)})
+}
+
+// startConfig runs a manager built from cfg, with the fake kernel, store and
+// watcher filled in.
+func startConfig(t *testing.T, k *fakeKernel, s *fakeStore, cfg Config) *harness {
+	t.Helper()
+	cfg.Kernel, cfg.Store, cfg.Watcher, cfg.Logger, cfg.ResyncTick = k, s, k.watch(), quietLogger(), -1
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.m = m
+	h := &harness{t: t, k: k, s: s, m: m}
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	h.errc = make(chan error, 1)

@@ -38,19 +38,7 @@ func mustProfile(t *testing.T, text string) *board.Profile {
 
 func startWithProfile(t *testing.T, k *fakeKernel, s *fakeStore, p *board.Profile) *harness {
 	t.Helper()
-	h := &harness{t: t, k: k, s: s}
-	cl := testCloners(t, DefaultMaxUnit)
-	m, err := New(Config{Kernel: k, Store: s, Watcher: k.watch(), Cloners: cl, Logger: quietLogger(), ResyncTick: -1, Profile: p})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.m = m
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.errc = make(chan error, 1)
-	go func() { h.errc <- m.Run(ctx) }()
-	t.Cleanup(h.stop)
-	return h
+	return startConfig(t, k, s, Config{Cloners: testCloners(t, DefaultMaxUnit), Profile: p})
 }
 
 func mac(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
@@ -195,7 +183,6 @@ func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
 // without bound; the reservations absent longest go first.
 func TestReservationsAreBounded(t *testing.T) {
 	k, s := newFakeKernel(), newFakeStore()
-	h := &harness{t: t, k: k, s: s}
 	p := mustProfile(t, `
 board = "usb"
 [[port]]
@@ -206,15 +193,7 @@ bridge = "tether"
 name = "tether"
 per_port = true
 `)
-	m, err := New(Config{Kernel: k, Store: s, Watcher: k.watch(), Cloners: testCloners(t, DefaultMaxUnit), Logger: quietLogger(), ResyncTick: -1, Profile: p, MaxAbsent: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.m = m
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.errc = cancel, make(chan error, 1)
-	go func() { h.errc <- m.Run(ctx) }()
-	t.Cleanup(h.stop)
+	h := startConfig(t, k, s, Config{Cloners: testCloners(t, DefaultMaxUnit), Profile: p, MaxAbsent: 3})
 
 	for i := 0; i < 10; i++ {
 		l, _ := k.add(kernel.Link{Name: "usb0", MAC: mac(fmt.Sprintf("02:00:00:00:00:%02x", i))})
