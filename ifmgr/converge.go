@@ -33,12 +33,21 @@ func (m *Manager) planLinks() []plan.Link {
 			pl.Owned = true // ours but unrecorded (being adopted): never a port
 		}
 		if m.cfg.Facts != nil && !pl.Owned {
-			pl.Driver, pl.Bus = m.cfg.Facts(l.Name)
+			// A device's driver and bus do not change under its ifindex;
+			// read sysfs once per link, not once per event batch.
+			f, ok := m.facts[l.Index]
+			if !ok {
+				f.driver, f.bus = m.cfg.Facts(l.Name)
+				m.facts[l.Index] = f
+			}
+			pl.Driver, pl.Bus = f.driver, f.bus
 		}
 		out = append(out, pl)
 	}
 	return out
 }
+
+type linkFacts struct{ driver, bus string }
 
 // converge brings the kernel to what the profile derives from the links now
 // present. New identities get units in one transaction, committed before any

@@ -102,6 +102,7 @@ type Manager struct {
 	byIdentity map[string]*entry      // the same, by identity key
 	resyncs    map[string]uint64      // resync count by reason
 	events     chan []kernel.Event    // watcher -> owner, for status
+	facts      map[uint32]linkFacts   // sysfs facts of observed links, by ifindex
 	clock      uint64                 // logical clock of LastSeen stamps: the highest on record
 	profile    *board.Profile
 	rejected   string // the last refused profile and why, for status
@@ -148,6 +149,7 @@ func New(cfg Config) (*Manager, error) {
 		byIfName:   map[string]uint32{},
 		managed:    map[string]*entry{},
 		byIdentity: map[string]*entry{},
+		facts:      map[uint32]linkFacts{},
 		resyncs:    map[string]uint64{},
 	}
 	for _, c := range cfg.Cloners {

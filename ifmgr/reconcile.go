@@ -54,6 +54,11 @@ func (m *Manager) resync(reason string) error {
 		m.byIfName[l.Name] = l.Index
 		names[l.Name] = true
 	}
+	for idx := range m.facts {
+		if _, ok := m.links[idx]; !ok {
+			delete(m.facts, idx) // events for it were lost: do not keep it for years
+		}
+	}
 	for _, c := range m.cloners {
 		m.alloc[c.Name].EachHeld(func(u uint32) bool {
 			names[c.IfName(u)] = true
@@ -124,6 +129,7 @@ func (m *Manager) observe(l kernel.Link) {
 
 func (m *Manager) forget(l kernel.Link) {
 	delete(m.links, l.Index)
+	delete(m.facts, l.Index)
 	if m.byIfName[l.Name] == l.Index {
 		delete(m.byIfName, l.Name)
 	}
