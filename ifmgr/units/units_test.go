@@ -305,7 +305,7 @@ func TestMaxUint32(t *testing.T) {
 	}
 	_, err = a.AllocLowest()
 	checkErr(t, "AllocLowest with every unit allocated", err, ErrRange, "")
-	if strconv.IntSize == 64 && a.Allocated() != 1<<32 {
+	if strconv.IntSize == 64 && uint64(a.Allocated()) != 1<<32 {
 		t.Fatalf("Allocated = %d, want 2^32", a.Allocated())
 	}
 	// Early stop must work on a run that would otherwise take forever.
