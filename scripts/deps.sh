@@ -4,6 +4,7 @@
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
+command -v modinfo >/dev/null || need+=(kmod) # scripts/fetch-kernel.sh reads .ko depends
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
