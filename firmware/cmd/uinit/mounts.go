@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// pseudoFS is one of the kernel file systems every step after this needs.
+type pseudoFS struct{ Source, Target, FSType string }
+
+var pseudoFSes = []pseudoFS{
+	{"proc", "/proc", "proc"},
+	{"sysfs", "/sys", "sysfs"},
+	{"devtmpfs", "/dev", "devtmpfs"},
+}
+
+// mountPoints parses /proc/self/mounts (or /proc/mounts) and returns the
+// set of mount points, with the kernel's octal escapes (\040 for a space)
+// undone.
+func mountPoints(text string) map[string]bool {
+	m := map[string]bool{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		m[unescapeMount(f[1])] = true
+	}
+	return m
+}
+
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// mounted reads the current mount table. Before /proc is mounted there is
+// none, and nothing counts as mounted.
+func (b *boot) mounted() map[string]bool {
+	text, err := os.ReadFile(b.path("/proc/self/mounts"))
+	if err != nil {
+		return map[string]bool{}
+	}
+	return mountPoints(string(text))
+}
+
+// mountPseudo mounts proc, sysfs and devtmpfs where they are missing. u-root's
+// init has normally mounted all three, so this usually changes nothing.
+func (b *boot) mountPseudo() error {
+	var errs []error
+	for _, fs := range pseudoFSes {
+		// Re-read each time: mounting /proc makes the table readable.
+		if b.mounted()[fs.Target] {
+			continue
+		}
+		target := b.path(fs.Target)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		flags := uintptr(unix.MS_NOSUID)
+		if fs.FSType != "devtmpfs" {
+			flags |= unix.MS_NOEXEC | unix.MS_NODEV
+		}
+		if err := b.Sys.Mount(fs.Source, target, fs.FSType, flags, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", fs.FSType, fs.Target, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ext4 (and ext2/ext3) superblock: 1024 bytes into the device, with the
+// magic number 0xEF53 (little-endian) 56 bytes into it.
+const (
+	extMagicOffset = 1024 + 56
+	extMagic       = 0xEF53
+	zeroCheckBytes = 1 << 20
+)
+
+// hasExtMagic reports whether r holds an ext2/3/4 superblock.
+func hasExtMagic(r io.ReaderAt) (bool, error) {
+	var buf [2]byte
+	if _, err := r.ReadAt(buf[:], extMagicOffset); err != nil {
+		if errors.Is(err, io.EOF) {
+			return false, nil // too small to hold one
+		}
+		return false, err
+	}
+	return binary.LittleEndian.Uint16(buf[:]) == extMagic, nil
+}
+
+// allZero reports whether the first n bytes of r (or all of r, if shorter)
+// are zero: a disk that was never written, so making a file system on it
+// would destroy nothing.
+func allZero(r io.Reader, n int64) (bool, error) {
+	buf := make([]byte, 64<<10)
+	lr := io.LimitReader(r, n)
+	for {
+		k, err := lr.Read(buf)
+		if !bytes.Equal(buf[:k], make([]byte, k)) {
+			return false, nil
+		}
+		if err == io.EOF {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// isExtFS reports whether fstype is one whose superblock hasExtMagic knows.
+func isExtFS(fstype string) bool {
+	return fstype == "ext2" || fstype == "ext3" || fstype == "ext4"
+}
+
+// errNoFS is returned for a data disk without a file system.
+var errNoFS = errors.New("no file system")
+
+// probeData checks, without writing, that dev looks like it holds fstype.
+// uinit makes no file systems (u-root has no mkfs): a blank disk is
+// reported as such, and is prepared on the host (scripts/run-qemu.sh runs
+// mkfs.ext4) or at the factory.
+func probeData(dev, fstype string) error {
+	f, err := os.Open(dev)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if !isExtFS(fstype) {
+		return nil // let mount(2) decide
+	}
+	ok, err := hasExtMagic(f)
+	if err != nil {
+		return fmt.Errorf("%s: read superblock: %w", dev, err)
+	}
+	if ok {
+		return nil
+	}
+	zero, err := allZero(f, zeroCheckBytes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", dev, err)
+	}
+	if zero {
+		return fmt.Errorf("%s: %w (blank disk; uinit does not run mkfs, make one with mkfs.%s on the host)", dev, errNoFS, fstype)
+	}
+	return fmt.Errorf("%s: %w of type %s and not blank; left untouched", dev, errNoFS, fstype)
+}
+
+// mountData mounts the data partition on /data. If that fails, /data
+// becomes a tmpfs so ifmgrd still starts, and the error says the database
+// will not persist.
+func (b *boot) mountData() error {
+	cfg := dataConfigFrom(b.Cmdline)
+	target := b.path(dataDir)
+	if b.mounted()[dataDir] {
+		return nil
+	}
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return err
+	}
+	err := probeData(b.path(cfg.Device), cfg.FSType)
+	if err == nil {
+		err = b.Sys.Mount(cfg.Device, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")
+		if err != nil {
+			err = fmt.Errorf("mount %s (%s) on %s: %w", cfg.Device, cfg.FSType, dataDir, err)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if terr := b.Sys.Mount("tmpfs", target, "tmpfs", unix.MS_NODEV|unix.MS_NOSUID, "mode=0755"); terr != nil {
+		return fmt.Errorf("%v; tmpfs on %s failed too (%v): the DB will not persist", err, dataDir, terr)
+	}
+	return fmt.Errorf("%v; %s is a tmpfs, the DB will not persist", err, dataDir)
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// startSupervisor starts "uinit supervise -- argv..." as a child in its own
+// session, writing to out, and does not wait for it. When uinit returns,
+// the supervisor is re-parented to init, which reaps it.
+func startSupervisor(argv []string, out io.Writer) error {
+	self, err := os.Executable()
+	if err != nil {
+		self = "/bin/uinit"
+	}
+	args := append([]string{"supervise", "--"}, argv...)
+	cmd := exec.Command(self, args...)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	// Its own session: the shell's Ctrl-C on the console does not reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}
+
+// policy is how the supervisor restarts its program.
+type policy struct {
+	MaxRestarts int           // restarts after quick exits, in a row
+	Backoff     time.Duration // first wait before a restart; doubles each time
+	MaxBackoff  time.Duration
+	StableAfter time.Duration // a run at least this long resets the count and the wait
+}
+
+// errStopped is what Run returns once the supervisor was told to stop.
+var errStopped = errors.New("stopped")
+
+// supervisor runs a program and restarts it with backoff when it exits.
+type supervisor struct {
+	Name   string
+	Policy policy
+	Out    io.Writer
+	// Run runs the program once and returns when it has exited.
+	Run   func() error
+	Sleep func(time.Duration)
+	Now   func() time.Time
+}
+
+// Loop runs the program until it has been restarted MaxRestarts times in a
+// row without a stable run, or Run returns errStopped. It logs every exit
+// and restart, and returns the last exit error.
+func (s *supervisor) Loop() error {
+	restarts := 0
+	wait := s.Policy.Backoff
+	for {
+		start := s.Now()
+		err := s.Run()
+		ran := s.Now().Sub(start).Round(time.Millisecond)
+		if errors.Is(err, errStopped) {
+			fmt.Fprintf(s.Out, "uinit: %s: stopped\n", s.Name)
+			return err
+		}
+		if err == nil {
+			err = errors.New("exited with status 0")
+		}
+		if ran >= s.Policy.StableAfter {
+			restarts = 0
+			wait = s.Policy.Backoff
+		}
+		if restarts >= s.Policy.MaxRestarts {
+			fmt.Fprintf(s.Out, "uinit: %s: %v after %v; gave up after %d restarts\n", s.Name, err, ran, restarts)
+			return err
+		}
+		restarts++
+		fmt.Fprintf(s.Out, "uinit: %s: %v after %v; restart %d of %d in %v\n", s.Name, err, ran, restarts, s.Policy.MaxRestarts, wait)
+		s.Sleep(wait)
+		wait *= 2
+		if wait > s.Policy.MaxBackoff {
+			wait = s.Policy.MaxBackoff
+		}
+	}
+}
+
+// superviseMain is "uinit supervise [flags] -- PROG ARGS...".
+func superviseMain(args []string, out io.Writer) int {
+	fs := flag.NewFlagSet("uinit supervise", flag.ContinueOnError)
+	fs.SetOutput(out)
+	var p policy
+	fs.IntVar(&p.MaxRestarts, "max-restarts", defaultMaxRestarts, "restarts in a row before giving up")
+	fs.DurationVar(&p.Backoff, "backoff", defaultBackoff, "first wait before a restart")
+	fs.DurationVar(&p.MaxBackoff, "max-backoff", defaultMaxBackoff, "longest wait before a restart")
+	fs.DurationVar(&p.StableAfter, "stable-after", defaultStableAfter, "a run this long resets the restart count")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		fmt.Fprintln(out, "uinit supervise: no program given")
+		return 2
+	}
+
+	// SIGTERM or SIGINT is passed on to the program, and ends the loop.
+	var (
+		mu       sync.Mutex
+		cur      *os.Process
+		stopping bool
+	)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		for sig := range sigs {
+			mu.Lock()
+			stopping = true
+			if cur != nil {
+				_ = cur.Signal(sig)
+			}
+			mu.Unlock()
+		}
+	}()
+	s := &supervisor{
+		Name:   filepath.Base(argv[0]),
+		Policy: p,
+		Out:    out,
+		Run: func() error {
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Stdout = out
+			cmd.Stderr = out
+			mu.Lock()
+			if stopping {
+				mu.Unlock()
+				return errStopped
+			}
+			err := cmd.Start()
+			if err == nil {
+				cur = cmd.Process
+			}
+			mu.Unlock()
+			if err != nil {
+				return err
+			}
+			err = cmd.Wait()
+			mu.Lock()
+			cur = nil
+			if stopping {
+				err = errStopped
+			}
+			mu.Unlock()
+			return err
+		},
+		Sleep: time.Sleep,
+		Now:   time.Now,
+	}
+	if err := s.Loop(); err != nil && !errors.Is(err, errStopped) {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Builds uroute's initramfs for one architecture:
+#
+#   scripts/build-image.sh ARCH OUT.cpio     ARCH: amd64 | arm64 | armv7 | mipsle
+#
+# The image holds u-root's core commands (one busybox-style binary in /bbin,
+# built by u-root), uroute's own ifmgrd, ifctl and uinit (built separately,
+# in this module, with this module's Go version and dependencies), the board
+# profiles, and /bin/uinit -> uroute-uinit, which u-root's /init runs before
+# it starts the shell. See docs/image.md.
+#
+# Environment:
+#   BOARD=NAME      profile to install as /etc/uroute/board.toml
+#                   (default: qemu-$ARCH; file board/profiles/NAME.toml)
+#   COMPRESS=gz|xz  also write OUT.cpio.gz or OUT.cpio.xz (default: none)
+#   MODULES_DIR=D   copy directory D (kernel modules *.ko plus a load-order
+#                   file naming them, one a line) to /lib/modules
+#   KEEP_TMP=1      keep the work directory and print its path
+#
+# u-root is pinned in go.mod (a tool dependency). Same inputs give the same
+# bytes: u-root zeroes the cpio metadata (mtime, uid, inode) and builds with
+# -trimpath and no build ID, and so do we.
+set -euo pipefail
+
+usage() { echo "usage: $0 amd64|arm64|armv7|mipsle OUT.cpio" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+arch=$1
+out=$2
+case $arch in
+amd64)  goarch=amd64;  goarm=;  gomips= ;;
+arm64)  goarch=arm64;  goarm=;  gomips= ;;
+armv7)  goarch=arm;    goarm=7; gomips= ;;
+mipsle) goarch=mipsle; goarm=;  gomips=softfloat ;;
+*) usage ;;
+esac
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+case $out in /*) ;; *) out=$PWD/$out ;; esac
+mkdir -p "$(dirname "$out")"
+board=${BOARD:-qemu-$arch}
+profile=$repo/board/profiles/$board.toml
+[ -f "$profile" ] || { echo "$0: no board profile $profile" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/uroute-image.XXXXXX")
+if [ "${KEEP_TMP:-}" = 1 ]; then
+	echo "work directory: $tmp" >&2
+else
+	trap 'rm -rf "$tmp"' EXIT
+fi
+
+cd "$repo"
+export CGO_ENABLED=0 GOFLAGS=${GOFLAGS:-}
+# The variables the target build uses must not leak into the host build.
+unset GOOS GOARCH GOARM GOMIPS GO386 GOAMD64 GOARM64
+
+# 1. u-root itself, for the host. "GOARCH=x go tool u-root" would build the
+#    tool for the target, so build it first and run it with the target's
+#    environment.
+go build -o "$tmp/u-root" github.com/u-root/u-root
+uroot_dir=$(go list -m -f '{{.Dir}}' github.com/u-root/u-root)
+
+# 2. uroute's programs, for the target, in module mode.
+target_env=(GOOS=linux "GOARCH=$goarch")
+[ -n "$goarm" ] && target_env+=("GOARM=$goarm")
+[ -n "$gomips" ] && target_env+=("GOMIPS=$gomips")
+mkdir -p "$tmp/bin"
+for cmd in ifmgrd ifctl uinit; do
+	env "${target_env[@]}" go build -trimpath -ldflags='-s -w -buildid=' \
+		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
+done
+
+# 3. The image. u-root builds its core commands from its own module (the
+#    pinned version in the module cache, whose go.mod lists their
+#    dependencies; ours does not), so it runs there, and adds our binaries
+#    and the profiles as plain files.
+files=(
+	-files "$tmp/bin/ifmgrd:bin/ifmgrd"
+	-files "$tmp/bin/ifctl:bin/ifctl"
+	-files "$tmp/bin/uinit:bin/uroute-uinit"
+	-files "$profile:etc/uroute/board.toml"
+	-files "$repo/board/profiles:etc/uroute/profiles"
+)
+if [ -n "${MODULES_DIR:-}" ]; then
+	# Kernel modules (*.ko) and their load-order file, for uinit.
+	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }
+	files+=(-files "$MODULES_DIR:lib/modules")
+fi
+(
+	mkdir -p "$tmp/uroot"
+	cd "$uroot_dir"
+	go mod download
+	env "${target_env[@]}" "$tmp/u-root" \
+		-o "$out" \
+		-tmp-dir "$tmp/uroot" \
+		-skip-ldd \
+		-uinitcmd=/bin/uroute-uinit \
+		"${files[@]}" \
+		'github.com/u-root/u-root/cmds/core/*'
+) 2> "$tmp/u-root.log" || { cat "$tmp/u-root.log" >&2; exit 1; }
+
+case ${COMPRESS:-} in
+"") ;;
+gz) gzip -9 -n -c "$out" > "$out.gz" ;;
+xz) xz -9 --check=crc32 -T1 -c "$out" > "$out.xz" ;;
+*) echo "$0: COMPRESS=$COMPRESS: want gz or xz" >&2; exit 2 ;;
+esac
+ls -l "$out"* >&2
