@@ -25,6 +25,7 @@ func (m *Manager) planLinks() []plan.Link {
 	for _, l := range m.links {
 		pl := plan.Link{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, Parent: l.Parent, VLANID: l.VLANID,
+			Up:  l.Flags&iffUp != 0,
 			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
 		}
 		if e := byIndex[l.Index]; e != nil {
@@ -178,6 +179,15 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 		case plan.Release:
 			if err := m.cfg.Kernel.SetMaster(a.Link, 0); err != nil && !errors.Is(err, kernel.ErrNotFound) {
 				m.log.Error("release port", "name", a.Name, "err", err)
+			}
+		case plan.BringUp:
+			if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+				m.log.Error("bring port up", "name", a.Name, "err", err)
+				continue
+			}
+			if l, ok := m.links[a.Link]; ok {
+				l.Flags |= iffUp
+				m.links[a.Link] = l
 			}
 		}
 	}

@@ -624,8 +624,10 @@ func (m *Manager) reload(p *board.Profile, dryRun bool) response {
 // Done is closed when Run has returned.
 func (m *Manager) Done() <-chan struct{} { return m.done }
 
+// Interface flags (linux/if.h) that ifmgr reads.
+const iffUp, iffLowerUp = 0x1, 0x10000
+
 func linkState(l kernel.Link) string {
-	const iffUp, iffLowerUp = 0x1, 0x10000
 	switch {
 	case l.Flags&iffUp == 0:
 		return "down"

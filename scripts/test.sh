@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 echo "== gofmt"
 bad=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
 if [ -n "$bad" ]; then echo "gofmt would change: $bad"; exit 1; fi
-echo "== go vet"
+echo "== go vet (amd64, and big-endian 32-bit MIPS: the routers ifmgr must run on)"
 go vet ./...
+GOARCH=mips GOMIPS=softfloat go vet ./...
 echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"

@@ -22,6 +22,7 @@ type Link struct {
 	Master  uint32 // ifindex of the bridge it is a port of, 0 if none
 	Parent  uint32 // VLAN lower device
 	VLANID  uint16
+	Up      bool   // administratively up (IFF_UP)
 	MAC     string // current address, lower-case
 	PermMAC string // permanent address, lower-case; "" for virtual links
 	Driver  string
@@ -59,10 +60,13 @@ const (
 	SetMaster
 	// Release takes an existing link out of an ifmgr bridge.
 	Release
+	// BringUp sets a port administratively up: a router's ports carry
+	// traffic, and VLANs on a down port are down too.
+	BringUp
 )
 
 func (k Kind) String() string {
-	return [...]string{"delete", "create", "set-master", "release"}[k]
+	return [...]string{"delete", "create", "set-master", "release", "bring-up"}[k]
 }
 
 // Action is one step of a plan.
@@ -228,7 +232,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl.Actions = append(pl.Actions, creates...)
 
 	// Memberships of links that exist: ports, and owned VLANs.
-	var joins []Action
+	var joins, ups []Action
 	wantMaster := func(idx uint32, key string, name, why string) {
 		cur := byIndex[idx].Master
 		if key == "" {
@@ -249,6 +253,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 			// A link no rule matches (any more) has no business in a
 			// derived bridge; wantMaster with no bridge releases it.
 			wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
+			if p != nil && !l.Up {
+				if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
+					ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port of the profile is down"})
+				}
+			}
 		case l.Kind == "vlan":
 			if t, ok := pl.Targets[l.Identity.Key()]; ok {
 				if _, kept := present[l.Identity.Key()]; kept {
@@ -258,6 +267,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 		}
 	}
 	pl.Actions = append(pl.Actions, joins...)
+	pl.Actions = append(pl.Actions, ups...)
 	return pl
 }
 

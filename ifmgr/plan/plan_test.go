@@ -35,7 +35,7 @@ func profile(t *testing.T, text string) *board.Profile {
 }
 
 func eth(idx uint32, name, mac string) Link {
-	return Link{Index: idx, Name: name, MAC: mac, PermMAC: mac}
+	return Link{Index: idx, Name: name, MAC: mac, PermMAC: mac, Up: true}
 }
 
 // owned builds the link ifmgr made for a target.
@@ -82,7 +82,7 @@ func render(pl Plan) string {
 func converged() []Link {
 	return []Link{
 		{Index: 1, Name: "lo"},
-		{Index: 2, Name: "eth0", MAC: mac1, PermMAC: mac1, Master: 10},
+		{Index: 2, Name: "eth0", MAC: mac1, PermMAC: mac1, Master: 10, Up: true},
 		owned(10, "bridge0", lanBr, 0, 0, 0),
 		owned(11, "bridge1", guestBr, 0, 0, 0),
 		owned(12, "vlan0", VLANIdentity(port1, 10), 2, 10, 11),
@@ -112,6 +112,16 @@ func TestPlan(t *testing.T) {
 				"create " + VLANIdentity(port1, 10).Key() + " in " + guestBr.Key() + "\n" +
 				"create " + VLANIdentity(port1, 20).Key() + "\n" +
 				"set-master eth0 -> " + lanBr.Key() + "\n",
+		},
+		{
+			name:    "a port that is down is brought up; a foreign link that is down is not",
+			profile: p,
+			links: func() []Link {
+				l := append(converged(), Link{Index: 30, Name: "wan0"})
+				l[1].Up = false
+				return l
+			}(),
+			want: "bring-up eth0\n",
 		},
 		{
 			name:    "converged: nothing to do",
