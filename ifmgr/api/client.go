@@ -37,12 +37,15 @@ func (c *Client) Close() error { return c.conn.Close() }
 // back as a *RemoteError that unwraps to the ifmgr error value.
 func (c *Client) Do(req Request) (Response, error) {
 	req.V = Version
-	if err := c.enc.Encode(req); err != nil {
-		return Response{}, fmt.Errorf("send to ifmgrd: %w", err)
-	}
+	sendErr := c.enc.Encode(req)
 	var resp Response
+	// Even if the send failed, the daemon may have answered why (a refused
+	// peer) before closing: read that first.
 	line, err := c.br.ReadBytes('\n')
 	if err != nil {
+		if sendErr != nil {
+			return resp, fmt.Errorf("send to ifmgrd: %w", sendErr)
+		}
 		return resp, fmt.Errorf("read from ifmgrd: %w", err)
 	}
 	if err := json.Unmarshal(line, &resp); err != nil {

@@ -150,6 +150,10 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn, log *slog.Logger) 
 			why = fmt.Errorf("%w: cannot read peer credentials: %v", ErrPermission, err)
 		}
 		log.Warn("control connection refused", "uid", uid, "err", why)
+		// Take the peer's request before answering, so its write does not
+		// meet a closed socket (EPIPE) and it gets to read the reason.
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		readLine(bufio.NewReaderSize(c, 512), MaxRequestSize)
 		enc.Encode(ErrorResponse(why))
 		return
 	}
