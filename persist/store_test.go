@@ -361,7 +361,9 @@ func TestLockedByAnotherStore(t *testing.T) {
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "locked") {
 		t.Fatalf("err = %v; want ErrLocked naming the path", err)
 	}
-	if took < lockTimeout/2 || took > 3*lockTimeout {
+	// Only the lower bound is a property; the upper one just catches a hang
+	// (machines here are too noisy for a tight timing assertion).
+	if took < lockTimeout/2 || took > 30*lockTimeout {
 		t.Fatalf("gave up after %v, want about %v", took, lockTimeout)
 	}
 	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
