@@ -92,6 +92,20 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 		}
 	}
 
+	for _, a := range pl.Actions {
+		if a.Kind != plan.BringUp {
+			continue
+		}
+		if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+			m.log.Error("bring port up", "name", a.Name, "err", err)
+			continue
+		}
+		if l, ok := m.links[a.Link]; ok {
+			l.Flags |= iffUp
+			m.links[a.Link] = l
+		}
+	}
+
 	type creation struct {
 		target plan.Target
 		e      *entry
@@ -180,15 +194,7 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 			if err := m.cfg.Kernel.SetMaster(a.Link, 0); err != nil && !errors.Is(err, kernel.ErrNotFound) {
 				m.log.Error("release port", "name", a.Name, "err", err)
 			}
-		case plan.BringUp:
-			if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-				m.log.Error("bring port up", "name", a.Name, "err", err)
-				continue
-			}
-			if l, ok := m.links[a.Link]; ok {
-				l.Flags |= iffUp
-				m.links[a.Link] = l
-			}
+
 		}
 	}
 	return again

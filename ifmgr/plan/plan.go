@@ -61,7 +61,8 @@ const (
 	// Release takes an existing link out of an ifmgr bridge.
 	Release
 	// BringUp sets a port administratively up: a router's ports carry
-	// traffic, and VLANs on a down port are down too.
+	// traffic, and VLANs on a down port are down too. Listed right after
+	// the deletes.
 	BringUp
 )
 
@@ -267,7 +268,10 @@ func Compute(p *board.Profile, links []Link) Plan {
 		}
 	}
 	pl.Actions = append(pl.Actions, joins...)
-	pl.Actions = append(pl.Actions, ups...)
+	// Ports go up before anything is created on them: a VLAN cannot be set
+	// up on a down parent (ENETDOWN), and follows its parent up by itself.
+	at := len(deletes)
+	pl.Actions = append(pl.Actions[:at], append(ups, pl.Actions[at:]...)...)
 	return pl
 }
 

@@ -124,6 +124,15 @@ func TestPlan(t *testing.T) {
 			want: "bring-up eth0\n",
 		},
 		{
+			name:    "a port that appears down goes up before its VLANs are made",
+			profile: p,
+			links:   []Link{{Index: 2, Name: "eth0", MAC: mac1, PermMAC: mac1}, owned(10, "bridge0", lanBr, 0, 0, 0), owned(11, "bridge1", guestBr, 0, 0, 0)},
+			want: "bring-up eth0\n" +
+				"create " + VLANIdentity(port1, 10).Key() + " in " + guestBr.Key() + "\n" +
+				"create " + VLANIdentity(port1, 20).Key() + "\n" +
+				"set-master eth0 -> " + lanBr.Key() + "\n",
+		},
+		{
 			name:    "converged: nothing to do",
 			profile: p,
 			links:   converged(),
