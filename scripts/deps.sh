@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v modinfo >/dev/null || need+=(kmod) # scripts/fetch-kernel.sh reads .ko depends
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86) # qemu-test/qmp runs against a real QEMU
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
