@@ -327,7 +327,15 @@ func (m *Manager) startup() error {
 		m.clock = max(m.clock, rec.LastSeen)
 	}
 	m.log.Info("allocation records loaded", "records", len(recs), "db", m.cfg.Store.Path())
-	return m.resync("startup")
+	// A dump can be interrupted over and over while links churn (a boot
+	// with many NICs appearing): retry a while before giving up.
+	for attempt := 1; attempt <= 10; attempt++ {
+		if err = m.resync("startup"); err == nil {
+			return nil
+		}
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+	}
+	return fmt.Errorf("ifmgr: initial link dump: %w", err)
 }
 
 // response is what the owner answers.
