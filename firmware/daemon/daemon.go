@@ -119,6 +119,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	store, rec, err := persist.Open(o.DB, persist.Options{Logger: log})
+	if errors.Is(err, persist.ErrSchemaTooNew) {
+		// A firmware downgrade: the newer DB must survive for the next
+		// upgrade, and the router must still route. Run without
+		// persistence; units are rebuilt from the kernel's marked links.
+		log.Error("allocation DB is from newer firmware; left untouched, running without persistence", "db", o.DB, "err", err)
+		store, rec, err = persist.Open(persist.MemoryPath, persist.Options{Logger: log})
+	}
 	if err != nil {
 		return fmt.Errorf("open allocation DB: %w", err)
 	}
