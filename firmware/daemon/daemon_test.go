@@ -22,6 +22,7 @@ import (
 	"github.com/uroute/uroute/ifmgr/api"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/internal/netnstest"
+	bolt "go.etcd.io/bbolt"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }
@@ -613,5 +614,43 @@ func TestKill9MidBatch(t *testing.T) {
 		if err := d.cmd.Wait(); err != nil {
 			t.Errorf("SIGTERM exit: %v\n%s", err, d.logs)
 		}
+	}
+}
+
+// A DB written by newer firmware is left byte-for-byte alone after a
+// downgrade, and ifmgrd still manages interfaces, without persistence.
+func TestDBFromNewerFirmware(t *testing.T) {
+	e := newEnv(t)
+	os.MkdirAll(filepath.Dir(e.db), 0o700)
+	db, err := bolt.Open(e.db, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket([]byte("units")); err != nil {
+			return err
+		}
+		return meta.Put([]byte("schema"), []byte{0, 0, 0, 99})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(e.db)
+	e.start()
+	if _, err := e.client().Create("bridge", "", 0); err != nil {
+		t.Fatalf("ifmgrd must still work: %v", err)
+	}
+	if st := e.status(); st.DB != ":memory:" {
+		t.Errorf("running on %q, want the memory store", st.DB)
+	}
+	e.stop()
+	after, _ := os.ReadFile(e.db)
+	if string(before) != string(after) {
+		t.Error("the newer firmware's DB was modified")
 	}
 }
