@@ -12,6 +12,8 @@
 # Environment:
 #   BOARD=NAME      profile to install as /etc/uroute/board.toml
 #                   (default: qemu-$ARCH; file board/profiles/NAME.toml)
+#   BOARD_FILE=PATH profile file to install instead (overrides BOARD; e.g.
+#                   a test profile from qemu-test/profiles)
 #   COMPRESS=gz|xz  also write OUT.cpio.gz or OUT.cpio.xz (default: none)
 #   MODULES_DIR=D   copy directory D (kernel modules *.ko plus a load-order
 #                   file naming them, one a line) to /lib/modules
@@ -39,6 +41,9 @@ case $out in /*) ;; *) out=$PWD/$out ;; esac
 mkdir -p "$(dirname "$out")"
 board=${BOARD:-qemu-$arch}
 profile=$repo/board/profiles/$board.toml
+if [ -n "${BOARD_FILE:-}" ]; then
+	case $BOARD_FILE in /*) profile=$BOARD_FILE ;; *) profile=$PWD/$BOARD_FILE ;; esac
+fi
 [ -f "$profile" ] || { echo "$0: no board profile $profile" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uroute-image.XXXXXX")
@@ -64,7 +69,7 @@ target_env=(GOOS=linux "GOARCH=$goarch")
 [ -n "$goarm" ] && target_env+=("GOARM=$goarm")
 [ -n "$gomips" ] && target_env+=("GOMIPS=$gomips")
 mkdir -p "$tmp/bin"
-for cmd in ifmgrd ifctl uinit; do
+for cmd in ifmgrd ifctl uinit uroute-probe; do
 	env "${target_env[@]}" go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
 done
@@ -77,6 +82,7 @@ files=(
 	-files "$tmp/bin/ifmgrd:bin/ifmgrd"
 	-files "$tmp/bin/ifctl:bin/ifctl"
 	-files "$tmp/bin/uinit:bin/uroute-uinit"
+	-files "$tmp/bin/uroute-probe:bin/uroute-probe"
 	-files "$profile:etc/uroute/board.toml"
 	-files "$repo/board/profiles:etc/uroute/profiles"
 )
