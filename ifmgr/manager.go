@@ -602,35 +602,33 @@ func (m *Manager) RejectProfile(ctx context.Context, why error) error {
 
 func (m *Manager) reload(p *board.Profile, dryRun bool) response {
 	if dryRun {
-		var lines []string
-		if p != nil {
-			for _, a := range plan.Compute(p, m.planLinks()).Actions {
-				lines = append(lines, a.String())
-			}
-		}
-		return response{plan: lines}
+		return response{plan: m.planLines(p)}
 	}
-	old := m.profile
+	unchanged := m.profile != nil && p != nil && m.profile.Equal(p)
 	if err := m.setProfile(p); err != nil {
 		m.rejected = err.Error()
 		return response{err: err}
 	}
 	m.rejected = ""
-	var lines []string
-	if p != nil {
-		for _, a := range plan.Compute(p, m.planLinks()).Actions {
-			lines = append(lines, a.String())
-		}
+	if unchanged {
+		return response{} // nothing to touch
 	}
-	if old != nil && p != nil && old.Equal(p) {
-		return response{} // unchanged: nothing to touch
-	}
+	lines := m.planLines(p)
 	m.converge("reload")
 	return response{plan: lines}
 }
 
-// Done is closed when Run has returned.
-func (m *Manager) Done() <-chan struct{} { return m.done }
+// planLines renders what profile p would do to the links now present.
+func (m *Manager) planLines(p *board.Profile) []string {
+	if p == nil {
+		return nil
+	}
+	var lines []string
+	for _, a := range plan.Compute(p, m.planLinks()).Actions {
+		lines = append(lines, a.String())
+	}
+	return lines
+}
 
 // Interface flags (linux/if.h) that ifmgr reads.
 const iffUp, iffLowerUp = 0x1, 0x10000

@@ -194,9 +194,7 @@ func (m *Manager) settle(name string, t *txn) bool {
 			m.log.Info("adopted own link without a record", "name", name, "identity", rec.Identity.Key())
 			changed = true
 		}
-		if e.index != l.Index {
-			e.index = l.Index
-		}
+		e.index = l.Index
 		if !strings.HasPrefix(l.Alias, aliasPrefix) {
 			m.setAlias(l.Index, e.rec.Identity) // the crash fell between create and alias
 		}
