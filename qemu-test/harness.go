@@ -57,11 +57,8 @@ func Requirements(t testing.TB) (kernel string) {
 	kdir := filepath.Join(CacheDir(), "kernel-amd64")
 	for _, f := range []string{"vmlinuz", "modules/load-order"} {
 		if _, err := os.Stat(filepath.Join(kdir, f)); err != nil {
-			t.Skipf("cached kernel missing (%v); run scripts/run-qemu.sh amd64 once, or scripts/fetch-kernel.sh amd64 %s", err, kdir)
+			t.Skipf("cached kernel missing (%v); run scripts/fetch-kernel.sh amd64 %s", err, kdir)
 		}
-	}
-	if _, err := os.Stat(filepath.Join(CacheDir(), "image-amd64.cpio")); err != nil {
-		t.Skipf("cached image missing (%v); run scripts/run-qemu.sh amd64 once", err)
 	}
 	return filepath.Join(kdir, "vmlinuz")
 }

@@ -14,3 +14,9 @@ echo "== staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 echo "== go test"
 go test -count=1 -p 1 -timeout 30m "$@" ./...
+
+echo "== QEMU: VLANs on the wire in an amd64 guest"
+# The rest of the QEMU suite (all four architectures) arrives with issue 4.
+cache=${UROUTE_CACHE:-$HOME/.cache/uroute}
+./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64"
+UROUTE_QEMU=1 go test -count=1 -timeout 10m -run TestVLANOnTheWire ./qemu-test/
