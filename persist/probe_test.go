@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/uroute/uroute/internal/qemuuser"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -31,7 +31,8 @@ func TestBboltRawBehaviour(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "units.db")
 			writeFile(t, path, tc.make(t, valid, path))
-			cmd := exec.Command(os.Args[0], "-test.run=^TestBboltRawProbeChild$", "-test.count=1", "-test.v")
+			// Through the emulator under qemu-user (no binfmt_misc needed).
+			cmd := qemuuser.Command(os.Args[0], "-test.run=^TestBboltRawProbeChild$", "-test.count=1", "-test.v")
 			cmd.Env = append(os.Environ(), "PERSIST_PROBE="+path)
 			out, err := cmd.CombinedOutput()
 			if !strings.Contains(string(out), "PROBE open:") {

@@ -2,6 +2,10 @@
 // namespace, so tests can create and destroy real links without touching the
 // host. The namespace dies with the test process, and the kernel tears its
 // links down in one batch, which is far faster than deleting them one by one.
+//
+// Under qemu-user emulation (internal/qemuuser: UROUTE_QEMU_USER is set) there
+// is no kernel of the test's architecture to talk netlink to: Main runs the
+// tests in place and Require skips the real-kernel ones.
 package netnstest
 
 import (
@@ -10,16 +14,18 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+
+	"github.com/uroute/uroute/internal/qemuuser"
 )
 
 const envMarker = "UROUTE_IN_TEST_NETNS"
 
 // Main is called from a package's TestMain. As root it re-executes the test
 // binary in a fresh network namespace (with loopback up) and exits with its
-// status; without root it runs the tests in place, and real-kernel tests skip
-// themselves through Require.
+// status; without root, or under qemu-user emulation, it runs the tests in
+// place, and real-kernel tests skip themselves through Require.
 func Main(m *testing.M) {
-	if os.Getenv(envMarker) == "1" || os.Geteuid() != 0 {
+	if os.Getenv(envMarker) == "1" || os.Geteuid() != 0 || qemuuser.Active() {
 		os.Exit(m.Run())
 	}
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
@@ -37,9 +43,13 @@ func Main(m *testing.M) {
 }
 
 // Require skips a test that needs the real kernel when the process is not
-// inside the throw-away namespace Main creates (that is, not root).
+// inside the throw-away namespace Main creates (that is, not root, or under
+// qemu-user emulation).
 func Require(t testing.TB) {
 	t.Helper()
+	if qemuuser.Active() {
+		t.Skip(qemuuser.Reason)
+	}
 	if os.Getenv(envMarker) != "1" {
 		t.Skip("needs root: real-kernel test runs only inside a throw-away network namespace")
 	}
