@@ -16,13 +16,111 @@ import (
 
 func TestMain(m *testing.M) { netnstest.Main(m) }
 
-// littleEndianOnly skips tests whose byte fixtures were captured or written
-// on a little-endian host: netlink is host-endian.
-func littleEndianOnly(t *testing.T) {
+// Layouts of the attributes in the little-endian fixtures below, for
+// hostOrder: which payloads are host-endian integers.
+type leField int
+
+const (
+	rawField  leField = iota // bytes, strings, u8, big-endian fields: never swapped
+	u16Field                 // one host-endian u16
+	u32Fields                // a struct of host-endian u32s
+	nestField                // nested attributes, laid out by attrLayout.nest
+)
+
+type attrLayout struct {
+	kind leField
+	nest map[uint16]attrLayout
+}
+
+// vlanQoS is IFLA_VLAN_INGRESS_QOS / IFLA_VLAN_EGRESS_QOS.
+var vlanQoS = attrLayout{nestField, map[uint16]attrLayout{unix.IFLA_VLAN_QOS_MAPPING: {kind: u32Fields}}}
+
+// fixtureLinkAttrs covers every attribute the fixtures carry after struct
+// ifinfomsg (IFLA_INFO_DATA as for kind "vlan", vlan_fill_info).
+var fixtureLinkAttrs = map[uint16]attrLayout{
+	unix.IFLA_IFNAME:    {kind: rawField},
+	unix.IFLA_ADDRESS:   {kind: rawField},
+	unix.IFLA_OPERSTATE: {kind: rawField},
+	unix.IFLA_LINK:      {kind: u32Fields},
+	unix.IFLA_GROUP:     {kind: u32Fields},
+	unix.IFLA_LINKINFO: {nestField, map[uint16]attrLayout{
+		unix.IFLA_INFO_KIND: {kind: rawField},
+		unix.IFLA_INFO_DATA: {nestField, map[uint16]attrLayout{
+			unix.IFLA_VLAN_PROTOCOL:    {kind: rawField}, // big-endian on every host
+			unix.IFLA_VLAN_ID:          {kind: u16Field},
+			unix.IFLA_VLAN_FLAGS:       {kind: u32Fields}, // struct ifla_vlan_flags
+			unix.IFLA_VLAN_INGRESS_QOS: vlanQoS,
+			unix.IFLA_VLAN_EGRESS_QOS:  vlanQoS,
+		}},
+	}},
+}
+
+// hostOrder returns a little-endian fixture (netlink as an x86 host writes
+// it: host-endian) in this host's byte order, so the same bytes are decoded
+// on big-endian MIPS too. withHeader says the fixture starts with a
+// struct nlmsghdr; then comes struct ifinfomsg and the attributes, which
+// must all be in fixtureLinkAttrs: an unknown one fails the test rather than
+// stay unswapped.
+func hostOrder(t *testing.T, le []byte, withHeader bool) []byte {
 	t.Helper()
-	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
-		t.Skip("fixture is little-endian (host-endian netlink from an x86 host)")
+	out := bytes.Clone(le)
+	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return out
 	}
+	b := out
+	swap16 := func(p []byte) { p[0], p[1] = p[1], p[0] }
+	swap32 := func(p []byte) { p[0], p[1], p[2], p[3] = p[3], p[2], p[1], p[0] }
+	if withHeader {
+		swap32(b[0:]) // nlmsg_len
+		swap16(b[4:]) // nlmsg_type
+		swap16(b[6:]) // nlmsg_flags
+		swap32(b[8:]) // nlmsg_seq
+		swap32(b[12:])
+		b = b[16:]
+	}
+	swap16(b[2:])  // ifi_type
+	swap32(b[4:])  // ifi_index
+	swap32(b[8:])  // ifi_flags
+	swap32(b[12:]) // ifi_change
+	var attrs func(p []byte, layout map[uint16]attrLayout)
+	attrs = func(p []byte, layout map[uint16]attrLayout) {
+		for len(p) >= 4 {
+			n := int(binary.LittleEndian.Uint16(p[0:]))
+			typ := binary.LittleEndian.Uint16(p[2:]) & 0x3fff // without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+			if n < 4 || n > len(p) {
+				t.Fatalf("hostOrder: attribute %d: bad length %d", typ, n)
+			}
+			l, ok := layout[typ]
+			if !ok {
+				t.Fatalf("hostOrder: attribute %d has no layout", typ)
+			}
+			swap16(p[0:])
+			swap16(p[2:])
+			pl := p[4:n]
+			switch l.kind {
+			case u16Field:
+				if len(pl) != 2 {
+					t.Fatalf("hostOrder: attribute %d: %d bytes, want 2", typ, len(pl))
+				}
+				swap16(pl)
+			case u32Fields:
+				if len(pl)%4 != 0 {
+					t.Fatalf("hostOrder: attribute %d: %d bytes, not u32s", typ, len(pl))
+				}
+				for i := 0; i < len(pl); i += 4 {
+					swap32(pl[i:])
+				}
+			case nestField:
+				attrs(pl, l.nest)
+			}
+			p = p[min((n+3)&^3, len(p)):]
+		}
+		if len(p) != 0 {
+			t.Fatalf("hostOrder: %d trailing bytes", len(p))
+		}
+	}
+	attrs(b[sizeofIfInfomsg:], fixtureLinkAttrs)
+	return out
 }
 
 // rustNetlinkVLAN is an RTM_NEWLINK payload (struct ifinfomsg + IFLA_LINKINFO)
@@ -74,8 +172,8 @@ var rustNetlinkVLAN = []byte{
 }
 
 func TestDecodeVLANDataFixture(t *testing.T) {
-	littleEndianOnly(t)
-	data := rustNetlinkVLAN[36:] // the IFLA_INFO_DATA payload
+	msg := hostOrder(t, rustNetlinkVLAN, false)
+	data := msg[36:] // the IFLA_INFO_DATA payload
 	vid, proto, flags, err := DecodeVLANData(data)
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +182,7 @@ func TestDecodeVLANDataFixture(t *testing.T) {
 		t.Fatalf("got vid %d proto %#x flags %#x, want 101 0x8100 0x1", vid, proto, flags)
 	}
 
-	l, err := decode(rustNetlinkVLAN)
+	l, err := decode(msg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +233,7 @@ var vlanWant = Link{
 }
 
 func TestDecodeNewLinkVLANBytes(t *testing.T) {
-	littleEndianOnly(t)
-	msgs, err := parseDatagram(newlinkVLANMessage)
+	msgs, err := parseDatagram(hostOrder(t, newlinkVLANMessage, true))
 	if err != nil {
 		t.Fatal(err)
 	}
