@@ -18,6 +18,9 @@
 // "uinit supervise [flags] -- PROG ARGS..." is the supervisor itself: uinit
 // starts a copy of itself that way, in its own session, so that ifmgrd keeps
 // being watched after uinit has returned to u-root's init.
+//
+// "uinit shutdown [-r]" is the router's clean power-off (or reboot): it
+// stops the supervised ifmgrd, syncs and unmounts /data, then reboot(2)s.
 package main
 
 import (
@@ -32,6 +35,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
 		os.Exit(superviseMain(os.Args[2:], os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "shutdown" {
+		os.Exit(shutdownMain(os.Args[2:], os.Stderr))
 	}
 	fs := flag.NewFlagSet("uinit", flag.ExitOnError)
 	root := fs.String("root", "/", "root directory that all paths are taken relative to (for tests)")
