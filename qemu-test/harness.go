@@ -57,10 +57,11 @@ type Arch struct {
 	Machine []string // -M (and -cpu)
 	TTY     string   // the serial console's device in the guest
 	// PCIe: the machine has PCI Express, so an empty pcie-root-port (rp1)
-	// is added and NICs can be hot-plugged into it. Malta's PCI has no
-	// hot-plug.
-	PCIe bool
-	Mem  int // MB
+	// is added. Hotplug: the guest kernel has pciehp, so a NIC
+	// device_add'ed into rp1 appears by itself (not in Debian's armmp:
+	// CONFIG_HOTPLUG_PCI is off; malta's PCI has no hot-plug at all).
+	PCIe, Hotplug bool
+	Mem           int // MB
 	// Slow scales the console timeouts: TCG emulates some machines far
 	// more slowly than others on the same host.
 	Slow float64
@@ -99,9 +100,9 @@ func (a Arch) Scale(d time.Duration) time.Duration {
 // Arches are the machines of the QEMU suite, in the order tests run them.
 var Arches = []Arch{
 	{Name: "amd64", QEMU: "qemu-system-x86_64", Package: "qemu-system-x86",
-		Machine: []string{"-M", "q35"}, TTY: "ttyS0", PCIe: true, Mem: 512, Slow: 1},
+		Machine: []string{"-M", "q35"}, TTY: "ttyS0", PCIe: true, Hotplug: true, Mem: 512, Slow: 1},
 	{Name: "arm64", QEMU: "qemu-system-aarch64", Package: "qemu-system-arm",
-		Machine: []string{"-M", "virt", "-cpu", "cortex-a57"}, TTY: "ttyAMA0", PCIe: true, Mem: 512, Slow: 2},
+		Machine: []string{"-M", "virt", "-cpu", "cortex-a57"}, TTY: "ttyAMA0", PCIe: true, Hotplug: true, Mem: 512, Slow: 2},
 	{Name: "armv7", QEMU: "qemu-system-arm", Package: "qemu-system-arm",
 		Machine: []string{"-M", "virt,highmem=off", "-cpu", "cortex-a15"}, TTY: "ttyAMA0", PCIe: true, Mem: 512, Slow: 2},
 	{Name: "mipsle", QEMU: "qemu-system-mipsel", Package: "qemu-system-mips",
@@ -338,8 +339,16 @@ func Boot(t testing.TB, c Config) *VM {
 	go vm.read(stdout)
 	t.Cleanup(func() {
 		vm.Close()
+		if dir := os.Getenv("UROUTE_QEMU_CONSOLES"); dir != "" {
+			// Every console kept, for reading a passing run too.
+			name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+			f := filepath.Join(dir, fmt.Sprintf("%s-%s.log", name, vm.started.Format("150405.000")))
+			_ = os.MkdirAll(dir, 0o755)
+			_ = os.WriteFile(f, []byte(vm.Console()), 0o644)
+		}
 		if t.Failed() {
-			// Escape sequences of gosh's line editor removed.
+			// Escape sequences removed (gosh's full-screen editor,
+			// if an image has it, prints many).
 			t.Logf("console (%v since QEMU started):\n%s", time.Since(vm.started).Round(time.Millisecond),
 				strings.ReplaceAll(ansi.ReplaceAllString(vm.Console(), ""), "\r", ""))
 		}
@@ -609,7 +618,7 @@ func (vm *VM) WaitShell(timeout time.Duration) (time.Duration, error) {
 		return 0, err
 	}
 	// The shell's prompt comes with no newline; poke it until it echoes.
-	// "$?" keeps the editor's echo of the command from matching.
+	// "$?" keeps the tty's echo of the command from matching.
 	re := regexp.MustCompile(`__ready_\d+__$`)
 	for time.Now().Before(deadline) {
 		from := vm.mark()
@@ -624,9 +633,8 @@ func (vm *VM) WaitShell(timeout time.Duration) (time.Duration, error) {
 }
 
 // Run types cmd into the shell and returns what the guest printed until
-// the command finished, and its exit status. The shell echoes the command
-// line itself (gosh has a full-screen line editor that redraws it on
-// every key); those lines are dropped.
+// the command finished, and its exit status. The tty echoes the command
+// line, tagged with a marker; that line is dropped.
 func (vm *VM) Run(cmd string, timeout time.Duration) (out string, status int, err error) {
 	vm.seq++
 	tag := fmt.Sprintf("__done_%d_", vm.seq)
@@ -638,8 +646,8 @@ func (vm *VM) Run(cmd string, timeout time.Duration) (out string, status int, er
 	if err := vm.write(cmd + sep + "echo " + tag + "$?__\n"); err != nil {
 		return "", -1, err
 	}
-	// Not anchored at the start: the output may follow the editor's help
-	// line on the same line. The editor's echo has "$?", not digits.
+	// Not anchored at the start: a prompt may precede it. The echo of
+	// the command line has "$?", not digits.
 	m, end, err := vm.WaitLine(from, regexp.MustCompile(tag+`(\d+)__$`), timeout)
 	if err != nil {
 		return "", -1, fmt.Errorf("%s: %w", cmd, err)
@@ -647,18 +655,12 @@ func (vm *VM) Run(cmd string, timeout time.Duration) (out string, status int, er
 	status, _ = strconv.Atoi(m[1])
 	var b strings.Builder
 	for _, l := range vm.linesRange(from, end-1) {
-		// The line editor's redraws of the command line (prompt "> ")
-		// and its help line are no output.
-		if strings.Contains(l, "toggle key help") {
-			// Output (or the next redraw) can be glued to the help
-			// line, after its "…".
-			i := strings.LastIndex(l, "…")
-			if i < 0 {
-				continue
-			}
-			l = l[i+len("…"):]
+		// gosh (built goshsmall) prints its "$ " prompt, without a
+		// newline, when a command ends, so it starts the next line.
+		for strings.HasPrefix(l, "$ ") {
+			l = l[2:]
 		}
-		if l == "" || strings.Contains(l, tag) || strings.HasPrefix(l, "> ") || l == ">" {
+		if l == "" || strings.Contains(l, tag) {
 			continue
 		}
 		b.WriteString(l)

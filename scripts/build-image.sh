@@ -74,7 +74,12 @@ for cmd in ifmgrd ifctl uinit uroute-probe; do
 		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
 done
 
-# 3. The image. u-root builds its core commands from its own module (the
+# 3. The image. gosh is built with the goshsmall tag: a plain "$ " line
+#    prompt on the tty's own line discipline instead of the full-screen
+#    editor, which at times froze for good when a line arrived while it was
+#    redrawing (seen in about 1 of 35 commands on a serial console with
+#    ifmgrd logging to it). A router's console must not lock up.
+#    u-root builds its core commands from its own module (the
 #    pinned version in the module cache, whose go.mod lists their
 #    dependencies; ours does not), so it runs there, and adds our binaries
 #    and the profiles as plain files.
@@ -100,6 +105,7 @@ fi
 		-tmp-dir "$tmp/uroot" \
 		-skip-ldd \
 		-uinitcmd=/bin/uroute-uinit \
+		-go-build-tags goshsmall \
 		"${files[@]}" \
 		'github.com/u-root/u-root/cmds/core/*'
 ) 2> "$tmp/u-root.log" || { cat "$tmp/u-root.log" >&2; exit 1; }
