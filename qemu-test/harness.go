@@ -619,7 +619,7 @@ func (vm *VM) WaitShell(timeout time.Duration) (time.Duration, error) {
 	}
 	// The shell's prompt comes with no newline; poke it until it echoes.
 	// "$?" keeps the tty's echo of the command from matching.
-	re := regexp.MustCompile(`__ready_\d+__$`)
+	re := regexp.MustCompile(`__ready_\d+__`)
 	for time.Now().Before(deadline) {
 		from := vm.mark()
 		if err := vm.write("echo __ready_$?__\n"); err != nil {
@@ -646,9 +646,10 @@ func (vm *VM) Run(cmd string, timeout time.Duration) (out string, status int, er
 	if err := vm.write(cmd + sep + "echo " + tag + "$?__\n"); err != nil {
 		return "", -1, err
 	}
-	// Not anchored at the start: a prompt may precede it. The echo of
-	// the command line has "$?", not digits.
-	m, end, err := vm.WaitLine(from, regexp.MustCompile(tag+`(\d+)__$`), timeout)
+	// Not anchored: a prompt may precede the tag, and since gosh's echo
+	// writes the newline separately, an ifmgrd log line can follow it on
+	// the same line. The echo of the command line has "$?", not digits.
+	m, end, err := vm.WaitLine(from, regexp.MustCompile(tag+`(\d+)__`), timeout)
 	if err != nil {
 		return "", -1, fmt.Errorf("%s: %w", cmd, err)
 	}
