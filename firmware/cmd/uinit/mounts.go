@@ -181,11 +181,20 @@ func (b *boot) mountData() error {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return err
 	}
-	err := probeData(b.path(cfg.Device), cfg.FSType)
-	if err == nil {
-		err = b.Sys.Mount(cfg.Device, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")
+	var err error
+	source := cfg.Device
+	if isFlashFS(cfg.FSType) {
+		source, err = b.attachFlash(cfg)
 		if err != nil {
-			err = fmt.Errorf("mount %s (%s) on %s: %w", cfg.Device, cfg.FSType, dataDir, err)
+			err = fmt.Errorf("%s on %s: %w", cfg.FSType, cfg.Device, err)
+		}
+	} else {
+		err = probeData(b.path(cfg.Device), cfg.FSType)
+	}
+	if err == nil {
+		err = b.Sys.Mount(source, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")
+		if err != nil {
+			err = fmt.Errorf("mount %s (%s) on %s: %w", source, cfg.FSType, dataDir, err)
 		}
 	}
 	if err == nil {

@@ -115,6 +115,12 @@ type fakeSys struct {
 	mountErr map[string]error // by target
 	modules  []string
 	modErr   map[string]error // by file base name
+	writes   []string         // base=value of each WriteFile
+	writeErr error
+	onWrite  func(path, value string)
+	ioctls   []string
+	attach   func(*ubiAttachReq) error
+	mkvol    func(*ubiMkvolReq) error
 }
 
 func (f *fakeSys) Mount(source, target, fstype string, flags uintptr, data string) error {
@@ -130,6 +136,47 @@ func (f *fakeSys) FinitModule(fd int, params string, flags int) error {
 	name = filepath.Base(name)
 	f.modules = append(f.modules, name)
 	return f.modErr[name]
+}
+
+// WriteFile writes like the kernel would (the file must exist) and then
+// lets onWrite play the kernel's reaction.
+func (f *fakeSys) WriteFile(path, value string) error {
+	f.writes = append(f.writes, filepath.Base(path)+"="+value)
+	if f.writeErr != nil {
+		return f.writeErr
+	}
+	// Like sysfs and procfs: the attribute must exist.
+	w, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := w.WriteString(value); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if f.onWrite != nil {
+		f.onWrite(path, value)
+	}
+	return nil
+}
+
+func (f *fakeSys) UBIAttach(ctrl string, req *ubiAttachReq) error {
+	f.ioctls = append(f.ioctls, fmt.Sprintf("attach %s mtd%d", filepath.Base(ctrl), req.MTDNum))
+	if f.attach != nil {
+		return f.attach(req)
+	}
+	return unix.ENODEV
+}
+
+func (f *fakeSys) UBIMkvol(dev string, req *ubiMkvolReq) error {
+	f.ioctls = append(f.ioctls, fmt.Sprintf("mkvol %s %s %d", filepath.Base(dev), req.Name[:req.NameLen], req.Bytes))
+	if f.mkvol != nil {
+		return f.mkvol(req)
+	}
+	return unix.ENOSPC
 }
 
 func write(t *testing.T, path string, data []byte) {
