@@ -43,6 +43,8 @@ type Options struct {
 	Logger         *slog.Logger
 	// Ready, if set, is called once the control socket accepts requests.
 	Ready func()
+
+	statfs statfsFunc // nil = unix.Statfs; tests fake the DB's file system
 }
 
 // ParseFlags reads ifmgrd's command line. Usage errors are reported with
@@ -118,7 +120,17 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	store, rec, err := persist.Open(o.DB, persist.Options{Logger: log})
+	dbPath := o.DB
+	if dbPath != persist.MemoryPath {
+		// On a file system bbolt cannot use (JFFS2) persist.Open would
+		// fail at every start, and the supervisor would give up on
+		// ifmgrd: run from memory instead, touching nothing there.
+		if err := checkDBFilesystem(dbPath, o.statfs); err != nil {
+			log.Error("allocation DB refused on this file system; running without persistence", "db", o.DB, "err", err)
+			dbPath = persist.MemoryPath
+		}
+	}
+	store, rec, err := persist.Open(dbPath, persist.Options{Logger: log})
 	if errors.Is(err, persist.ErrSchemaTooNew) {
 		// A firmware downgrade: the newer DB must survive for the next
 		// upgrade, and the router must still route. Run without
