@@ -44,6 +44,13 @@ meta=linux-image-$flavour
 wanted=(crc32c_generic virtio_pci virtio_mmio virtio_net virtio_blk
 	af_packet 8021q bridge ext4 mtd mtdblock block2mtd ubi ubifs jffs2)
 
+# Dependencies modinfo's depends= does not show, loaded before the module.
+# UBIFS's init allocates its lzo, zstd and deflate compressors through the
+# crypto API and fails without any of them ("cannot initialize compressor
+# zstd, error -2"): on bookworm crypto/zstd is a module everywhere and
+# crypto/deflate on 4kc-malta.
+declare -A softdeps=([ubifs]="lzo zstd deflate")
+
 for tool in apt-get apt-cache dpkg-deb modinfo file; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "fetch-kernel: $tool missing (modinfo is in Debian's kmod)" >&2
@@ -229,7 +236,7 @@ visit() {
 	esac
 	state_of[$m]=active
 	name=$(place "${path[$m]}")
-	deps=$(modinfo -F depends "$outdir/modules/$name")
+	deps="$(modinfo -F depends "$outdir/modules/$name") ${softdeps[$m]:-}"
 	for dep in ${deps//,/ }; do
 		dep=$(norm "$dep")
 		if [ -n "${path[$dep]:-}" ]; then

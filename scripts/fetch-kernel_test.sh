@@ -92,6 +92,17 @@ for c in "${cases[@]}"; do
 	present "$o" bridge CONFIG_BRIDGE || bad "bridge neither module nor built in"
 	present "$o" ext4 CONFIG_EXT4_FS || bad "ext4 neither module nor built in"
 	present "$o" virtio_net CONFIG_VIRTIO_NET || bad "virtio_net neither module nor built in"
+	# UBIFS's init needs its crypto compressors (soft dependencies, which
+	# modinfo's depends= does not list): each that is a module comes first.
+	if grep -qx ubifs.ko "$order"; then
+		line() { grep -nx "$1" "$order" | cut -d: -f1; }
+		for comp in ZSTD:zstd DEFLATE:deflate LZO:lzo; do
+			grep -qx "CONFIG_CRYPTO_${comp%%:*}=m" "$o/config" || continue
+			cm=${comp#*:}.ko
+			[ -n "$(line "$cm")" ] && [ "$(line "$cm")" -lt "$(line ubifs.ko)" ] ||
+				bad "ubifs.ko is not preceded by its compressor $cm"
+		done
+	fi
 	if [ "$flav" = amd64 ]; then
 		present "$o" ubifs CONFIG_UBIFS_FS || bad "generic amd64 lacks ubifs"
 		present "$o" block2mtd CONFIG_MTD_BLOCK2MTD || bad "generic amd64 lacks block2mtd"
