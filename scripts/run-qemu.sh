@@ -18,7 +18,9 @@
 #   --reuse           use the cached kernel/image if present instead of
 #                     fetching/building (the build takes ~40 s warm, 1.5 min cold)
 #   --data FILE       data disk (virtio-blk, the guest's /dev/vda); created as a
-#                     64 MiB ext4 image on the host if missing
+#                     64 MiB ext4 image on the host if missing, or as 64 MiB
+#                     of 0xFF (erased flash) with --append uroute.datafs=ubifs
+#                     or jffs2 (docs/flash.md)
 #   --qmp SOCKET      QMP server on a unix socket (-qmp unix:SOCKET,server=on,wait=off)
 #   --console FILE    serial console to FILE instead of stdio
 #   --append EXTRA    appended to the kernel command line
@@ -26,6 +28,10 @@
 #   --mem MB          guest RAM (default 512; 256 on malta)
 #   --timeout SECONDS kill QEMU after SECONDS (exit status 124)
 #   --dry-run         print the QEMU command line and exit
+#
+# With uroute.datafs=ubifs or jffs2 on amd64, the defaults are the generic
+# amd64 kernel (FLAVOUR=amd64; cloud-amd64 has no MTD) in
+# $UROUTE_CACHE/kernel-amd64-generic and its image image-amd64-generic.cpio.
 #
 # UROUTE_CACHE defaults to ~/.cache/uroute. Missing QEMU / e2fsprogs are
 # installed with apt-get --no-install-recommends (the recommended EFI
@@ -101,18 +107,28 @@ need() {
 [ -n "$dry" ] || need "$qemu" "$pkg"
 command -v timeout >/dev/null || { echo "run-qemu: timeout (coreutils) missing" >&2; exit 1; }
 
-kdir=$cache/kernel-$arch
+# Flash (UBIFS/JFFS2 on block2mtd) needs MTD modules: on amd64 only the
+# generic kernel has them.
+flash=''
+case " $append " in
+*" uroute.datafs=ubifs "* | *" uroute.datafs=jffs2 "*) flash=1 ;;
+esac
+kname=$arch flavour=${FLAVOUR:-}
+if [ -n "$flash" ] && [ "$arch" = amd64 ]; then
+	kname=amd64-generic flavour=amd64
+fi
+kdir=$cache/kernel-$kname
 t0=$SECONDS
 if [ -z "$kernel" ]; then
 	kernel=$kdir/vmlinuz
 	if [ -z "$reuse" ] || [ ! -f "$kernel" ]; then
-		"$repo/scripts/fetch-kernel.sh" "$arch" "$kdir" >&2
+		FLAVOUR=$flavour "$repo/scripts/fetch-kernel.sh" "$arch" "$kdir" >&2
 	fi
 fi
 if [ -z "$initrd" ]; then
-	initrd=$cache/image-$arch.cpio
+	initrd=$cache/image-$kname.cpio
 	if [ -z "$reuse" ] || [ ! -f "$initrd" ]; then
-		[ -f "$kdir/modules/load-order" ] || "$repo/scripts/fetch-kernel.sh" "$arch" "$kdir" >&2
+		[ -f "$kdir/modules/load-order" ] || FLAVOUR=$flavour "$repo/scripts/fetch-kernel.sh" "$arch" "$kdir" >&2
 		MODULES_DIR=$kdir/modules "$repo/scripts/build-image.sh" "$arch" "$initrd" >&2
 	fi
 fi
@@ -134,7 +150,12 @@ else
 fi
 
 if [ -n "$data" ]; then
-	if [ ! -e "$data" ]; then
+	if [ ! -e "$data" ] && [ -n "$flash" ]; then
+		# Erased flash reads 0xFF; UBI formats it at attach. (It refuses
+		# a zero-filled disk, and JFFS2 will not mount one.)
+		head -c 64M /dev/zero | tr '\0' '\377' >"$data"
+		echo "run-qemu: created erased-flash data disk $data (64 MiB of 0xFF)" >&2
+	elif [ ! -e "$data" ]; then
 		need mkfs.ext4 e2fsprogs
 		truncate -s 64M "$data"
 		mkfs.ext4 -q -F "$data"
