@@ -2,7 +2,6 @@ package qemutest
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -64,12 +63,14 @@ func TestFlash(t *testing.T) {
 	for _, a := range flashArches() {
 		t.Run(a.Name, func(t *testing.T) {
 			kernel := Requirements(t, a)
-			f := &flashRig{top: t, arch: a, kernel: kernel,
+			f := &flashRig{lifecycle: lifecycle{top: t, arch: a, kernel: kernel,
 				// The lifecycle test's profile: on malta its image is
 				// then built once for both tests.
 				initrd: BuildImage(t, a, Profile("qemu-vlan-hub")),
-				disk:   NewFlashDisk(t, 32),
-				qmp:    filepath.Join(t.TempDir(), "qmp.sock")}
+				data:   NewFlashDisk(t, 32),
+				qmp:    filepath.Join(t.TempDir(), "qmp.sock"),
+				nics:   DefaultNICs,
+				append: "uroute.datafs=ubifs"}}
 			start := time.Now()
 			for _, st := range []struct {
 				name string
@@ -88,14 +89,11 @@ func TestFlash(t *testing.T) {
 	}
 }
 
+// flashRig is the lifecycle test's rig on a flash disk, with the
+// records ifmgrd loads at each boot checked too.
 type flashRig struct {
-	top                  *testing.T // owns the VMs
-	arch                 Arch
-	kernel, initrd, disk string
-	qmp                  string
-	vm                   *VM
-	units                map[string]string // profile identity -> name, from the first boot
-	adhoc                []string          // bridges ifctl created before the reboot
+	lifecycle
+	adhoc []string // bridges ifctl created before the reboot
 }
 
 // flashDB is where uinit points ifmgrd; on UBIFS here.
@@ -112,20 +110,7 @@ var (
 // the number of records ifmgrd loaded.
 func (f *flashRig) boot(t *testing.T) ([]ifmgr.Info, int) {
 	t.Helper()
-	if f.vm != nil {
-		f.vm.Close()
-	}
-	f.vm = Boot(f.top, Config{Arch: f.arch, Kernel: f.kernel, Initrd: f.initrd,
-		Data: f.disk, QMP: f.qmp, Append: "uroute.datafs=ubifs"})
-	f.vm.Use(t)
-	ready, err := f.vm.WaitShell(f.arch.Scale(120 * time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := f.vm.WaitLine(0, regexp.MustCompile(`^uinit: data: ok$`), time.Second); err != nil {
-		line, _, _ := f.vm.WaitLine(0, regexp.MustCompile(`^uinit: data: .*`), time.Second)
-		t.Fatalf("/data is not on flash: %q", line)
-	}
+	list := f.lifecycle.boot(t)
 	m, _, err := f.vm.WaitLine(0, reRecordsLoaded, f.arch.Scale(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
@@ -134,43 +119,10 @@ func (f *flashRig) boot(t *testing.T) ([]ifmgr.Info, int) {
 		t.Fatalf("ifmgrd loaded its records from %s, want %s", m[2], flashDB)
 	}
 	loaded, _ := strconv.Atoi(m[1])
-	mac0, mac1 := DefaultNICs[0].MAC, DefaultNICs[1].MAC
-	list := f.waitList(t, "the profile's interfaces up", func(l []ifmgr.Info) bool {
-		return isUp(l, "bridge/guest", "") && isUp(l, "bridge/lan", "") &&
-			isUp(l, "port/uplink", mac0+",vid=10") &&
-			isUp(l, "port/lan", mac1+",vid=10") && isUp(l, "port/lan", mac1+",vid=20")
-	})
 	if out := f.vm.MustRun("cat /proc/mounts", 10*time.Second); !strings.Contains(out, "ubi0:data /data ubifs ") {
 		t.Fatalf("/data is not ubi0:data on UBIFS:\n%s", out)
 	}
-	t.Logf("%s: shell %v, profile converged %v after QEMU started; %d records loaded", f.arch.Name,
-		ready.Round(100*time.Millisecond), f.vm.Since().Round(100*time.Millisecond), loaded)
 	return list, loaded
-}
-
-func (f *flashRig) waitList(t *testing.T, what string, done func([]ifmgr.Info) bool) []ifmgr.Info {
-	t.Helper()
-	deadline := time.Now().Add(f.arch.Scale(30 * time.Second))
-	for {
-		var list []ifmgr.Info
-		err := f.vm.RunJSON("ifctl list -j", &list, f.arch.Scale(10*time.Second))
-		if err == nil && done(list) {
-			return list
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v; last ifctl list:\n%s", what, err, formatList(list))
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-func (f *flashRig) status(t *testing.T) ifmgr.Status {
-	t.Helper()
-	var st ifmgr.Status
-	if err := f.vm.RunJSON("ifctl status -j", &st, f.arch.Scale(10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // dmesg is the kernel log lines containing substr.
@@ -214,12 +166,7 @@ func (f *flashRig) format(t *testing.T) {
 // reboot: a clean reboot, then every record is back.
 func (f *flashRig) reboot(t *testing.T) {
 	f.vm.Use(t)
-	if err := f.vm.Type("uroute-uinit shutdown -r\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.vm.WaitExit(f.arch.Scale(30 * time.Second)); err != nil {
-		t.Fatalf("clean reboot: %v", err)
-	}
+	f.shutdown(t)
 	list, loaded := f.boot(t)
 	if rec := f.dmesg(t, "recovery needed"); len(rec) > 0 {
 		t.Errorf("UBIFS needed recovery after a clean reboot: %q", rec)
@@ -264,21 +211,7 @@ func (f *flashRig) powercut(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 0))
 	f.vm.Use(t)
 	for r := 1; r <= rounds; r++ {
-		from := f.vm.mark()
-		for i := 0; i < 2; i++ {
-			if err := f.vm.Type("for i in $(seq 1 300); do ifctl create bridge > /dev/null; done & \n"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, _, err := f.vm.WaitLine(from, regexp.MustCompile(`msg=created name=bridge`), f.arch.Scale(30*time.Second)); err != nil {
-			t.Fatalf("round %d: the storm did not start: %v", r, err)
-		}
-		delay := f.arch.Scale(time.Duration(200+rng.IntN(2000)) * time.Millisecond)
-		time.Sleep(delay)
-		// Each "created" line comes after its record was committed
-		// (fdatasync returned): these allocations were confirmed.
-		made := countLines(f.vm.linesRange(from, f.vm.mark()), "msg=created name=bridge")
-		f.vm.PowerCut()
+		delay, made := f.cutDuringStorm(t, r, rng, 2*time.Second)
 
 		list, loaded := f.boot(t)
 		persisted := loaded - len(f.units)
@@ -295,56 +228,6 @@ func (f *flashRig) powercut(t *testing.T) {
 		f.checkNoLeak(t, r, list)
 		if t.Failed() {
 			return
-		}
-	}
-}
-
-// checkNoLeak: no name twice, no record but the profile's (the storm's
-// bridges died with their links), every allocated unit listed, the next
-// bridge gets the lowest free unit, the profile's units unchanged.
-func (f *flashRig) checkNoLeak(t *testing.T, round int, list []ifmgr.Info) {
-	t.Helper()
-	names := map[string]bool{}
-	bridges := map[uint32]bool{}
-	for _, in := range list {
-		if names[in.Name] {
-			t.Errorf("round %d: %s listed twice:\n%s", round, in.Name, formatList(list))
-		}
-		names[in.Name] = true
-		if !strings.HasPrefix(in.Identity, "rule=") {
-			t.Errorf("round %d: %s (%s) survived a power cut, but its link did not", round, in.Name, in.Identity)
-		}
-		if in.Kind == "bridge" {
-			bridges[in.Unit] = true
-		}
-	}
-	st := f.status(t)
-	if st.DB != flashDB {
-		t.Errorf("round %d: ifmgrd runs from %q, not the flash", round, st.DB)
-	}
-	for _, c := range st.Cloners {
-		n := 0
-		for _, in := range list {
-			if in.Cloner == c.Name {
-				n++
-			}
-		}
-		if c.Allocated != n {
-			t.Errorf("round %d: cloner %s has %d units allocated but %d interfaces listed", round, c.Name, c.Allocated, n)
-		}
-	}
-	var lowest uint32
-	for bridges[lowest] {
-		lowest++
-	}
-	out := f.vm.MustRun("ifctl create bridge", f.arch.Scale(10*time.Second))
-	if want := fmt.Sprintf("bridge%d", lowest); !hasWord(out, want) {
-		t.Errorf("round %d: a new bridge got %q, want %s (the lowest free unit)", round, out, want)
-	}
-	got := byIdentity(list)
-	for id, name := range f.units {
-		if got[id] != name {
-			t.Errorf("round %d: %s is %s, was %s", round, id, got[id], name)
 		}
 	}
 }

@@ -64,7 +64,9 @@ type lifecycle struct {
 	arch                 Arch
 	kernel, initrd, data string
 	qmp                  string
-	vm                   *VM // the running guest, carried from one subtest to the next
+	nics                 []NIC  // nil: eth0 and eth1 on one hub (and eth2, see hotplug)
+	append               string // kernel parameters
+	vm                   *VM    // the running guest, carried from one subtest to the next
 	// units is the name of every profile interface by identity, as the
 	// first boot allocated them.
 	units map[string]string
@@ -78,12 +80,15 @@ func (lc *lifecycle) boot(t *testing.T) []ifmgr.Info {
 	if lc.vm != nil {
 		lc.vm.Close()
 	}
-	nics := []NIC{{0, mac0}, {0, mac1}}
-	if !lc.arch.Hotplug {
-		nics = append(nics, NIC{2, macHot}) // see hotplug
+	nics := lc.nics
+	if nics == nil {
+		nics = []NIC{{0, mac0}, {0, mac1}}
+		if !lc.arch.Hotplug {
+			nics = append(nics, NIC{2, macHot}) // see hotplug
+		}
 	}
 	lc.vm = Boot(lc.top, Config{Arch: lc.arch, Kernel: lc.kernel, Initrd: lc.initrd,
-		NICs: nics, Data: lc.data, QMP: lc.qmp})
+		NICs: nics, Data: lc.data, QMP: lc.qmp, Append: lc.append})
 	lc.vm.Use(t)
 	ready, err := lc.vm.WaitShell(lc.arch.Scale(120 * time.Second))
 	if err != nil {
@@ -368,6 +373,30 @@ func (lc *lifecycle) shutdown(t *testing.T) {
 	}
 }
 
+// cutDuringStorm starts two shell loops of ifctl create (concurrent
+// requests, each a DB transaction, for longer than the cut waits) and cuts
+// the power at a random moment up to maxDelay (scaled) after the storm's
+// first new bridge. It returns that moment and how many bridges ifmgrd
+// had reported created by then: each "created" line follows its record's
+// commit, so those allocations were confirmed.
+func (lc *lifecycle) cutDuringStorm(t *testing.T, round int, rng *rand.Rand, maxDelay time.Duration) (time.Duration, int) {
+	t.Helper()
+	from := lc.vm.mark()
+	for i := 0; i < 2; i++ {
+		if err := lc.vm.Type("for i in $(seq 1 300); do ifctl create bridge > /dev/null; done & \n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := lc.vm.WaitLine(from, regexp.MustCompile(`msg=created name=bridge`), lc.arch.Scale(30*time.Second)); err != nil {
+		t.Fatalf("round %d: the storm did not start: %v", round, err)
+	}
+	delay := lc.arch.Scale(time.Duration(rng.Int64N(int64(maxDelay))))
+	time.Sleep(delay)
+	made := countLines(lc.vm.linesRange(from, lc.vm.mark()), "msg=created name=bridge")
+	lc.vm.PowerCut()
+	return delay, made
+}
+
 // powercut: rounds of (allocation storm, QMP quit at a random moment,
 // boot). After each boot: the DB opened or was recovered, no name twice,
 // no unit leaked: every record left is the profile's (ifctl's records
@@ -386,22 +415,7 @@ func (lc *lifecycle) powercut(t *testing.T) {
 	lc.vm.Use(t)
 	recovered := 0
 	for r := 1; r <= rounds; r++ {
-		// Two shell loops of ifctl create: concurrent requests, each a
-		// DB transaction, for longer than the cut can wait. The cut
-		// comes at a random moment after the first bridge of the storm.
-		stormFrom := lc.vm.mark()
-		for i := 0; i < 2; i++ {
-			if err := lc.vm.Type("for i in $(seq 1 300); do ifctl create bridge > /dev/null; done & \n"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, _, err := lc.vm.WaitLine(stormFrom, regexp.MustCompile(`msg=created name=bridge`), lc.arch.Scale(30*time.Second)); err != nil {
-			t.Fatalf("round %d: the storm did not start: %v", r, err)
-		}
-		delay := lc.arch.Scale(time.Duration(rng.IntN(3000)) * time.Millisecond)
-		time.Sleep(delay)
-		made := countLines(lc.vm.linesRange(stormFrom, lc.vm.mark()), "msg=created name=bridge")
-		lc.vm.PowerCut()
+		delay, made := lc.cutDuringStorm(t, r, rng, 3*time.Second)
 		list := lc.boot(t)
 		if strings.Contains(lc.vm.Console(), "recover") {
 			recovered++
