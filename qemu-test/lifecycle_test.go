@@ -195,13 +195,14 @@ func (lc *lifecycle) vlan(t *testing.T) {
 	// did go out).
 	vm.MustRun(fmt.Sprintf("uroute-probe send %s %s > /tmp/s 2>&1 &", guest.Name, marker), to)
 	got := waitProbe(t, vm, files, "probe: (received|timeout)", lc.arch.Scale(30*time.Second))
-	t.Logf("send: %s", strings.TrimSpace(vm.MustRun("cat /tmp/s", to)))
+	sent := waitProbe(t, vm, map[string]string{"/tmp/s": guest.Name}, "probe: sent 5 frames", lc.arch.Scale(15*time.Second))
+	t.Logf("send: %s", strings.TrimSpace(sent["/tmp/s"]))
 	want := map[string]string{
 		"/tmp/r-vlan": "probe: received " + marker + " on " + rx.Name + " vid=none",
 		"/tmp/r-eth1": "probe: received " + marker + " on eth1 vid=10",
 	}
 	for f, w := range want {
-		t.Logf("%s: %s", f, strings.TrimSpace(got[f]))
+		t.Logf("%s: %s", f, strings.ReplaceAll(strings.TrimSpace(got[f]), "\n", " | "))
 		if !strings.Contains(got[f], w) {
 			t.Errorf("%s: want line %q, got:\n%s", f, w, got[f])
 		}
