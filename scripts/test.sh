@@ -26,6 +26,15 @@ for arch in amd64 arm64 armv7 mipsle; do
 done
 # The flash test (UBIFS on block2mtd) needs MTD, which cloud-amd64 lacks.
 FLAVOUR=amd64 ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-generic"
+echo "== the image is reproducible: two builds, the same bytes"
+repro=$(mktemp -d "${TMPDIR:-/tmp}/uroute-repro.XXXXXX")
+for i in 1 2; do
+	MODULES_DIR=$cache/kernel-mipsle/modules ./scripts/build-image.sh mipsle "$repro/$i.cpio" 2>/dev/null
+done
+cmp "$repro/1.cpio" "$repro/2.cpio"
+sha256sum "$repro/1.cpio" | cut -d' ' -f1
+rm -rf "$repro"
+
 # -v: the boot and convergence times of a passing run are worth reading;
 # a failing guest's whole console is printed with its test.
 UROUTE_QEMU=1 go test -count=1 -v -timeout 40m ./qemu-test/
