@@ -13,7 +13,6 @@
 package qemutest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uroute/uroute/qemu-test/console"
 	"github.com/uroute/uroute/qemu-test/qmp"
 )
 
@@ -289,7 +289,6 @@ func (c Config) Args() []string {
 type VM struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	stdin   io.WriteCloser
 	started time.Time
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -297,14 +296,9 @@ type VM struct {
 	cfg Config
 	qmp *qmp.Client
 
-	mu      sync.Mutex
-	console bytes.Buffer
-	lines   []string      // complete lines, \r removed
-	partial []byte        // the line being received
-	notify  chan struct{} // closed and replaced on new output
+	con     *console.Console
 	exited  chan struct{} // closed when QEMU has exited
-	waitErr error
-	seq     int
+	waitErr error         // set before exited is closed
 }
 
 // Boot starts QEMU. The VM is killed at the end of the test, and if the
@@ -328,9 +322,9 @@ func Boot(t testing.TB, c Config) *VM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vm := &VM{t: t, cfg: c, cmd: cmd, stdin: stdin, ctx: ctx, cancel: cancel,
-		notify: make(chan struct{}), exited: make(chan struct{})}
-	cmd.Stderr = &prefixWriter{vm: vm, prefix: "qemu: "}
+	vm := &VM{t: t, cfg: c, cmd: cmd, ctx: ctx, cancel: cancel,
+		con: console.New(stdin), exited: make(chan struct{})}
+	cmd.Stderr = &prefixWriter{w: vm.con, prefix: "qemu: "}
 	t.Logf("%s %s", c.Arch.QEMU, strings.Join(c.Args(), " "))
 	vm.started = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -348,10 +342,7 @@ func Boot(t testing.TB, c Config) *VM {
 			_ = os.WriteFile(f, []byte(vm.Console()), 0o644)
 		}
 		if t.Failed() {
-			// Escape sequences removed (gosh's full-screen editor,
-			// if an image has it, prints many).
-			t.Logf("console (%v since QEMU started):\n%s", time.Since(vm.started).Round(time.Millisecond),
-				strings.ReplaceAll(ansi.ReplaceAllString(vm.Console(), ""), "\r", ""))
+			t.Logf("console (%v since QEMU started):\n%s", time.Since(vm.started).Round(time.Millisecond), vm.Console())
 		}
 	})
 	return vm
@@ -359,66 +350,26 @@ func Boot(t testing.TB, c Config) *VM {
 
 // prefixWriter adds QEMU's stderr to the console log.
 type prefixWriter struct {
-	vm     *VM
+	w      io.Writer
 	prefix string
 }
 
 func (w *prefixWriter) Write(p []byte) (int, error) {
-	w.vm.add([]byte(w.prefix + string(p)))
+	_, _ = w.w.Write([]byte(w.prefix + string(p)))
 	return len(p), nil
 }
 
 func (vm *VM) read(r io.Reader) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			vm.add(buf[:n])
-		}
-		if err != nil {
-			break
-		}
-	}
+	_, _ = io.Copy(vm.con, r)
 	err := vm.cmd.Wait()
-	vm.mu.Lock()
 	vm.waitErr = err
-	vm.mu.Unlock()
+	vm.con.Close(err)
 	close(vm.exited)
 }
 
-func (vm *VM) add(p []byte) {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	vm.console.Write(p)
-	for _, b := range p {
-		switch b {
-		case '\r':
-		case '\n':
-			vm.lines = append(vm.lines, cleanLine(vm.partial))
-			vm.partial = vm.partial[:0]
-		default:
-			vm.partial = append(vm.partial, b)
-		}
-	}
-	close(vm.notify)
-	vm.notify = make(chan struct{})
-}
-
-// ansi matches the terminal escape sequences that gosh's line editor (a
-// full-screen TUI) prints: CSI sequences such as ESC[2K, ESC[?25h.
-var ansi = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>])`)
-
-// cleanLine is a console line without escape sequences and trailing blanks.
-func cleanLine(b []byte) string {
-	return strings.TrimRight(ansi.ReplaceAllString(string(b), ""), " \t")
-}
-
-// Console is everything the guest printed so far (and QEMU's stderr).
-func (vm *VM) Console() string {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return vm.console.String()
-}
+// Console is everything the guest printed so far (and QEMU's stderr),
+// escape sequences removed.
+func (vm *VM) Console() string { return vm.con.Text() }
 
 // Since is the time since QEMU started.
 func (vm *VM) Since() time.Duration { return time.Since(vm.started) }
@@ -437,8 +388,6 @@ func (vm *VM) Close() {
 func (vm *VM) WaitExit(timeout time.Duration) error {
 	select {
 	case <-vm.exited:
-		vm.mu.Lock()
-		defer vm.mu.Unlock()
 		return vm.waitErr
 	case <-time.After(timeout):
 		return fmt.Errorf("QEMU still running %v after it was asked to stop", timeout)
@@ -501,36 +450,26 @@ func (vm *VM) PowerCut() {
 // own hub (hub), in the empty root port rp1.
 func (vm *VM) HotplugNIC(id, mac string, hub int) {
 	vm.t.Helper()
-	vm.Execute("netdev_add", map[string]any{"type": "hubport", "id": id + "-net", "hubid": hub})
-	vm.Execute("device_add", map[string]any{"driver": "virtio-net-pci", "id": id,
-		"netdev": id + "-net", "mac": mac, "bus": "rp1", "romfile": ""})
+	ctx, cancel := context.WithTimeout(vm.ctx, 10*time.Second)
+	defer cancel()
+	if err := vm.QMP().PlugNIC(ctx, hotNIC(id, mac, hub)); err != nil {
+		vm.t.Fatalf("hot-plug %s: %v", id, err)
+	}
 }
 
 // UnplugNIC removes a NIC added by HotplugNIC and waits until the guest
-// has let it go (DEVICE_DELETED; on arm64 virt that takes ~5 s of pciehp).
+// has let it go (on arm64 virt that takes ~5 s of pciehp).
 func (vm *VM) UnplugNIC(id string, timeout time.Duration) {
 	vm.t.Helper()
-	isID := func(data json.RawMessage) bool {
-		var d struct {
-			Device string `json:"device"`
-		}
-		return json.Unmarshal(data, &d) == nil && d.Device == id
-	}
-	// QEMU may have sent DEVICE_DELETED for this id twice last time; a
-	// stale one must not end this wait. A done context only searches the
-	// buffer.
-	done, stop := context.WithCancel(vm.ctx)
-	stop()
-	for vm.QMP().WaitEvent(done, "DEVICE_DELETED", isID) == nil {
-	}
-	vm.Execute("device_del", map[string]any{"id": id})
 	ctx, cancel := context.WithTimeout(vm.ctx, timeout)
 	defer cancel()
-	err := vm.QMP().WaitEvent(ctx, "DEVICE_DELETED", isID)
-	if err != nil {
-		vm.t.Fatalf("device_del %s: no DEVICE_DELETED: %v", id, err)
+	if err := vm.QMP().UnplugNIC(ctx, hotNIC(id, "", 0)); err != nil {
+		vm.t.Fatalf("unplug %s: %v", id, err)
 	}
-	vm.Execute("netdev_del", map[string]any{"id": id + "-net"})
+}
+
+func hotNIC(id, mac string, hub int) qmp.NIC {
+	return qmp.NIC{ID: id, Netdev: id + "-net", MAC: mac, Hub: hub, Bus: "rp1"}
 }
 
 // RunJSON runs cmd, which prints one line of JSON, and decodes that line
@@ -560,42 +499,17 @@ func (vm *VM) RunJSON(cmd string, v any, timeout time.Duration) error {
 }
 
 // mark is the number of complete console lines so far, for WaitLine.
-func (vm *VM) mark() int {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return len(vm.lines)
-}
+func (vm *VM) mark() int { return vm.con.Mark() }
+
+// linesRange returns console lines [from, to).
+func (vm *VM) linesRange(from, to int) []string { return vm.con.Lines(from, to) }
 
 // WaitLine waits until a console line from index from on matches re and
 // returns its submatches and the index after it.
 func (vm *VM) WaitLine(from int, re *regexp.Regexp, timeout time.Duration) ([]string, int, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		vm.mu.Lock()
-		for ; from < len(vm.lines); from++ {
-			if m := re.FindStringSubmatch(vm.lines[from]); m != nil {
-				vm.mu.Unlock()
-				return m, from + 1, nil
-			}
-		}
-		notify := vm.notify
-		vm.mu.Unlock()
-		select {
-		case <-notify:
-		case <-deadline.C:
-			return nil, from, fmt.Errorf("no console line matching %q within %v", re, timeout)
-		case <-vm.exited:
-			return nil, from, fmt.Errorf("QEMU exited (%v) before a console line matched %q", vm.waitErr, re)
-		}
-	}
-}
-
-// lines returns console lines [from, to).
-func (vm *VM) linesRange(from, to int) []string {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	return append([]string(nil), vm.lines[from:to]...)
+	ctx, cancel := context.WithTimeout(vm.ctx, timeout)
+	defer cancel()
+	return vm.con.WaitLine(ctx, from, re)
 }
 
 // Use makes the VM's helpers (MustRun, Execute, ...) report to t, a
@@ -604,71 +518,26 @@ func (vm *VM) Use(t testing.TB) { vm.t = t }
 
 // Type types s into the console as it is, for a command that does not
 // return to the shell (a power-off).
-func (vm *VM) Type(s string) error { return vm.write(s) }
+func (vm *VM) Type(s string) error { return vm.con.Type(s) }
 
-func (vm *VM) write(s string) error {
-	_, err := io.WriteString(vm.stdin, s)
-	return err
-}
-
-// WaitShell waits for uinit's last line and then for the shell to answer an
-// echo. It returns the time from QEMU's start to a working shell.
+// WaitShell waits for uinit's last line and then for the shell to answer
+// (console.WaitShell). It returns the time from QEMU's start to a working
+// shell.
 func (vm *VM) WaitShell(timeout time.Duration) (time.Duration, error) {
-	deadline := time.Now().Add(timeout)
-	if _, _, err := vm.WaitLine(0, regexp.MustCompile(`uinit: console: ok`), timeout); err != nil {
+	ctx, cancel := context.WithTimeout(vm.ctx, timeout)
+	defer cancel()
+	if err := vm.con.WaitShell(ctx); err != nil {
 		return 0, err
 	}
-	// The shell's prompt comes with no newline; poke it until it echoes.
-	// "$?" keeps the tty's echo of the command from matching.
-	re := regexp.MustCompile(`__ready_\d+__`)
-	for time.Now().Before(deadline) {
-		from := vm.mark()
-		if err := vm.write("echo __ready_$?__\n"); err != nil {
-			return 0, err
-		}
-		if _, _, err := vm.WaitLine(from, re, 3*time.Second); err == nil {
-			return vm.Since(), nil
-		}
-	}
-	return 0, errors.New("the console shell did not answer")
+	return vm.Since(), nil
 }
 
-// Run types cmd into the shell and returns what the guest printed until
-// the command finished, and its exit status. The tty echoes the command
-// line, tagged with a marker; that line is dropped.
+// Run types cmd into the shell and returns its output and exit status
+// (console.Run).
 func (vm *VM) Run(cmd string, timeout time.Duration) (out string, status int, err error) {
-	vm.seq++
-	tag := fmt.Sprintf("__done_%d_", vm.seq)
-	from := vm.mark()
-	sep := "; "
-	if strings.HasSuffix(strings.TrimSpace(cmd), "&") {
-		sep = " " // gosh: "&;" is a syntax error
-	}
-	if err := vm.write(cmd + sep + "echo " + tag + "$?__\n"); err != nil {
-		return "", -1, err
-	}
-	// Not anchored: a prompt may precede the tag, and since gosh's echo
-	// writes the newline separately, an ifmgrd log line can follow it on
-	// the same line. The echo of the command line has "$?", not digits.
-	m, end, err := vm.WaitLine(from, regexp.MustCompile(tag+`(\d+)__`), timeout)
-	if err != nil {
-		return "", -1, fmt.Errorf("%s: %w", cmd, err)
-	}
-	status, _ = strconv.Atoi(m[1])
-	var b strings.Builder
-	for _, l := range vm.linesRange(from, end-1) {
-		// gosh (built goshsmall) prints its "$ " prompt, without a
-		// newline, when a command ends, so it starts the next line.
-		for strings.HasPrefix(l, "$ ") {
-			l = l[2:]
-		}
-		if l == "" || strings.Contains(l, tag) {
-			continue
-		}
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	return b.String(), status, nil
+	ctx, cancel := context.WithTimeout(vm.ctx, timeout)
+	defer cancel()
+	return vm.con.Run(ctx, cmd)
 }
 
 // MustRun is Run that fails the test on a timeout or a non-zero status.

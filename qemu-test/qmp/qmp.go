@@ -310,3 +310,61 @@ func (c *Client) Close() error {
 	})
 	return c.closeErr
 }
+
+// NIC is a virtio-net NIC whose netdev is a port of a QEMU hub: no host
+// side, no outside address.
+type NIC struct {
+	ID     string // device id
+	Netdev string // netdev id
+	MAC    string
+	Hub    int    // hub id
+	Bus    string // a free PCIe root port (q35 and virt: pcie-root-port)
+}
+
+// PlugNIC hot-plugs n: netdev_add of a hub port, then device_add of a
+// virtio-net-pci without an option ROM (romfile=). If device_add fails
+// the netdev is removed again, so the same plug can be retried.
+func (c *Client) PlugNIC(ctx context.Context, n NIC) error {
+	if _, err := c.Execute(ctx, "netdev_add", map[string]any{
+		"type": "hubport", "id": n.Netdev, "hubid": n.Hub,
+	}); err != nil {
+		return err
+	}
+	if _, err := c.Execute(ctx, "device_add", map[string]any{
+		"driver": "virtio-net-pci", "id": n.ID, "netdev": n.Netdev,
+		"bus": n.Bus, "mac": n.MAC, "romfile": "",
+	}); err != nil {
+		if _, err2 := c.Execute(ctx, "netdev_del", map[string]any{"id": n.Netdev}); err2 != nil {
+			return fmt.Errorf("%w (and removing netdev %s again: %v)", err, n.Netdev, err2)
+		}
+		return fmt.Errorf("%w (netdev %s removed again)", err, n.Netdev)
+	}
+	return nil
+}
+
+// UnplugNIC removes n: device_del only asks the guest (its pciehp must
+// agree), so it waits for DEVICE_DELETED naming n.ID in data.device, then
+// removes the netdev. QEMU may have sent that event twice for an earlier
+// unplug of the same id; a stale one still buffered is dropped first so
+// it cannot end this wait.
+func (c *Client) UnplugNIC(ctx context.Context, n NIC) error {
+	isID := func(data json.RawMessage) bool {
+		var d struct {
+			Device string `json:"device"`
+		}
+		return json.Unmarshal(data, &d) == nil && d.Device == n.ID
+	}
+	// A done context only searches the buffer.
+	done, stop := context.WithCancel(ctx)
+	stop()
+	for c.WaitEvent(done, "DEVICE_DELETED", isID) == nil {
+	}
+	if _, err := c.Execute(ctx, "device_del", map[string]any{"id": n.ID}); err != nil {
+		return err
+	}
+	if err := c.WaitEvent(ctx, "DEVICE_DELETED", isID); err != nil {
+		return fmt.Errorf("%w (the guest has not released %s; it may still, later)", err, n.ID)
+	}
+	_, err := c.Execute(ctx, "netdev_del", map[string]any{"id": n.Netdev})
+	return err
+}

@@ -290,48 +290,24 @@ func printReturn(out io.Writer, ret json.RawMessage) error {
 }
 
 func nicAdd(ctx context.Context, c *qmp.Client, inv *invocation, out io.Writer) error {
-	if _, err := c.Execute(ctx, "netdev_add", map[string]any{
-		"type": "hubport", "id": inv.Netdev, "hubid": inv.Hub,
-	}); err != nil {
+	if err := c.PlugNIC(ctx, inv.nic()); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "netdev %s: hubport on hub %d\n", inv.Netdev, inv.Hub)
-	if _, err := c.Execute(ctx, "device_add", map[string]any{
-		"driver": "virtio-net-pci", "id": inv.ID, "netdev": inv.Netdev,
-		"bus": inv.Bus, "mac": inv.MAC, "romfile": "",
-	}); err != nil {
-		// Leave nothing behind, so that the same add can be retried.
-		if _, err2 := c.Execute(ctx, "netdev_del", map[string]any{"id": inv.Netdev}); err2 != nil {
-			return fmt.Errorf("%w (and removing netdev %s again: %v)", err, inv.Netdev, err2)
-		}
-		fmt.Fprintf(out, "netdev %s: removed again\n", inv.Netdev)
-		return err
-	}
-	fmt.Fprintf(out, "device %s: virtio-net-pci mac %s on %s, plugged\n", inv.ID, inv.MAC, inv.Bus)
+	fmt.Fprintf(out, "device %s: virtio-net-pci mac %s on %s (netdev %s on hub %d), plugged\n", inv.ID, inv.MAC, inv.Bus, inv.Netdev, inv.Hub)
 	return nil
 }
 
 func nicDel(ctx context.Context, c *qmp.Client, inv *invocation, out io.Writer) error {
 	start := time.Now()
-	if _, err := c.Execute(ctx, "device_del", map[string]any{"id": inv.ID}); err != nil {
+	if err := c.UnplugNIC(ctx, inv.nic()); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "device %s: unplug requested\n", inv.ID)
-	err := c.WaitEvent(ctx, "DEVICE_DELETED", func(d json.RawMessage) bool {
-		var e struct {
-			Device string `json:"device"`
-		}
-		return json.Unmarshal(d, &e) == nil && e.Device == inv.ID
-	})
-	if err != nil {
-		return fmt.Errorf("%w (the guest has not released %s; it may still, later)", err, inv.ID)
-	}
-	fmt.Fprintf(out, "device %s: deleted after %v\n", inv.ID, time.Since(start).Round(time.Millisecond))
-	if _, err := c.Execute(ctx, "netdev_del", map[string]any{"id": inv.Netdev}); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "netdev %s: removed\n", inv.Netdev)
+	fmt.Fprintf(out, "device %s: deleted after %v, netdev %s removed\n", inv.ID, time.Since(start).Round(time.Millisecond), inv.Netdev)
 	return nil
+}
+
+func (inv *invocation) nic() qmp.NIC {
+	return qmp.NIC{ID: inv.ID, Netdev: inv.Netdev, MAC: inv.MAC, Hub: inv.Hub, Bus: inv.Bus}
 }
 
 func main() {

@@ -25,13 +25,9 @@
 //
 //	uroute-demo -data FILE [-qmp SOCK] [-boot-timeout D] [-timeout D] [-- RUN-QEMU-ARGS...]
 //
-// Driving the console: after uinit's last line ("uinit: console: ok") it
-// types "echo __ready_$?__" until the shell echoes it, as qemu-test's
-// harness does. Then, once, it types a loop into gosh's line editor (see
-// readLoop) that reads and runs every further line, so commands go
-// through the terminal's canonical mode instead of the editor. Each
-// command is followed by "; echo __done_N_$?__"; the terminal's echo of
-// the line has "$?", not digits, and never matches.
+// The console is driven by qemu-test/console: after uinit's last line it
+// types "echo __ready_$?__" until the shell answers, then each command
+// followed by "; echo __done_N_$?__".
 package main
 
 import (
@@ -45,11 +41,12 @@ import (
 	"os/exec"
 	"os/signal"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/uroute/uroute/qemu-test/console"
 )
 
 // profileLinks are the identities (as ifctl list shows them) of the links
@@ -102,10 +99,6 @@ func noneUp(list string, ids []string) bool {
 // shutdown is the router's clean power-off; QEMU (-no-reboot) exits.
 const shutdown = "uroute-uinit shutdown"
 
-// enterAgainAfter: a command with no console output for this long gets
-// another Enter (see demo.guest).
-const enterAgainAfter = 10 * time.Second
-
 func main() {
 	data := flag.String("data", "", "data disk image (created by run-qemu.sh if missing)")
 	qmpDefault := os.Getenv("UROUTE_DEMO_QMP")
@@ -132,7 +125,7 @@ func main() {
 	if err != nil {
 		d.say("demo: FAILED after %v: %v", time.Since(start).Round(time.Second), err)
 		if d.vm != nil {
-			fmt.Fprintf(os.Stderr, "\n===== console log (escape sequences removed) =====\n%s\n===== end of console log =====\n", d.vm.consoleText())
+			fmt.Fprintf(os.Stderr, "\n===== console log (escape sequences removed) =====\n%s\n===== end of console log =====\n", d.vm.con.Text())
 		}
 		fmt.Fprintf(os.Stderr, "uroute-demo: %v\n", err)
 		os.Exit(1)
@@ -145,7 +138,6 @@ type demo struct {
 	sock        string
 	bootTimeout time.Duration
 	vm          *vm
-	seq         int
 }
 
 // say prints a line of the demo's own, in order with the console's.
@@ -181,11 +173,8 @@ func (d *demo) run(ctx context.Context, runQEMUArgs []string) error {
 
 	bootCtx, cancel := context.WithTimeout(ctx, d.bootTimeout)
 	defer cancel()
-	if _, err := vm.waitLine(bootCtx, 0, regexp.MustCompile(`uinit: console: ok`)); err != nil {
+	if err := vm.con.WaitShell(bootCtx); err != nil {
 		return fmt.Errorf("boot: %w", err)
-	}
-	if err := d.waitShell(bootCtx); err != nil {
-		return err
 	}
 	shell := time.Since(qemuStart)
 	d.say("demo: console shell answers %v after QEMU started", shell.Round(100*time.Millisecond))
@@ -275,106 +264,26 @@ func (d *demo) run(ctx context.Context, runQEMUArgs []string) error {
 	return nil
 }
 
-// waitShell types "echo __ready_$?__" until the shell echoes it (the
-// prompt comes with no newline, and what is typed before the shell reads
-// the terminal may be lost), then starts the command loop (see readLoop)
-// and waits for it to answer the same way.
-func (d *demo) waitShell(ctx context.Context) error {
-	if err := d.poke(ctx, "ready"); err != nil {
-		return err
-	}
-	// Let the line editor settle on its new prompt before typing.
-	time.Sleep(500 * time.Millisecond)
-	if err := d.vm.write(readLoop + "\n"); err != nil {
-		return err
-	}
-	return d.poke(ctx, "loop")
-}
-
-// readLoop is typed once into gosh's line editor. It reads every further
-// command line from the terminal in canonical mode and runs it, so that
-// the demo's commands never go through the editor (gosh uses bubbline, a
-// full-screen editor on bubbletea). Seen under load with the editor: a
-// command typed as the editor starts is echoed whole, then the shell never
-// runs it and takes no more input.
-const readLoop = `while read -r l; do eval "$l"; done`
-
-// poke types "echo __NAME_$?__" until the shell echoes it.
-func (d *demo) poke(ctx context.Context, name string) error {
-	re := regexp.MustCompile(`__` + name + `_\d+__$`)
-	for {
-		from := d.vm.mark()
-		if err := d.vm.write("echo __" + name + "_$?__\n"); err != nil {
-			return err
-		}
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := d.vm.waitLine(pctx, from, re)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || d.vm.hasExited() {
-			return fmt.Errorf("the console shell did not answer %s: %w", name, err)
-		}
-	}
-}
-
 // guest types cmd into the guest's shell and waits for it to finish. With
 // show, the command is announced ("guest# cmd") and its output printed;
 // without, only kernel, uinit and ifmgrd log lines are. A non-zero exit
 // status is an error.
 func (d *demo) guest(ctx context.Context, cmd string, show bool) (string, error) {
-	d.seq++
-	tag := fmt.Sprintf("__done_%d_", d.seq)
 	if show {
 		d.say("guest# %s", cmd)
 	}
-	from := d.vm.mark()
 	d.vm.setQuiet(!show)
 	defer d.vm.setQuiet(false)
-	if err := d.vm.write(cmd + "; echo " + tag + "$?__\n"); err != nil {
-		return "", err
-	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	// Not anchored at the start: output without a final newline comes
-	// before the tag. The terminal's echo has "$?", not digits.
-	re := regexp.MustCompile(tag + `(\d+)__$`)
-	var end int
-	for {
-		wctx, wcancel := context.WithTimeout(cctx, enterAgainAfter)
-		var err error
-		end, err = d.vm.waitLine(wctx, from, re)
-		wcancel()
-		if err == nil {
-			break
-		}
-		if cctx.Err() != nil || d.vm.hasExited() {
-			return "", fmt.Errorf("guest# %s: %w", cmd, err)
-		}
-		// A safety net for lost input (seen with the line editor, before
-		// readLoop: a command echoed whole, then never run). Another
-		// Enter is harmless: at worst an empty line for the loop.
-		if d.vm.idle() >= enterAgainAfter {
-			fmt.Fprintf(os.Stderr, "uroute-demo: no answer to %q for %v, pressing Enter again\n", cmd, enterAgainAfter)
-			if err := d.vm.write("\n"); err != nil {
-				return "", err
-			}
-		}
-	}
-	m := re.FindStringSubmatch(d.vm.line(end - 1))
-	status, _ := strconv.Atoi(m[1])
-	var b strings.Builder
-	for _, l := range d.vm.lines(from, end) {
-		if v, ok := visible(l); ok {
-			b.WriteString(v)
-			b.WriteByte('\n')
-		}
+	out, status, err := d.vm.con.Run(cctx, cmd)
+	if err != nil {
+		return "", fmt.Errorf("guest# %w", err)
 	}
 	if status != 0 {
-		return b.String(), fmt.Errorf("guest# %s: exit status %d", cmd, status)
+		return out, fmt.Errorf("guest# %s: exit status %d", cmd, status)
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 // poll runs cmd quietly every second until done accepts its output.
@@ -444,37 +353,33 @@ func (w *lineWriter) flush() {
 
 // vm is run-qemu.sh and then QEMU, its serial console on our pipes.
 type vm struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   io.Writer // where visible console lines go
+	cmd *exec.Cmd
+	con *console.Console
+	out io.Writer // where visible console lines go
 
 	qemuStarted chan struct{} // closed when run-qemu.sh starts QEMU
 	exited      chan struct{} // closed when run-qemu.sh/QEMU has exited
 	waitErr     error         // set before exited is closed
 
-	mu      sync.Mutex
-	raw     bytes.Buffer
-	all     []string // complete console lines, escape sequences removed
-	partial []byte
-	typed   map[string]bool // lines typed into the console, not printed again
-	quiet   bool            // print only log lines (see logLine)
-	last    time.Time       // when the console last printed anything
-	notify  chan struct{}   // closed and replaced on every new line
+	mu    sync.Mutex      // also orders demo.say with console lines
+	typed map[string]bool // lines typed into the console, not printed again
+	quiet bool            // print only log lines (see logLine)
 }
 
 // startVM runs scripts/run-qemu.sh with args. Its stderr (the build's
 // output, then QEMU's) is copied to ours.
 func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
-	v := &vm{out: out, qemuStarted: make(chan struct{}), exited: make(chan struct{}), notify: make(chan struct{}),
-		typed: map[string]bool{}}
+	v := &vm{out: out, qemuStarted: make(chan struct{}), exited: make(chan struct{}), typed: map[string]bool{}}
 	v.cmd = exec.Command("./scripts/run-qemu.sh", args...)
 	// Its own process group, so that a kill reaches the build or QEMU,
 	// whichever runs.
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var err error
-	if v.stdin, err = v.cmd.StdinPipe(); err != nil {
+	stdin, err := v.cmd.StdinPipe()
+	if err != nil {
 		return nil, err
 	}
+	v.con = console.New(stdin)
+	v.con.OnLine = v.show
 	stdout, err := v.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -498,7 +403,6 @@ func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
 			l := sc.Text()
 			v.mu.Lock()
 			fmt.Fprintln(os.Stderr, l)
-			v.raw.WriteString("stderr: " + l + "\n")
 			v.mu.Unlock()
 			if !started && strings.HasPrefix(l, "run-qemu: qemu-system") {
 				started = true
@@ -509,23 +413,13 @@ func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
 	}()
 	go func() {
 		defer readers.Done()
-		buf := make([]byte, 4096)
-		for {
-			n, err := stdout.Read(buf)
-			if n > 0 {
-				v.add(buf[:n])
-			}
-			if err != nil {
-				return
-			}
-		}
+		_, _ = io.Copy(v.con, stdout)
 	}()
 	go func() {
 		readers.Wait()
 		err := v.cmd.Wait()
-		v.mu.Lock()
 		v.waitErr = err
-		v.mu.Unlock()
+		v.con.Close(err)
 		close(v.exited)
 	}()
 	// Stop it when the demo is cancelled (timeout, Ctrl-C).
@@ -563,13 +457,6 @@ func (v *vm) hasExited() bool {
 	}
 }
 
-// idle is the time since the console last printed anything.
-func (v *vm) idle() time.Duration {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return time.Since(v.last)
-}
-
 // write types s on the console. The terminal's echo of its lines (in
 // canonical mode) is not printed.
 func (v *vm) write(s string) error {
@@ -580,8 +467,7 @@ func (v *vm) write(s string) error {
 		}
 	}
 	v.mu.Unlock()
-	_, err := io.WriteString(v.stdin, s)
-	return err
+	return v.con.Type(s)
 }
 
 func (v *vm) setQuiet(q bool) {
@@ -590,57 +476,31 @@ func (v *vm) setQuiet(q bool) {
 	v.mu.Unlock()
 }
 
-// add takes console output: it splits it into lines and prints the
-// visible ones.
-func (v *vm) add(p []byte) {
+// show prints a console line if it is visible, not the echo of a line we
+// typed, and, while a command runs quietly, a log line.
+func (v *vm) show(l string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.raw.Write(p)
-	v.last = time.Now()
-	for _, b := range p {
-		switch b {
-		case '\r':
-		case '\n':
-			l := cleanLine(v.partial)
-			v.partial = v.partial[:0]
-			v.all = append(v.all, l)
-			if s, ok := visible(l); ok && !v.typed[s] && (!v.quiet || logLine.MatchString(s)) {
-				fmt.Fprintln(v.out, s)
-			}
-		default:
-			v.partial = append(v.partial, b)
-		}
+	if s, ok := visible(l); ok && !v.typed[s] && (!v.quiet || logLine.MatchString(s)) {
+		fmt.Fprintln(v.out, s)
 	}
-	close(v.notify)
-	v.notify = make(chan struct{})
 }
 
 var (
-	// ansi matches the terminal escape sequences gosh's line editor prints.
-	// SeaBIOS resets the terminal with ESC c.
-	ansi = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>c])`)
-	// helpLine is the line editor's key help, up to the escape sequence
-	// after it; console output can follow on the same line.
-	helpLine = regexp.MustCompile(`M-\? toggle key help[^\x1b]*`)
-	// tags are the markers typed after commands.
-	tags = regexp.MustCompile(`__(ready|loop|done_\d+)_\d+__$`)
+	// tags are the markers typed after commands; gosh's echo writes its
+	// newline apart, so a log line can follow one.
+	tags = regexp.MustCompile(`__(ready|done_\d+)_\d+__`)
 	// logLine: kernel, uinit and ifmgrd lines, shown even for quiet
 	// commands.
 	logLine = regexp.MustCompile(`^(\[ *\d+\.\d+\]|time=|uinit: |init: )`)
 )
 
-// cleanLine is a console line without the line editor's help and escape
-// sequences, and without trailing blanks.
-func cleanLine(b []byte) string {
-	s := helpLine.ReplaceAllString(string(b), "")
-	return strings.TrimRight(ansi.ReplaceAllString(s, ""), " \t")
-}
-
-// visible is what of a clean console line is worth printing: not the line
-// editor's redraws of the command being typed ("> ..."), nor the
-// terminal's echo of a command line with a tag ("$?" in it), nor the tags.
+// visible is what of a console line is worth printing: without the
+// shell's prompt and the tags, and not the terminal's echo of a command
+// line with a tag ("$?" in it).
 func visible(l string) (string, bool) {
-	if l == ">" || strings.HasPrefix(l, "> ") || strings.Contains(l, "_$?__") {
+	l = console.StripPrompt(l)
+	if strings.Contains(l, "_$?__") {
 		return "", false
 	}
 	l = tags.ReplaceAllString(l, "")
@@ -648,54 +508,4 @@ func visible(l string) (string, bool) {
 		return "", false
 	}
 	return l, true
-}
-
-// mark is the number of complete console lines so far.
-func (v *vm) mark() int {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return len(v.all)
-}
-
-func (v *vm) line(i int) string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.all[i]
-}
-
-func (v *vm) lines(from, to int) []string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return append([]string(nil), v.all[from:to]...)
-}
-
-// waitLine waits for a console line from index from on that matches re
-// and returns the index after it.
-func (v *vm) waitLine(ctx context.Context, from int, re *regexp.Regexp) (int, error) {
-	for {
-		v.mu.Lock()
-		for ; from < len(v.all); from++ {
-			if re.MatchString(v.all[from]) {
-				v.mu.Unlock()
-				return from + 1, nil
-			}
-		}
-		notify := v.notify
-		v.mu.Unlock()
-		select {
-		case <-notify:
-		case <-ctx.Done():
-			return 0, fmt.Errorf("no console line matching %q: %w", re, context.Cause(ctx))
-		case <-v.exited:
-			return 0, fmt.Errorf("QEMU exited (%v) before a console line matched %q", v.waitErr, re)
-		}
-	}
-}
-
-// consoleText is the whole console (and run-qemu.sh's stderr, marked),
-// escape sequences and carriage returns removed.
-func (v *vm) consoleText() string {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return strings.ReplaceAll(ansi.ReplaceAllString(v.raw.String(), ""), "\r", "")
 }
