@@ -92,17 +92,8 @@ mem=${mem:-$defmem}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${UROUTE_CACHE:-$HOME/.cache/uroute}
 
-# need CMD PKG: install PKG with apt-get if CMD is missing.
-need() {
-	command -v "$1" >/dev/null && return 0
-	echo "run-qemu: $1 missing, installing $2" >&2
-	local sudo=
-	[ "$(id -u)" -eq 0 ] || sudo=sudo
-	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get install -y -q --no-install-recommends "$2" >&2 ||
-		{ $sudo apt-get update -q >&2 && $sudo apt-get install -y -q --no-install-recommends "$2" >&2; }
-	command -v "$1" >/dev/null || { echo "run-qemu: $1 still missing after installing $2" >&2; exit 1; }
-}
+# shellcheck source=scripts/need.sh
+. "$(dirname "$0")/need.sh"
 
 [ -n "$dry" ] || need "$qemu" "$pkg"
 command -v timeout >/dev/null || { echo "run-qemu: timeout (coreutils) missing" >&2; exit 1; }

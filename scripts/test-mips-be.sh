@@ -14,17 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# need CMD PKG: install PKG with apt-get if CMD is missing.
-need() {
-	command -v "$1" >/dev/null && return 0
-	echo "test-mips-be: $1 missing, installing $2" >&2
-	local sudo=
-	[ "$(id -u)" -eq 0 ] || sudo=sudo
-	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get install -y -q --no-install-recommends "$2" >&2 ||
-		{ $sudo apt-get update -q >&2 && $sudo apt-get install -y -q --no-install-recommends "$2" >&2; }
-	command -v "$1" >/dev/null || { echo "test-mips-be: $1 still missing after installing $2" >&2; exit 1; }
-}
+# shellcheck source=scripts/need.sh
+. scripts/need.sh
 need qemu-mips-static qemu-user-static
 emu=$(command -v qemu-mips-static)
 
