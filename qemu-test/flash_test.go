@@ -218,7 +218,7 @@ func (f *flashRig) powercut(t *testing.T) {
 		recovery := f.dmesg(t, "UBIFS (ubi0:0): recovery")
 		t.Logf("round %d: cut %v into the storm, %d bridges confirmed; next boot: %d of them in the DB; %q",
 			r, delay.Round(10*time.Millisecond), made, persisted, recovery)
-		if strings.Contains(f.vm.Console(), "allocation DB was unreadable") {
+		if strings.Contains(f.vm.Console(), dbRebuilt) {
 			t.Logf("round %d: the DB file was damaged and rebuilt from the kernel (allowed)", r)
 		} else if made >= 4 && persisted < made/2 {
 			// With block2mtd's default 30 s write-back all of them

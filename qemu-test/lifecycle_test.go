@@ -59,6 +59,10 @@ func TestLifecycle(t *testing.T) {
 	})
 }
 
+// dbRebuilt is what ifmgrd logs (firmware/daemon) when persist found the
+// DB file damaged, moved it aside and rebuilt it from the kernel.
+const dbRebuilt = "allocation DB was unreadable"
+
 type lifecycle struct {
 	top                  *testing.T // the arch's test, which owns the VMs
 	arch                 Arch
@@ -418,7 +422,7 @@ func (lc *lifecycle) powercut(t *testing.T) {
 	for r := 1; r <= rounds; r++ {
 		delay, made := lc.cutDuringStorm(t, r, rng, 3*time.Second)
 		list := lc.boot(t)
-		if strings.Contains(lc.vm.Console(), "recover") {
+		if strings.Contains(lc.vm.Console(), dbRebuilt) {
 			recovered++
 		}
 		lc.checkNoLeak(t, r, list)
@@ -428,7 +432,7 @@ func (lc *lifecycle) powercut(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("%d rounds, %d boots mentioned recovery", rounds, recovered)
+	t.Logf("%d rounds; %d boots found the DB damaged and rebuilt it", rounds, recovered)
 }
 
 func (lc *lifecycle) checkNoLeak(t *testing.T, round int, list []ifmgr.Info) {
