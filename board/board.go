@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/uroute/uroute/ifmgr/ifname"
 )
 
 // ErrInvalid is wrapped by every error Parse and Load return for a profile
@@ -30,11 +31,11 @@ var ErrInvalid = errors.New("invalid board profile")
 const (
 	DefaultBridgeTemplate = "bridge%d"
 	DefaultVLANTemplate   = "vlan%d"
-	// MaxUnit is the largest unit a cloner may allow (FreeBSD's if_clone
-	// default, and ifmgr's).
-	MaxUnit = 32767
-	// MaxNameLen is IFNAMSIZ-1, the longest kernel interface name.
-	MaxNameLen = 15
+	// MaxUnit is the largest unit a cloner may allow: ifname.MaxUnit.
+	MaxUnit = ifname.MaxUnit
+	// MaxNameLen is IFNAMSIZ-1, the longest kernel interface name:
+	// ifname.MaxNameLen.
+	MaxNameLen = ifname.MaxNameLen
 )
 
 // Cloner names: the keys of Profile.Cloners.
@@ -318,8 +319,8 @@ func (v *validator) cloners(raw any, p *Profile) {
 		if raw, ok := ct["template"]; ok {
 			s, ok := v.str(raw, sub(path, "template"), rule, "template")
 			if ok {
-				if msg := checkTemplate(s); msg != "" {
-					v.errorf(sub(path, "template"), rule, "template", "%q: %s", s, msg)
+				if _, err := ifname.ParseTemplate(s); err != nil {
+					v.errorf(sub(path, "template"), rule, "template", "%q: %v", s, err)
 					ok = false
 				}
 				spec.Template = s
@@ -338,41 +339,25 @@ func (v *validator) cloners(raw any, p *Profile) {
 			maxOK = ok
 		}
 		if tmplOK && maxOK {
-			if longest := render(spec.Template, spec.Max); len(longest) > MaxNameLen {
+			tmpl, _ := ifname.ParseTemplate(spec.Template) // checked above, or a default
+			if err := tmpl.Fits(spec.Max); err != nil {
 				field := "template"
 				if _, ok := ct["template"]; !ok {
 					field = "max"
 				}
-				v.errorf(sub(path, field), rule, field, "template %q with max %d renders %q, %d bytes: longer than %d (IFNAMSIZ-1)",
-					spec.Template, spec.Max, longest, len(longest), MaxNameLen)
+				v.errorf(sub(path, field), rule, field, "%v", err)
 			}
 		}
 		p.Cloners[name] = spec
 	}
-	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && checkTemplate(b.Template) == "" {
+	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && validTemplate(b.Template) {
 		v.errorf([]string{"cloners", ClonerVLAN, "template"}, "cloners."+ClonerVLAN, "template", "%q is also the bridge template: their names would collide", vl.Template)
 	}
 }
 
-// checkTemplate applies ifmgr's rules for a name template, returning why it
-// is unacceptable or "".
-func checkTemplate(t string) string {
-	if strings.Count(t, "%") != 1 || !strings.Contains(t, "%d") {
-		return "need exactly one %d and no other %"
-	}
-	if t == "%d" {
-		return "a bare number is not an interface name"
-	}
-	for _, r := range t {
-		if r == '/' || r == ':' || r <= ' ' || r == 0x7f {
-			return fmt.Sprintf("%q is not allowed in an interface name", r)
-		}
-	}
-	return ""
-}
-
-func render(tmpl string, unit uint32) string {
-	return strings.Replace(tmpl, "%d", strconv.FormatUint(uint64(unit), 10), 1)
+func validTemplate(t string) bool {
+	_, err := ifname.ParseTemplate(t)
+	return err == nil
 }
 
 func (v *validator) bridge(t map[string]any, i int) BridgeRule {
@@ -496,8 +481,8 @@ func (v *validator) vlans(raw any, path []string, rule string) []uint16 {
 			v.errorf(ePath, rule, "vlans", "element %d is %s, want an integer", i+1, tomlType(e))
 			continue
 		}
-		if n < 1 || n > 4094 {
-			v.errorf(ePath, rule, "vlans", "%d out of range 1-4094", n)
+		if n < ifname.MinVID || n > ifname.MaxVID {
+			v.errorf(ePath, rule, "vlans", "%d out of range %d-%d", n, ifname.MinVID, ifname.MaxVID)
 			continue
 		}
 		if seen[n] {

@@ -157,7 +157,7 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("ifmgr: cloner %q configured twice", c.Name)
 		}
 		for _, o := range m.cloners {
-			if o.prefix == c.prefix && o.suffix == c.suffix {
+			if o.template.SameNames(c.template) {
 				return nil, fmt.Errorf("ifmgr: cloners %q and %q share template %q", o.Name, c.Name, c.Template())
 			}
 		}
@@ -451,15 +451,15 @@ func (m *Manager) serve(batch []*request) {
 
 // Info describes one managed interface.
 type Info struct {
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	Cloner   string `json:"cloner"`
-	Unit     uint32 `json:"unit"`
-	Identity string `json:"identity"`
-	Index    uint32 `json:"ifindex,omitempty"`
-	Parent   string `json:"parent,omitempty"`
-	VID      uint16 `json:"vid,omitempty"`
-	State    string `json:"state"`
+	Name     string      `json:"name"`
+	Kind     kernel.Kind `json:"kind"`
+	Cloner   string      `json:"cloner"`
+	Unit     uint32      `json:"unit"`
+	Identity string      `json:"identity"`
+	Index    uint32      `json:"ifindex,omitempty"`
+	Parent   string      `json:"parent,omitempty"`
+	VID      uint16      `json:"vid,omitempty"`
+	State    string      `json:"state"`
 }
 
 func (m *Manager) info(e *entry) Info {
@@ -531,7 +531,7 @@ func (m *Manager) status() Status {
 	}
 	for _, e := range m.managed {
 		if e.index != 0 {
-			st.Managed[e.cloner.Kind]++
+			st.Managed[string(e.cloner.Kind)]++
 		}
 	}
 	if m.profile != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/persist"
@@ -40,15 +41,15 @@ func (m *Manager) parseCreate(r *request) (*createOp, error) {
 		}
 	}
 	if op.cloner == nil {
-		if err := validName(cr.Name); err != nil {
+		if err := ifname.Valid(cr.Name); err != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%q is neither a cloner (%s) nor a name one renders: %w", cr.Name, m.clonerNames(), ErrUnknownKind)
 	}
 	switch op.cloner.Kind {
-	case "vlan":
-		if cr.VID < 1 || cr.VID > 4094 {
-			return nil, fmt.Errorf("vid %d: %w", cr.VID, ErrBadVID)
+	case kernel.KindVLAN:
+		if err := ifname.ValidVID(cr.VID); err != nil {
+			return nil, err
 		}
 		op.vid = uint16(cr.VID)
 		if cr.Dev == "" {
@@ -60,7 +61,7 @@ func (m *Manager) parseCreate(r *request) (*createOp, error) {
 		}
 		op.parent = m.links[idx]
 		for _, l := range m.links {
-			if l.Kind == "vlan" && l.Parent == idx && l.VLANID == op.vid {
+			if l.Kind == kernel.KindVLAN && l.Parent == idx && l.VLANID == op.vid {
 				return nil, fmt.Errorf("vid %d on %s is %s: %w", op.vid, cr.Dev, l.Name, ErrVLANExists)
 			}
 		}
@@ -102,7 +103,7 @@ func (m *Manager) allocate(op *createOp) error {
 
 func (op *createOp) record() persist.Record {
 	rec := persist.Record{Cloner: op.cloner.Name, Unit: op.unit, Identity: persist.Identity{Name: op.cloner.IfName(op.unit)}}
-	if op.cloner.Kind == "vlan" {
+	if op.cloner.Kind == kernel.KindVLAN {
 		rec.Parent, rec.VID = op.parent.Name, op.vid
 	}
 	return rec
@@ -161,7 +162,7 @@ func (m *Manager) createLink(op *createOp, t *txn) (retry bool) {
 	var l kernel.Link
 	var err error
 	switch op.cloner.Kind {
-	case "vlan":
+	case kernel.KindVLAN:
 		l, err = m.cfg.Kernel.CreateVLAN(name, op.parent.Index, op.vid, m.cfg.OwnerGroup)
 	default:
 		l, err = m.cfg.Kernel.CreateBridge(name, m.cfg.OwnerGroup)
@@ -189,11 +190,11 @@ func (m *Manager) createLink(op *createOp, t *txn) (retry bool) {
 	}
 	// EEXIST: either the name was taken behind our back, or (VLAN) the vid
 	// already exists on the parent. Only the kernel knows which.
-	if op.cloner.Kind == "vlan" && !m.nameExists(name) {
+	if op.cloner.Kind == kernel.KindVLAN && !m.nameExists(name) {
 		op.req.answer(response{err: fmt.Errorf("create %s: vid %d on %s: %w", name, op.vid, op.parent.Name, ErrVLANExists)})
 		return false
 	}
-	if op.cloner.Kind != "vlan" {
+	if op.cloner.Kind != kernel.KindVLAN {
 		m.nameExists(name) // observe the intruder so its removal frees the unit
 	}
 	if err := a.Hold(op.unit); err != nil {

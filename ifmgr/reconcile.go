@@ -174,7 +174,7 @@ func (m *Manager) settle(name string, t *txn) bool {
 		}
 		if e == nil {
 			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: identityFromAlias(l.Alias, name)}
-			if l.Kind == "vlan" {
+			if l.Kind == kernel.KindVLAN {
 				rec.VID = l.VLANID
 				if p, ok := m.links[l.Parent]; ok {
 					rec.Parent = p.Name

@@ -9,7 +9,7 @@ import "net"
 type Link struct {
 	Index   uint32
 	Name    string
-	Kind    string // IFLA_INFO_KIND: "bridge", "vlan", "veth", "" for plain hardware
+	Kind    Kind   // IFLA_INFO_KIND: "bridge", "vlan", "veth", "" for plain hardware
 	Group   uint32 // IFLA_GROUP: ifmgr's ownership marker, set atomically at creation
 	Alias   string // IFLA_IFALIAS: ifmgr writes the identity an interface serves here
 	MAC     net.HardwareAddr
@@ -26,3 +26,13 @@ type Link struct {
 	// not be looked up here.
 	ParentOtherNS bool
 }
+
+// Kind is a link's IFLA_INFO_KIND, the name of the kernel driver that made
+// it (rtnetlink's LinkDriver.Kind). ifmgr creates two; it observes any.
+type Kind string
+
+// The kinds ifmgr creates.
+const (
+	KindBridge Kind = "bridge"
+	KindVLAN   Kind = "vlan"
+)

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -18,7 +19,7 @@ import (
 type Link struct {
 	Index   uint32
 	Name    string
-	Kind    string
+	Kind    kernel.Kind
 	Master  uint32 // ifindex of the bridge it is a port of, 0 if none
 	Parent  uint32 // VLAN lower device
 	VLANID  uint16
@@ -259,7 +260,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 					ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port of the profile is down"})
 				}
 			}
-		case l.Kind == "vlan":
+		case l.Kind == kernel.KindVLAN:
 			if t, ok := pl.Targets[l.Identity.Key()]; ok {
 				if _, kept := present[l.Identity.Key()]; kept {
 					wantMaster(l.Index, t.Master, l.Name, "VLAN of the profile")

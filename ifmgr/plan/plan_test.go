@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -40,9 +41,9 @@ func eth(idx uint32, name, mac string) Link {
 
 // owned builds the link ifmgr made for a target.
 func owned(idx uint32, name string, id persist.Identity, parent uint32, vid uint16, master uint32) Link {
-	kind := "bridge"
+	kind := kernel.KindBridge
 	if vid != 0 {
-		kind = "vlan"
+		kind = kernel.KindVLAN
 	}
 	return Link{Index: idx, Name: name, Kind: kind, Owned: true, Identity: id, Parent: parent, VLANID: vid, Master: master}
 }
