@@ -24,7 +24,7 @@ func (m *Manager) planLinks() []plan.Link {
 	out := make([]plan.Link, 0, len(m.links))
 	for _, l := range m.links {
 		pl := plan.Link{
-			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, Parent: l.Parent, VLANID: l.VLANID,
+			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
 			Up:  l.Flags&iffUp != 0,
 			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
 		}
@@ -128,8 +128,8 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 				continue
 			}
 			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: a.Target.Identity, VID: a.Target.VID}
-			if p, ok := m.links[a.Target.Parent]; ok && a.Target.VID != 0 {
-				rec.Parent = p.Name
+			if p, ok := m.links[a.Target.ParentIndex]; ok && a.Target.VID != 0 {
+				rec.ParentName = p.Name
 			}
 			e = &entry{rec: rec, cloner: c}
 			m.addEntry(e)
@@ -157,7 +157,7 @@ func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
 		var l kernel.Link
 		var err error
 		if cr.target.Cloner == board.ClonerVLAN {
-			l, err = m.cfg.Kernel.CreateVLAN(name, cr.target.Parent, cr.target.VID, m.cfg.OwnerGroup)
+			l, err = m.cfg.Kernel.CreateVLAN(name, cr.target.ParentIndex, cr.target.VID, m.cfg.OwnerGroup)
 		} else {
 			l, err = m.cfg.Kernel.CreateBridge(name, m.cfg.OwnerGroup)
 		}

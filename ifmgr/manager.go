@@ -457,7 +457,7 @@ type Info struct {
 	Unit     uint32      `json:"unit"`
 	Identity string      `json:"identity"`
 	Index    uint32      `json:"ifindex,omitempty"`
-	Parent   string      `json:"parent,omitempty"`
+	Parent   string      `json:"parent,omitempty"` // a VLAN's parent link, by name
 	VID      uint16      `json:"vid,omitempty"`
 	State    string      `json:"state"`
 }
@@ -470,7 +470,7 @@ func (m *Manager) info(e *entry) Info {
 		Unit:     e.rec.Unit,
 		Identity: e.rec.Identity.Key(),
 		Index:    e.index,
-		Parent:   e.rec.Parent,
+		Parent:   e.rec.ParentName,
 		VID:      e.rec.VID,
 		State:    "absent",
 	}

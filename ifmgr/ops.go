@@ -61,7 +61,7 @@ func (m *Manager) parseCreate(r *request) (*createOp, error) {
 		}
 		op.parent = m.links[idx]
 		for _, l := range m.links {
-			if l.Kind == kernel.KindVLAN && l.Parent == idx && l.VLANID == op.vid {
+			if l.Kind == kernel.KindVLAN && l.IfLink == idx && l.VLANID == op.vid {
 				return nil, fmt.Errorf("vid %d on %s is %s: %w", op.vid, cr.Dev, l.Name, ErrVLANExists)
 			}
 		}
@@ -104,7 +104,7 @@ func (m *Manager) allocate(op *createOp) error {
 func (op *createOp) record() persist.Record {
 	rec := persist.Record{Cloner: op.cloner.Name, Unit: op.unit, Identity: persist.Identity{Name: op.cloner.IfName(op.unit)}}
 	if op.cloner.Kind == kernel.KindVLAN {
-		rec.Parent, rec.VID = op.parent.Name, op.vid
+		rec.ParentName, rec.VID = op.parent.Name, op.vid
 	}
 	return rec
 }

@@ -72,7 +72,7 @@ func TestProfilePortAppearsAndReplugs(t *testing.T) {
 	if br := k.names()["bridge1"]; l.Master != br.Index {
 		t.Errorf("eth0 not a port of the lan bridge: master %d", l.Master)
 	}
-	if v := k.names()["vlan0"]; v.Master != k.names()["bridge0"].Index || v.Parent != eth.Index {
+	if v := k.names()["vlan0"]; v.Master != k.names()["bridge0"].Index || v.IfLink != eth.Index {
 		t.Errorf("vlan 10 not on eth0 in the guest bridge: %+v", v)
 	}
 	commits := s.Commits()

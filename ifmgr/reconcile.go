@@ -176,8 +176,8 @@ func (m *Manager) settle(name string, t *txn) bool {
 			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: identityFromAlias(l.Alias, name)}
 			if l.Kind == kernel.KindVLAN {
 				rec.VID = l.VLANID
-				if p, ok := m.links[l.Parent]; ok {
-					rec.Parent = p.Name
+				if p, ok := m.links[l.IfLink]; ok {
+					rec.ParentName = p.Name
 				}
 			}
 			if err := a.Alloc(u); err != nil {

@@ -83,8 +83,8 @@ func bridge(unit uint32) Record {
 }
 
 func vlan(unit uint32, parent string, vid uint16) Record {
-	return Record{Cloner: "vlan", Unit: unit, Identity: Identity{Parent: parent, VID: vid},
-		Parent: parent, VID: vid}
+	return Record{Cloner: "vlan", Unit: unit, Identity: Identity{VID: vid},
+		ParentName: parent, VID: vid}
 }
 
 func readFile(t testing.TB, path string) []byte {

@@ -3,6 +3,8 @@ package persist
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
@@ -26,10 +28,10 @@ func schema1FixtureRecords() []Record {
 		{Cloner: "bridge", Unit: 1, Identity: Identity{Rule: "bridge/lan"}, LastSeen: 3},
 		{Cloner: "bridge", Unit: 2, Identity: Identity{Rule: "bridge/guest", PermMAC: "52:54:00:12:34:56"}, LastSeen: 2},
 		{Cloner: "bridge", Unit: 32767, Identity: Identity{Name: "bridge32767"}},
-		{Cloner: "vlan", Unit: 0, Identity: Identity{Name: "vlan0"}, Parent: "eth0", VID: 10},
-		{Cloner: "vlan", Unit: 5, Identity: Identity{Rule: "port/wan", PermMAC: "52:54:00:ab:cd:ef", VID: 7}, Parent: "eth1", VID: 7, LastSeen: 3},
-		{Cloner: "vlan", Unit: 6, Identity: Identity{Rule: "port/usb", BusPath: "usb-0000:00:14.0-1", VID: 4094}, Parent: "eth2", VID: 4094, LastSeen: 1},
-		{Cloner: "vlan", Unit: 32767, Identity: Identity{Name: "vlan32767"}, Parent: "lan0", VID: 1},
+		{Cloner: "vlan", Unit: 0, Identity: Identity{Name: "vlan0"}, ParentName: "eth0", VID: 10},
+		{Cloner: "vlan", Unit: 5, Identity: Identity{Rule: "port/wan", PermMAC: "52:54:00:ab:cd:ef", VID: 7}, ParentName: "eth1", VID: 7, LastSeen: 3},
+		{Cloner: "vlan", Unit: 6, Identity: Identity{Rule: "port/usb", BusPath: "usb-0000:00:14.0-1", VID: 4094}, ParentName: "eth2", VID: 4094, LastSeen: 1},
+		{Cloner: "vlan", Unit: 32767, Identity: Identity{Name: "vlan32767"}, ParentName: "lan0", VID: 1},
 	}
 }
 
@@ -57,6 +59,9 @@ func TestWriteSchema1Fixture(t *testing.T) {
 // TestSchema1FixtureKeepsEveryUnit opens the DB today's firmware's
 // predecessor wrote and checks that every record reads back whole.
 func TestSchema1FixtureKeepsEveryUnit(t *testing.T) {
+	if binary.NativeEndian.Uint16([]byte{0, 1}) == 1 {
+		t.Skip("the fixture is little-endian (bbolt's format is native): on big-endian CPUs TestBigEndianFixture reads the schema-1 records")
+	}
 	zf, err := os.Open(schema1Fixture)
 	if err != nil {
 		t.Fatal(err)
@@ -87,5 +92,21 @@ func TestSchema1FixtureKeepsEveryUnit(t *testing.T) {
 	}
 	if n := logs.count("WARN"); n != 0 {
 		t.Fatalf("%d warnings reading the fixture:\n%s", n, logs)
+	}
+}
+
+// TestIdentityParentIgnored: schema 1's Identity had a "parent" field that
+// nothing set; JSON that has one (a record, or an ownership alias on a link)
+// still decodes, and the key is what it was without it.
+func TestIdentityParentIgnored(t *testing.T) {
+	var id Identity
+	if err := json.Unmarshal([]byte(`{"rule":"port/lan","mac":"52:54:00:00:00:01","parent":"eth0","vid":10}`), &id); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Identity{Rule: "port/lan", PermMAC: "52:54:00:00:00:01", VID: 10}); id != want {
+		t.Fatalf("decoded %+v, want %+v", id, want)
+	}
+	if got, want := id.Key(), "rule=port/lan,mac=52:54:00:00:00:01,vid=10"; got != want {
+		t.Fatalf("Key = %q, want %q", got, want)
 	}
 }

@@ -82,9 +82,9 @@ func decode(b []byte) (Link, error) {
 		case unix.IFLA_PERM_ADDRESS:
 			l.PermMAC = hwAddr(ad.Bytes())
 		case unix.IFLA_LINK:
-			l.Parent = ad.Uint32()
+			l.IfLink = ad.Uint32()
 		case unix.IFLA_LINK_NETNSID:
-			l.ParentOtherNS = true
+			l.IfLinkOtherNS = true
 		case unix.IFLA_MASTER:
 			l.Master = ad.Uint32()
 		case unix.IFLA_GROUP:

@@ -45,7 +45,7 @@ func owned(idx uint32, name string, id persist.Identity, parent uint32, vid uint
 	if vid != 0 {
 		kind = kernel.KindVLAN
 	}
-	return Link{Index: idx, Name: name, Kind: kind, Owned: true, Identity: id, Parent: parent, VLANID: vid, Master: master}
+	return Link{Index: idx, Name: name, Kind: kind, Owned: true, Identity: id, ParentIndex: parent, VLANID: vid, Master: master}
 }
 
 var (
@@ -221,7 +221,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:    "foreign links outside the globs are left alone",
 			profile: p,
-			links:   append(converged(), Link{Index: 30, Name: "br-foreign", Kind: "bridge"}, Link{Index: 31, Name: "vlan9", Kind: "vlan", Parent: 2, VLANID: 99}),
+			links:   append(converged(), Link{Index: 30, Name: "br-foreign", Kind: "bridge"}, Link{Index: 31, Name: "vlan9", Kind: "vlan", ParentIndex: 2, VLANID: 99}),
 			want:    "",
 		},
 	}
