@@ -362,7 +362,7 @@ func TestBatchIsOneCommit(t *testing.T) {
 			names <- in.Name
 		}()
 	}
-	for len(m.reqs) < n {
+	for len(m.q.reqs) < n {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -471,7 +471,7 @@ func TestCancelledRequestIsNotExecuted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { _, err := m.Create(ctx, CreateRequest{Name: "bridge"}); errc <- err }()
-	for len(m.reqs) == 0 {
+	for len(m.q.reqs) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()

@@ -210,4 +210,13 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	for _, r := range slices.Sorted(maps.Keys(st.Resyncs)) {
 		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
 	}
+	if lc := st.LastConverge; lc != nil {
+		fmt.Fprintf(w, "last converge (%s): %d rounds, %d actions done, %d failed\n", lc.Trigger, lc.Rounds, lc.Done, len(lc.Failed))
+		for _, f := range lc.Failed {
+			fmt.Fprintf(w, "  failed: %s: %s\n", f.Action, f.Error)
+		}
+		if lc.DBError != "" {
+			fmt.Fprintf(w, "  DB commit failed: %s\n", lc.DBError)
+		}
+	}
 }

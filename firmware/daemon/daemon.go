@@ -258,6 +258,8 @@ type backend struct {
 	config string
 }
 
+var _ api.Backend = (*backend)(nil)
+
 func (b *backend) Reload(ctx context.Context, dryRun bool) ([]string, error) {
 	if b.config == "" {
 		return nil, fmt.Errorf("%w: ifmgrd runs without --config: nothing to reload", ifmgr.ErrBadRequest)
