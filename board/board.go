@@ -233,33 +233,33 @@ func (v *validator) profile(tree map[string]any) *Profile {
 	for i, t := range bridgeTables {
 		p.Bridges = append(p.Bridges, v.bridge(t, i))
 	}
-	seen := map[string]int{}
-	for i, b := range p.Bridges {
-		if b.Name == "" {
-			continue
-		}
-		if j, dup := seen[b.Name]; dup {
-			v.errorf([]string{"bridge", strconv.Itoa(i), "name"}, fmt.Sprintf("bridge %q", b.Name), "name", "duplicate: bridge rule %q is already defined at line %d", b.Name, p.Bridges[j].Line)
-			continue
-		}
-		seen[b.Name] = i
-	}
+	seen := v.uniqueNames("bridge", len(p.Bridges), func(i int) (string, int) { return p.Bridges[i].Name, p.Bridges[i].Line })
 
 	for i, t := range v.tables(tree, "port") {
 		p.Ports = append(p.Ports, v.port(t, i, seen))
 	}
-	seenPort := map[string]int{}
-	for i, pr := range p.Ports {
-		if pr.Name == "" {
-			continue
-		}
-		if j, dup := seenPort[pr.Name]; dup {
-			v.errorf([]string{"port", strconv.Itoa(i), "name"}, fmt.Sprintf("port %q", pr.Name), "name", "duplicate: port rule %q is already defined at line %d", pr.Name, p.Ports[j].Line)
-			continue
-		}
-		seenPort[pr.Name] = i
-	}
+	v.uniqueNames("port", len(p.Ports), func(i int) (string, int) { return p.Ports[i].Name, p.Ports[i].Line })
 	return p
+}
+
+// uniqueNames reports every rule of a kind ("bridge", "port") whose name an
+// earlier rule already has, and returns the first rule of each name, by
+// name. rule(i) is the name and line of the i-th of n rules.
+func (v *validator) uniqueNames(kind string, n int, rule func(i int) (name string, line int)) map[string]int {
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		name, _ := rule(i)
+		if name == "" {
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			_, first := rule(j)
+			v.errorf([]string{kind, strconv.Itoa(i), "name"}, fmt.Sprintf("%s %q", kind, name), "name", "duplicate: %s rule %q is already defined at line %d", kind, name, first)
+			continue
+		}
+		seen[name] = i
+	}
+	return seen
 }
 
 // tables returns tree[key] as an array of tables ([[key]] or key = [{...}]).

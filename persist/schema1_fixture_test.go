@@ -1,13 +1,8 @@
 package persist
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -41,19 +36,7 @@ func schema1FixtureRecords() []Record {
 //
 //	PERSIST_WRITE_SCHEMA1=testdata/schema1-409b5ad.db.gz go test -run WriteSchema1Fixture ./persist
 func TestWriteSchema1Fixture(t *testing.T) {
-	out := os.Getenv("PERSIST_WRITE_SCHEMA1")
-	if out == "" {
-		t.Skip("set PERSIST_WRITE_SCHEMA1 to regenerate " + schema1Fixture)
-	}
-	path := filepath.Join(t.TempDir(), "units.db")
-	s := mustOpen(t, path)
-	mustApply(t, s, schema1FixtureRecords(), nil)
-	s.Close()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(readFile(t, path))
-	zw.Close()
-	writeFile(t, out, buf.Bytes())
+	writeFixture(t, "PERSIST_WRITE_SCHEMA1", schema1Fixture, schema1FixtureRecords())
 }
 
 // TestSchema1FixtureKeepsEveryUnit opens the DB today's firmware's
@@ -62,27 +45,7 @@ func TestSchema1FixtureKeepsEveryUnit(t *testing.T) {
 	if binary.NativeEndian.Uint16([]byte{0, 1}) == 1 {
 		t.Skip("the fixture is little-endian (bbolt's format is native): on big-endian CPUs TestBigEndianFixture reads the schema-1 records")
 	}
-	zf, err := os.Open(schema1Fixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zf.Close()
-	zr, err := gzip.NewReader(zf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "units.db")
-	writeFile(t, path, raw)
-	opts, logs := testOptions()
-	s, rec, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, rec, _, logs := openFixture(t, schema1Fixture)
 	if rec != (Recovery{}) {
 		t.Fatalf("fixture recovered: %+v", rec)
 	}
