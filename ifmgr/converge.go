@@ -137,8 +137,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		for _, i := range creates {
 			e := m.entries.withIdentity(pl.Actions[i].Target.Key())
 			if e != nil && e.index == 0 && containsRecord(t.puts, e.rec) {
-				m.entries.remove(e)
-				m.alloc[e.cloner.Name].Free(e.rec.Unit)
+				m.unallocate(e)
 			}
 			results[i].Err = fmt.Errorf("%w: %w", ErrPersist, err)
 		}

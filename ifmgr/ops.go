@@ -138,8 +138,7 @@ func (m *Manager) createBatch(reqs []*request) {
 		}
 		if err := m.commit(&t, "create"); err != nil {
 			for _, op := range ready {
-				m.entries.remove(op.e)
-				m.alloc[op.cloner.Name].Free(op.unit)
+				m.unallocate(op.e)
 				op.req.answer(response{err: fmt.Errorf("%s: %w: %w", op.cloner.IfName(op.unit), ErrPersist, err)})
 			}
 			// The records did not commit and need no removal; the

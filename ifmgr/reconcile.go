@@ -218,13 +218,20 @@ func (m *Manager) drop(e *entry, t *txn, why string) {
 }
 
 // release takes e out of the entry table, frees its unit and queues the
-// deletion of its record: the one way an allocation ends.
+// deletion of its record: the one way a committed allocation ends.
 func (m *Manager) release(e *entry, t *txn) {
+	m.unallocate(e)
+	t.dels = append(t.dels, e.rec.Key())
+}
+
+// unallocate takes e out of the entry table and frees its unit, for an
+// allocation whose record never committed (or whose deletion release
+// queues).
+func (m *Manager) unallocate(e *entry) {
 	m.entries.remove(e)
 	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
 		m.log.Error("free unit", "name", e.name(), "err", err)
 	}
-	t.dels = append(t.dels, e.rec.Key())
 }
 
 func (m *Manager) setAlias(index uint32, id persist.Identity) {
