@@ -19,11 +19,12 @@ import (
 // written and the link set up. On failure the error says why, and the one
 // EEXIST policy has been applied:
 //
-//   - the name is taken (ErrNameTaken): the kernel is re-read and the name
-//     settled like any other, so a foreign link keeps it (e is dropped, its
-//     record deletion queued in t, the unit held until the link goes) and
-//     the caller may try another unit. If the link on the name turns out
-//     to be ifmgr's own, settle adopts it for e and createLink succeeds.
+//   - the name is taken (ErrNameTaken): e is dropped (its record deletion
+//     queued in t), the kernel is re-read and the name settled like any
+//     other: a foreign link keeps it and the unit is held until it goes; a
+//     link of ifmgr's own that the tables did not know is adopted under the
+//     identity its alias carries, as startup would. Either way the caller
+//     may try another unit.
 //   - the name is free but the parent already has a VLAN with that id
 //     (ErrVLANExists).
 //
@@ -52,7 +53,6 @@ func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why st
 		if errors.Is(err, ErrNameTaken) {
 			return kernel.Link{}, err // e is dropped already
 		}
-		l, _ = m.links.get(e.index) // nil error: adopted, settle attached it
 	default:
 		err = fmt.Errorf("create %s: %w: %w", name, ErrKernel, err)
 	}
@@ -71,18 +71,20 @@ func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why st
 	return l, nil
 }
 
-// afterExists applies the EEXIST policy of createLink. It answers nil only
-// if the name's link is ifmgr's own and was adopted for e.
+// afterExists applies the EEXIST policy of createLink: ErrNameTaken with e
+// dropped, or ErrVLANExists with e untouched.
 func (m *Manager) afterExists(e *entry, t *txn) error {
 	name := e.name()
 	// EEXIST: either the name was taken behind our back, or (VLAN) the vid
 	// already exists on the parent. Only the kernel knows which.
 	exists := m.nameExists(name)
-	if _, seen := m.links.named(name); exists && seen {
-		m.settle(name, t)
-		if m.entries.named(name) == e && e.index != 0 {
-			return nil
+	if l, seen := m.links.named(name); exists && seen {
+		if m.owned(l, e.cloner) {
+			// Ours, unknown to the tables: e must not take it over (its
+			// alias may name another identity); settle adopts it.
+			m.drop(e, t, "name taken by an unrecorded link of ifmgr's own")
 		}
+		m.settle(name, t) // foreign: drops e, holds the unit
 	} else {
 		if !exists && e.cloner.Kind == kernel.KindVLAN {
 			return fmt.Errorf("create %s: vid %d on %s: %w", name, e.rec.VID, e.rec.ParentName, ErrVLANExists)
@@ -95,7 +97,7 @@ func (m *Manager) afterExists(e *entry, t *txn) error {
 			m.log.Error("mark unit held", "name", name, "err", err)
 		}
 	}
-	m.log.Info("name taken by a foreign interface while creating; unit held until it goes", "name", name)
+	m.log.Info("name taken by another interface while creating", "name", name)
 	return fmt.Errorf("%s: %w", name, ErrNameTaken)
 }
 

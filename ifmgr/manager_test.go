@@ -511,3 +511,25 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 		t.Errorf("after shutdown: %v, want ErrClosed", err)
 	}
 }
+
+// A link of ifmgr's own (marker group and kind) that the tables did not know
+// takes the name being created: it is adopted under the identity its alias
+// carries, never handed to the request, and the wildcard moves on.
+func TestOwnLinkTakesNameDuringCreate(t *testing.T) {
+	k := newFakeKernel()
+	k.beforeCreate = func(name string) {
+		if name == "bridge1" {
+			k.add(kernel.Link{Name: name, Kind: kernel.KindBridge, Group: DefaultOwnerGroup, Alias: aliasText(persist.Identity{Name: "bridge1"})})
+		}
+	}
+	s := newFakeStore()
+	h := start(t, k, s, DefaultMaxUnit)
+	h.mustCreate("bridge", "bridge0")
+	h.mustCreate("bridge", "bridge2")
+	k.beforeCreate = nil
+	list, _ := h.m.List(context.Background())
+	if len(list) != 3 || list[1].Name != "bridge1" || list[1].Identity != "name=bridge1" || list[1].State == "absent" {
+		t.Fatalf("own link not adopted: %+v", list)
+	}
+	h.checkConsistent()
+}
