@@ -15,9 +15,8 @@ import (
 // planLinks describes the observed links to the planner: ownership and
 // identity from ifmgr's entries, driver and bus from sysfs.
 func (m *Manager) planLinks() []plan.Link {
-	links := m.links.all()
-	out := make([]plan.Link, 0, len(links))
-	for _, l := range links {
+	out := make([]plan.Link, 0, m.links.len())
+	m.links.each(func(l kernel.Link) {
 		pl := plan.Link{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
 			Up:  l.Flags&iffUp != 0,
@@ -33,7 +32,7 @@ func (m *Manager) planLinks() []plan.Link {
 			pl.Driver, pl.Bus = f.driver, f.bus
 		}
 		out = append(out, pl)
-	}
+	})
 	return out
 }
 

@@ -1,10 +1,6 @@
 package ifmgr
 
-import (
-	"sort"
-
-	"github.com/uroute/uroute/ifmgr/kernel"
-)
+import "github.com/uroute/uroute/ifmgr/kernel"
 
 // linkTable is ifmgr's picture of the kernel's links: the last state read
 // of each, by ifindex and by name, and the sysfs facts of the ones that are
@@ -50,14 +46,12 @@ func (t *linkTable) named(name string) (kernel.Link, bool) {
 
 func (t *linkTable) len() int { return len(t.byIndex) }
 
-// all returns the links by ifindex.
-func (t *linkTable) all() []kernel.Link {
-	out := make([]kernel.Link, 0, len(t.byIndex))
+// each calls f with every link, in no particular order. f must not change
+// the table.
+func (t *linkTable) each(f func(kernel.Link)) {
 	for _, l := range t.byIndex {
-		out = append(out, l)
+		f(l)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
-	return out
 }
 
 // names calls f with every name the table leads to.

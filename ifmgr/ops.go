@@ -61,10 +61,14 @@ func (m *Manager) parseCreate(r *request) (*createOp, error) {
 			return nil, fmt.Errorf("parent %q: %w", cr.Dev, ErrNoSuchLink)
 		}
 		op.parent = parent
-		for _, l := range m.links.all() {
+		var twin string
+		m.links.each(func(l kernel.Link) {
 			if l.Kind == kernel.KindVLAN && l.IfLink == parent.Index && l.VLANID == op.vid {
-				return nil, fmt.Errorf("vid %d on %s is %s: %w", op.vid, cr.Dev, l.Name, ErrVLANExists)
+				twin = l.Name
 			}
+		})
+		if twin != "" {
+			return nil, fmt.Errorf("vid %d on %s is %s: %w", op.vid, cr.Dev, twin, ErrVLANExists)
 		}
 	default:
 		if cr.Dev != "" || cr.VID != 0 {

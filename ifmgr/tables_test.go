@@ -118,10 +118,15 @@ func TestLinkTableProperty(t *testing.T) {
 					}
 				}
 			case 6:
-				for _, l := range lt.all() {
+				n := 0
+				lt.each(func(l kernel.Link) {
+					n++
 					if got, ok := lt.get(l.Index); !ok || got.Name != l.Name {
-						t.Fatalf("all() and get disagree on %d", l.Index)
+						t.Fatalf("each and get disagree on %d", l.Index)
 					}
+				})
+				if n != lt.len() {
+					t.Fatalf("each saw %d links, len is %d", n, lt.len())
 				}
 			}
 			checkLinkTable(t, &lt)
