@@ -361,13 +361,8 @@ func validTemplate(t string) bool {
 }
 
 func (v *validator) bridge(t map[string]any, i int) BridgeRule {
-	path := []string{"bridge", strconv.Itoa(i)}
-	b := BridgeRule{Line: v.pos.line(path...)}
-	rule := fmt.Sprintf("bridge #%d", i+1)
-	b.Name = v.ruleName(t, path, rule)
-	if b.Name != "" {
-		rule = fmt.Sprintf("bridge %q", b.Name)
-	}
+	var b BridgeRule
+	path, rule := v.ruleHead(t, "bridge", i, &b.Name, &b.Line)
 	v.unknown(t, path, rule, "", "name", "keep_empty", "per_port")
 	for key, dst := range map[string]*bool{"keep_empty": &b.KeepEmpty, "per_port": &b.PerPort} {
 		if raw, ok := t[key]; ok {
@@ -382,6 +377,20 @@ func (v *validator) bridge(t map[string]any, i int) BridgeRule {
 		v.errorf(sub(path, "per_port"), rule, "per_port", "a per-port bridge exists only with its port: it cannot also be keep_empty")
 	}
 	return b
+}
+
+// ruleHead reads what every rule table of a kind ("bridge", "port") starts
+// with: its line and its name (into name and line), and returns its path
+// and how errors call it (by name if it has a good one, else by number).
+func (v *validator) ruleHead(t map[string]any, kind string, i int, name *string, line *int) (path []string, rule string) {
+	path = []string{kind, strconv.Itoa(i)}
+	*line = v.pos.line(path...)
+	rule = fmt.Sprintf("%s #%d", kind, i+1)
+	*name = v.ruleName(t, path, rule)
+	if *name != "" {
+		rule = fmt.Sprintf("%s %q", kind, *name)
+	}
+	return path, rule
 }
 
 // ruleName reads and checks the name key of a rule table, "" if bad.
@@ -403,13 +412,8 @@ func (v *validator) ruleName(t map[string]any, path []string, rule string) strin
 }
 
 func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRule {
-	path := []string{"port", strconv.Itoa(i)}
-	pr := PortRule{Line: v.pos.line(path...)}
-	rule := fmt.Sprintf("port #%d", i+1)
-	pr.Name = v.ruleName(t, path, rule)
-	if pr.Name != "" {
-		rule = fmt.Sprintf("port %q", pr.Name)
-	}
+	var pr PortRule
+	path, rule := v.ruleHead(t, "port", i, &pr.Name, &pr.Line)
 	v.unknown(t, path, rule, "", "name", "match", "bridge", "vlans", "vlan_bridge")
 
 	pr.Match = v.match(t["match"], sub(path, "match"), rule)
