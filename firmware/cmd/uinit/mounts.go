@@ -190,6 +190,9 @@ func (b *boot) mountData() error {
 		}
 	} else {
 		err = probeData(b.path(cfg.Device), cfg.FSType)
+		if err == nil && cfg.Log != "" {
+			source, err = b.attachDataLog(cfg)
+		}
 	}
 	if err == nil {
 		err = b.Sys.Mount(source, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")

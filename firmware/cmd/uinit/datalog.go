@@ -1,0 +1,25 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/uroute/uroute/firmware/devmapper"
+)
+
+// DataLogName is the device-mapper name of the log-writes device that
+// uroute.datalog= puts over the data disk; the crash test's workload
+// (uroute-crashload) sends its marks to it.
+const DataLogName = "datalog"
+
+// attachDataLog puts the data disk behind dm-log-writes, logging every
+// write to the disk cfg.Log (uroute.datalog=/dev/vdb), and returns the
+// device to mount instead of cfg.Device. It is for the crash test (issue
+// 9), which replays the log on the host to see the disk at every instant
+// the power could have gone; a router never sets it.
+func (b *boot) attachDataLog(cfg dataConfig) (string, error) {
+	dev, err := devmapper.CreateLogWrites(DataLogName, b.path(cfg.Device), b.path(cfg.Log))
+	if err != nil {
+		return "", fmt.Errorf("uroute.datalog=%s: %w", cfg.Log, err)
+	}
+	return dev.Path, nil
+}
