@@ -41,9 +41,6 @@ func parseCmdline(s string) map[string]string {
 type dataConfig struct {
 	Device string // uroute.data, default /dev/vda
 	FSType string // uroute.datafs, default ext4
-	// Log is uroute.datalog: a second disk that logs every write to the
-	// data disk through dm-log-writes (datalog.go), for the crash test.
-	Log string
 }
 
 func dataConfigFrom(cmdline string) dataConfig {
@@ -55,6 +52,5 @@ func dataConfigFrom(cmdline string) dataConfig {
 	if v := p["uroute.datafs"]; v != "" {
 		c.FSType = v
 	}
-	c.Log = p["uroute.datalog"]
 	return c
 }

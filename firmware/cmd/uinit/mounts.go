@@ -190,8 +190,8 @@ func (b *boot) mountData() error {
 		}
 	} else {
 		err = probeData(b.path(cfg.Device), cfg.FSType)
-		if err == nil && cfg.Log != "" {
-			source, err = b.attachDataLog(cfg)
+		if logDev := dataLogFrom(b.Cmdline); err == nil && logDev != "" {
+			source, err = b.attachDataLog(cfg.Device, logDev)
 		}
 	}
 	if err == nil {

@@ -31,11 +31,10 @@ func TestDataConfig(t *testing.T) {
 		cmdline string
 		want    dataConfig
 	}{
-		{"console=ttyS0", dataConfig{"/dev/vda", "ext4", ""}},
-		{"uroute.data=/dev/vdb uroute.datafs=ext2", dataConfig{"/dev/vdb", "ext2", ""}},
-		{"uroute.data= uroute.datafs=", dataConfig{"/dev/vda", "ext4", ""}},
-		{"uroute.datafs=vfat", dataConfig{"/dev/vda", "vfat", ""}},
-		{"uroute.datalog=/dev/vdb", dataConfig{"/dev/vda", "ext4", "/dev/vdb"}},
+		{"console=ttyS0", dataConfig{"/dev/vda", "ext4"}},
+		{"uroute.data=/dev/vdb uroute.datafs=ext2", dataConfig{"/dev/vdb", "ext2"}},
+		{"uroute.data= uroute.datafs=", dataConfig{"/dev/vda", "ext4"}},
+		{"uroute.datafs=vfat", dataConfig{"/dev/vda", "vfat"}},
 	} {
 		if got := dataConfigFrom(tc.cmdline); got != tc.want {
 			t.Errorf("dataConfigFrom(%q) = %+v, want %+v", tc.cmdline, got, tc.want)
