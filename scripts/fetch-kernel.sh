@@ -13,6 +13,8 @@
 #                  $UROUTE_CACHE/kernels so they survive fresh clones.
 #   KERNEL_LISTS_MAX_AGE  minutes before the per-arch apt lists are refreshed
 #                  (default 1440); within that a warm run needs no network.
+#   EXTRA_MODULES  more modules to put in (space-separated), for a test
+#                  kernel dir: the crash test's "dm_mod dm_log_writes".
 #
 # Apt runs with a private state per architecture (lists, cache, empty dpkg
 # status), so the host's apt and dpkg are never touched and no foreign
@@ -43,6 +45,8 @@ meta=linux-image-$flavour
 # modprobe in the image to pull it in at mount time.
 wanted=(crc32c_generic virtio_pci virtio_mmio virtio_net virtio_blk
 	af_packet 8021q bridge ext4 mtd mtdblock block2mtd ubi ubifs jffs2)
+# shellcheck disable=SC2206 # word splitting is the point
+wanted+=(${EXTRA_MODULES:-})
 
 # Dependencies modinfo's depends= does not show, loaded before the module.
 # UBIFS's init allocates its lzo, zstd and deflate compressors through the
