@@ -239,6 +239,7 @@ type Config struct {
 	Kernel, Initrd string
 	NICs           []NIC         // default DefaultNICs
 	Data           string        // data disk image (virtio-blk, /dev/vda); none if ""
+	MoreDisks      []string      // raw images attached after Data (/dev/vdb, ...)
 	QMP            string        // QMP unix socket path; none if ""
 	Mem            int           // MB, default Arch.Mem
 	Timeout        time.Duration // QEMU is killed after it; default 180 s, scaled
@@ -266,6 +267,10 @@ func (c Config) Args() []string {
 	if c.Data != "" {
 		args = append(args, "-drive", "file="+c.Data+",if=none,id=data,format=raw",
 			"-device", "virtio-blk-pci,drive=data")
+	}
+	for i, d := range c.MoreDisks {
+		args = append(args, "-drive", fmt.Sprintf("file=%s,if=none,id=disk%d,format=raw", d, i+1),
+			"-device", fmt.Sprintf("virtio-blk-pci,drive=disk%d", i+1))
 	}
 	nics := c.NICs
 	if nics == nil {

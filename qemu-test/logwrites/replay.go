@@ -113,10 +113,11 @@ type State struct {
 	Cut int
 	// Subset: the writes since the last flush were applied in a random
 	// subset (and multi-chunk ones possibly torn); Dropped of the Pending
-	// candidates were left out, in whole or in part. Otherwise the state is
+	// candidates were left out, Torn applied in part. Otherwise the state is
 	// the log replayed in full up to Cut.
 	Subset           bool
 	Pending, Dropped int
+	Torn             int // pending writes applied in part (some chunks only)
 	// SameAs is the ID of an earlier state whose device contents are
 	// identical (no data was written in between), or -1.
 	SameAs int
@@ -178,7 +179,7 @@ func Walk(l *Log, im *Image, opt Options, visit func(s State, im *Image) error) 
 		for n := 0; n < opt.SubsetsPerFlush; n++ {
 			cut := plain[0] + 1 + opt.Rand.Intn(next-plain[0]) // in (first plain, next]
 			var us []undo
-			pending, dropped := 0, 0
+			pending, dropped, nTorn := 0, 0, 0
 			for i := from; i < cut; i++ {
 				e := l.Entries[i]
 				if !e.IsData() {
@@ -203,7 +204,7 @@ func Walk(l *Log, im *Image, opt Options, visit func(s State, im *Image) error) 
 				}
 				torn := len(data) > ChunkSize && opt.Rand.Intn(4) == 0
 				if torn {
-					dropped++
+					nTorn++
 				}
 				for o := 0; o < len(data); o += ChunkSize {
 					if torn && opt.Rand.Intn(2) == 0 {
@@ -216,7 +217,7 @@ func Walk(l *Log, im *Image, opt Options, visit func(s State, im *Image) error) 
 					us = append(us, u)
 				}
 			}
-			err := emit(State{Cut: cut, Subset: true, Pending: pending, Dropped: dropped, SameAs: -1}, im)
+			err := emit(State{Cut: cut, Subset: true, Pending: pending, Dropped: dropped, Torn: nTorn, SameAs: -1}, im)
 			im.revert(us)
 			if err != nil {
 				return err
