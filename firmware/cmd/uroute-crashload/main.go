@@ -364,7 +364,13 @@ func replugNIC(mac string, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join("/sys/class/net", dev, "device/../remove"), []byte("1"), 0); err != nil {
+	// The net device's "device" is the virtio device; its parent is the
+	// PCI function, which is what goes away.
+	virtio, err := filepath.EvalSymlinks(filepath.Join("/sys/class/net", dev, "device"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(virtio), "remove"), []byte("1"), 0); err != nil {
 		return fmt.Errorf("remove %s: %w", dev, err)
 	}
 	deadline := time.Now().Add(timeout)
