@@ -26,6 +26,9 @@ for arch in amd64 arm64 armv7 mipsle; do
 done
 # The flash test (UBIFS on block2mtd) needs MTD, which cloud-amd64 lacks.
 FLAVOUR=amd64 ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-generic"
+# The crash test (TestCrash) needs device-mapper's log-writes target, which
+# a router's image does not carry.
+EXTRA_MODULES="dm_mod dm_log_writes" ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-dmlog"
 echo "== the image is reproducible: two builds, the same bytes"
 repro=$(mktemp -d "${TMPDIR:-/tmp}/uroute-repro.XXXXXX")
 for i in 1 2; do
