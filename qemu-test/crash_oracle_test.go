@@ -59,7 +59,7 @@ func TestCrashOracle(t *testing.T) {
 		{8, []persist.Record{lan, v3, stranger}, "no request sent before the cut"},
 		{8, []persist.Record{lan, v3, dupID}, "identity rule=lan recorded for both"},
 	} {
-		v := o.check(tc.cut, tc.recs)
+		v, _ := o.check(tc.cut, tc.recs)
 		var got string
 		if len(v) > 0 {
 			got = strings.Join(v, "; ")
