@@ -129,9 +129,9 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 	if err != nil {
 		return Image{}, err
 	}
-	dir := filepath.Join(CacheDir(), "images")
-	prefix := filepath.Base(m.KernelDir()) + "-" + strings.TrimSuffix(filepath.Base(profile), ".toml") + "-"
-	img := Image{Path: filepath.Join(dir, prefix+key[:16]+".cpio"), Key: key}
+	img := Image{Path: ImagePath(m, profile, key), Key: key}
+	dir, name := filepath.Split(img.Path)
+	prefix := name[:len(name)-len(key[:16])-len(".cpio")]
 	if _, err := os.Stat(img.Path); err == nil {
 		img.Took = time.Since(start)
 		return img, nil
@@ -155,6 +155,35 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 	return img, nil
 }
 
+// ImagePath is where BuildImage keeps the image of key:
+// $UROUTE_CACHE/images/KERNELDIR-PROFILE-KEY.cpio.
+func ImagePath(m Machine, profile, key string) string {
+	name := filepath.Base(m.KernelDir()) + "-" + strings.TrimSuffix(filepath.Base(profile), ".toml") + "-" + key[:16] + ".cpio"
+	return filepath.Join(CacheDir(), "images", name)
+}
+
+// BoardProfile is the profile build-image.sh installs by default:
+// $BOARD_FILE, else board/profiles/$BOARD.toml, BOARD defaulting to
+// qemu-ARCH.
+func BoardProfile(repo string, m Machine) (string, error) {
+	p := os.Getenv("BOARD_FILE")
+	if p == "" {
+		board := os.Getenv("BOARD")
+		if board == "" {
+			board = "qemu-" + m.Name
+		}
+		p = filepath.Join(repo, "board", "profiles", board+".toml")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return "", fmt.Errorf("board profile: %w", err)
+	}
+	return abs, nil
+}
+
 // prune removes all but the newest keep images named prefix*.cpio.
 func prune(dir, prefix string, keep int) {
 	old, _ := filepath.Glob(filepath.Join(dir, prefix+strings.Repeat("?", 16)+".cpio"))
@@ -171,5 +200,6 @@ func prune(dir, prefix string, keep int) {
 	sort.Slice(old, func(i, j int) bool { return mtime(old[i]).After(mtime(old[j])) })
 	for _, f := range old[keep:] {
 		os.Remove(f)
+		os.Remove(f + ".reproducible") // scripts/test.sh's stamp
 	}
 }
