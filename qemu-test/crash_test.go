@@ -49,6 +49,7 @@ import (
 
 	"github.com/uroute/uroute/persist"
 	"github.com/uroute/uroute/qemu-test/logwrites"
+	"github.com/uroute/uroute/qemu-test/qemu"
 )
 
 var crashLong = flag.Bool("crash.long", false, "TestCrash: a long workload and more random crash states per flush")
@@ -124,7 +125,7 @@ func crashTest(t *testing.T, a Arch) {
 	t.Logf("seed %d (UROUTE_CRASH_SEED=%d reproduces the workload's choices and the random crash states)", seed, seed)
 
 	vm := Boot(t, Config{Arch: a, Kernel: kernel, Initrd: initrd,
-		NICs: []NIC{{0, mac0}, {0, mac1}, {2, macHot}}, Data: data, MoreDisks: []string{logDisk},
+		NICs: []NIC{{0, mac0}, {0, mac1}, {2, macHot}}, Data: data, Devices: []qemu.Device{qemu.Disk{File: logDisk}},
 		QMP: filepath.Join(dir, "qmp.sock"), Append: "uroute.datalog=/dev/vdb",
 		Timeout: a.Scale(40 * time.Minute)})
 	if _, err := vm.WaitShell(a.Scale(180 * time.Second)); err != nil {
@@ -184,31 +185,45 @@ func crashTest(t *testing.T, a Arch) {
 }
 
 // buildCrashImage is BuildImage with the workload command added
-// (build-image.sh's EXTRA_CMDS), cached as its own image.
+// (build-image.sh's EXTRA_CMDS), cached by the same content key under its
+// own name: $UROUTE_CACHE/images/KERNELDIR-crash-KEY.cpio.
 func buildCrashImage(t *testing.T, a Arch) string {
 	t.Helper()
 	imageMu.Lock()
 	defer imageMu.Unlock()
-	out := filepath.Join(CacheDir(), "image-"+filepath.Base(a.KernelDir())+"-crash.cpio")
-	if built[out] {
+	start := time.Now()
+	profile := Profile("qemu-vlan-hub")
+	modules := filepath.Join(a.KernelDir(), "modules")
+	key, err := qemu.ImageKey(RepoRoot(), a, profile, modules)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := filepath.Join(CacheDir(), "images", filepath.Base(a.KernelDir())+"-crash-")
+	out := prefix + key[:16] + ".cpio"
+	if _, err := os.Stat(out); err == nil {
+		t.Logf("reusing %s (same inputs)", out)
 		return out
 	}
-	if os.Getenv("UROUTE_QEMU_REUSE") == "1" {
-		if _, err := os.Stat(out); err == nil {
-			t.Logf("reusing %s", out)
-			return out
-		}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		t.Fatal(err)
 	}
-	start := time.Now()
-	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "build-image.sh"), a.Name, out)
-	cmd.Env = append(os.Environ(),
-		"BOARD_FILE="+Profile("qemu-vlan-hub"),
-		"MODULES_DIR="+filepath.Join(a.KernelDir(), "modules"),
-		"EXTRA_CMDS=uroute-crashload")
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
+	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "build-image.sh"), a.Name, tmp)
+	cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR="+modules, "EXTRA_CMDS=uroute-crashload")
 	if b, err := cmd.CombinedOutput(); err != nil {
+		os.Remove(tmp)
 		t.Fatalf("build-image.sh: %v\n%s", err, b)
 	}
-	built[out] = true
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatal(err)
+	}
+	// Older crash images of this kernel dir are of no further use.
+	old, _ := filepath.Glob(prefix + strings.Repeat("?", 16) + ".cpio")
+	for _, f := range old {
+		if f != out {
+			os.Remove(f)
+		}
+	}
 	t.Logf("built %s in %v", out, time.Since(start).Round(100*time.Millisecond))
 	return out
 }
