@@ -167,9 +167,15 @@ func run(c config) (*summary, error) {
 	}()
 	wg.Wait()
 
-	// Whatever ifmgrd allocated for hardware meanwhile is listed again.
-	if err := markList(admin, m); err != nil {
+	// Whatever ifmgrd allocated for hardware meanwhile is listed again, on
+	// a new connection: the daemon drops one that sat idle this long.
+	if final, err := api.Dial(c.socket); err != nil {
 		fail(err)
+	} else {
+		if err := markList(final, m); err != nil {
+			fail(err)
+		}
+		final.Close()
 	}
 	if err := m.mark("end"); err != nil {
 		fail(err)
