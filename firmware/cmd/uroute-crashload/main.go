@@ -324,11 +324,6 @@ func client(c config, id int, m *marker, fail func(error)) (creates, destroys in
 // chaos reloads the profile and replugs a NIC while the clients run.
 func chaos(c config, m *marker) (reloads, replugs int, err error) {
 	rng := rand.New(rand.NewSource(c.seed))
-	cl, err := api.Dial(c.socket)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cl.Close()
 	steps := make([]bool, 0, c.reloads+c.replugs) // true: replug
 	for i := 0; i < c.reloads; i++ {
 		steps = append(steps, false)
@@ -342,7 +337,15 @@ func chaos(c config, m *marker) (reloads, replugs int, err error) {
 	for _, replug := range steps {
 		time.Sleep(time.Duration(200+rng.Intn(1500)) * time.Millisecond)
 		if !replug {
-			if _, err := cl.Reload(false); err != nil {
+			// A connection per reload: ifmgrd drops one idle for 30 s,
+			// and a replug may take a while.
+			cl, err := api.Dial(c.socket)
+			if err != nil {
+				return reloads, replugs, err
+			}
+			_, err = cl.Reload(false)
+			cl.Close()
+			if err != nil {
 				return reloads, replugs, fmt.Errorf("reload: %w", err)
 			}
 			reloads++
