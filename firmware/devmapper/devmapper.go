@@ -48,7 +48,17 @@ func ioctl(req uint, name string, flags uint32, targets uint32, payload []byte) 
 		return unix.DmIoctl{}, fmt.Errorf("device-mapper: %w (is dm-mod loaded?)", err)
 	}
 	defer ctl.Close()
-	// One 8-aligned buffer holds the header and the payload.
+	words := encode(name, flags, targets, payload)
+	hdr := (*unix.DmIoctl)(unsafe.Pointer(&words[0]))
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), uintptr(req), uintptr(unsafe.Pointer(&words[0]))); errno != 0 {
+		return *hdr, errno
+	}
+	return *hdr, nil
+}
+
+// encode lays out the ioctl buffer: struct dm_ioctl, then the payload at
+// data_start, in one 8-aligned buffer of bufSize bytes.
+func encode(name string, flags, targets uint32, payload []byte) []uint64 {
 	words := make([]uint64, bufSize/8)
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(&words[0])), bufSize)
 	hdr := (*unix.DmIoctl)(unsafe.Pointer(&words[0]))
@@ -61,10 +71,15 @@ func ioctl(req uint, name string, flags uint32, targets uint32, payload []byte) 
 	hdr.Target_count = targets
 	copy(hdr.Name[:], name)
 	copy(buf[unix.SizeofDmIoctl:], payload)
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, ctl.Fd(), uintptr(req), uintptr(unsafe.Pointer(&words[0]))); errno != 0 {
-		return *hdr, errno
-	}
-	return *hdr, nil
+	return words
+}
+
+// tablePayload is DM_TABLE_LOAD's payload for one target over the whole
+// device: struct dm_target_spec, then its parameter string.
+func tablePayload(target string, sectors uint64, params string) []byte {
+	spec := unix.DmTargetSpec{Sector_start: 0, Length: sectors}
+	copy(spec.Target_type[:], target)
+	return append(unsafe.Slice((*byte)(unsafe.Pointer(&spec)), unix.SizeofDmTargetSpec), params+"\x00"...)
 }
 
 // Device is a device-mapper device made by CreateLogWrites.
@@ -98,11 +113,7 @@ func CreateLogWrites(name, dev, logDev string) (Device, error) {
 			_, _ = ioctl(unix.DM_DEV_REMOVE, name, 0, 0, nil)
 		}
 	}()
-	// Payload: struct dm_target_spec, then its parameter string.
-	params := dev + " " + logDev + "\x00"
-	spec := unix.DmTargetSpec{Sector_start: 0, Length: sectors}
-	copy(spec.Target_type[:], LogWritesTarget)
-	payload := append(unsafe.Slice((*byte)(unsafe.Pointer(&spec)), unix.SizeofDmTargetSpec), params...)
+	payload := tablePayload(LogWritesTarget, sectors, dev+" "+logDev)
 	if _, err := ioctl(unix.DM_TABLE_LOAD, name, 0, 1, payload); err != nil {
 		return Device{}, fmt.Errorf("load %s table (%s %s %s): %w (is dm-log-writes loaded?)", name, LogWritesTarget, dev, logDev, err)
 	}
