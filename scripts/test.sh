@@ -46,6 +46,11 @@ table() {
 			done
 	fi
 	printf '%-58s %6ss\n' "total" "$total"
+	if [ -f "$log/qemu.log" ]; then
+		echo
+		echo "== where the QEMU boots spent their time (scripts/boot-times.sh)"
+		./scripts/boot-times.sh "$log/qemu.log" || true
+	fi
 }
 trap table EXIT
 
