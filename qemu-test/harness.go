@@ -2,17 +2,18 @@
 // console shell from Go tests, on the four machines of the image (Arches):
 // amd64 q35, arm64 and armv7 virt, mipsle malta, all under TCG.
 //
-// The QEMU command line mirrors scripts/run-qemu.sh (-nodefaults, virtio-net
-// NICs with romfile=, an empty pcie-root-port rp1 where the machine has
-// PCIe, an optional virtio-blk data disk and QMP socket), except that the
-// caller picks each NIC's hub and MAC: the lifecycle test puts two NICs on
-// one hub, which the script cannot do. The serial console is QEMU's stdio,
+// The QEMU command line comes from qemu-test/qemu, as scripts/run-qemu.sh's
+// and the demo's do (-nodefaults, virtio-net NICs on hubs, an empty
+// pcie-root-port rp1 where the machine has PCIe, an optional virtio-blk
+// data disk and QMP socket, more devices from Config.Devices); the caller
+// picks each NIC's hub and MAC. The serial console is QEMU's stdio,
 // on pipes: the harness keeps everything the guest prints (VM.Console),
 // types commands into it (VM.Run), and prints the whole console when a
 // test fails.
 package qemutest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +32,7 @@ import (
 	"time"
 
 	"github.com/uroute/uroute/qemu-test/console"
+	"github.com/uroute/uroute/qemu-test/qemu"
 	"github.com/uroute/uroute/qemu-test/qmp"
 )
 
@@ -39,75 +42,24 @@ func RepoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// CacheDir is $UROUTE_CACHE or ~/.cache/uroute, as in scripts/run-qemu.sh.
-func CacheDir() string {
-	if d := os.Getenv("UROUTE_CACHE"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "uroute")
-}
+// CacheDir is $UROUTE_CACHE or ~/.cache/uroute (qemu.CacheDir).
+func CacheDir() string { return qemu.CacheDir() }
 
-// Arch is one QEMU machine the image is built and booted for. The values
-// mirror scripts/run-qemu.sh.
-type Arch struct {
-	Name    string   // amd64, arm64, armv7, mipsle: build-image.sh's ARCH
-	QEMU    string   // the system emulator
-	Package string   // Debian package that has QEMU
-	Machine []string // -M (and -cpu)
-	TTY     string   // the serial console's device in the guest
-	// PCIe: the machine has PCI Express, so an empty pcie-root-port (rp1)
-	// is added. Hotplug: the guest kernel has pciehp, so a NIC
-	// device_add'ed into rp1 appears by itself (not in Debian's armmp:
-	// CONFIG_HOTPLUG_PCI is off; malta's PCI has no hot-plug at all).
-	PCIe, Hotplug bool
-	Mem           int // MB
-	// Slow scales the console timeouts: TCG emulates some machines far
-	// more slowly than others on the same host.
-	Slow float64
-	// Flavour is the Debian kernel flavour (fetch-kernel.sh's FLAVOUR),
-	// "" for the arch's default; KernelCache is then the name of the
-	// directory under CacheDir it is fetched into (default kernel-ARCH).
-	Flavour, KernelCache string
-}
-
-// KernelDir is where scripts/fetch-kernel.sh puts the arch's kernel.
-func (a Arch) KernelDir() string {
-	if a.KernelCache != "" {
-		return filepath.Join(CacheDir(), a.KernelCache)
-	}
-	return filepath.Join(CacheDir(), "kernel-"+a.Name)
-}
+// Arch is one QEMU machine the image is built and booted for: an entry of
+// qemu.Machines, the one machine table.
+type Arch = qemu.Machine
 
 // ArchByName is the entry of Arches named name; it panics on a typo.
 func ArchByName(name string) Arch {
-	for _, a := range Arches {
-		if a.Name == name {
-			return a
-		}
+	m, err := qemu.MachineByName(name)
+	if err != nil {
+		panic(err)
 	}
-	panic("qemutest: no arch " + name)
-}
-
-// Scale is d stretched by the arch's slowness.
-func (a Arch) Scale(d time.Duration) time.Duration {
-	if a.Slow <= 1 {
-		return d
-	}
-	return time.Duration(float64(d) * a.Slow)
+	return m
 }
 
 // Arches are the machines of the QEMU suite, in the order tests run them.
-var Arches = []Arch{
-	{Name: "amd64", QEMU: "qemu-system-x86_64", Package: "qemu-system-x86",
-		Machine: []string{"-M", "q35"}, TTY: "ttyS0", PCIe: true, Hotplug: true, Mem: 512, Slow: 1},
-	{Name: "arm64", QEMU: "qemu-system-aarch64", Package: "qemu-system-arm",
-		Machine: []string{"-M", "virt", "-cpu", "cortex-a57"}, TTY: "ttyAMA0", PCIe: true, Hotplug: true, Mem: 512, Slow: 2},
-	{Name: "armv7", QEMU: "qemu-system-arm", Package: "qemu-system-arm",
-		Machine: []string{"-M", "virt,highmem=off", "-cpu", "cortex-a15"}, TTY: "ttyAMA0", PCIe: true, Mem: 512, Slow: 2},
-	{Name: "mipsle", QEMU: "qemu-system-mipsel", Package: "qemu-system-mips",
-		Machine: []string{"-M", "malta"}, TTY: "ttyS0", Mem: 256, Slow: 2},
-}
+var Arches = qemu.Machines
 
 // SelectedArches are Arches, or those named in $UROUTE_QEMU_ARCHES
 // (comma-separated), for running one machine by hand.
@@ -163,41 +115,26 @@ func Requirements(t testing.TB, a Arch) (kernel string) {
 // imageMu serializes image builds: each one is a full u-root build.
 var imageMu sync.Mutex
 
-// BuildImage builds the arch's image with the board profile at profile
-// (scripts/build-image.sh with BOARD_FILE=profile and the cached kernel's
-// modules) into the cache as image-KERNELDIR-NAME.cpio, NAME being the
-// profile's base name. An image already built by this test binary is
-// reused; so is one from an earlier run with UROUTE_QEMU_REUSE=1.
+// BuildImage is the arch's image with the board profile at profile and
+// the cached kernel's modules (qemu.BuildImage: scripts/build-image.sh,
+// cached in $UROUTE_CACHE/images by a hash of every input, so a rerun
+// with nothing changed builds nothing).
 func BuildImage(t testing.TB, a Arch, profile string) string {
 	t.Helper()
 	imageMu.Lock()
 	defer imageMu.Unlock()
-	name := strings.TrimSuffix(filepath.Base(profile), ".toml")
-	tag := filepath.Base(a.KernelDir()) // kernel-ARCH[-FLAVOUR]: modules differ
-	out := filepath.Join(CacheDir(), "image-"+tag+"-"+name+".cpio")
-	if built[out] {
-		return out
+	var log bytes.Buffer
+	img, err := qemu.BuildImage(context.Background(), RepoRoot(), a, profile, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.Bytes())
 	}
-	if os.Getenv("UROUTE_QEMU_REUSE") == "1" {
-		if _, err := os.Stat(out); err == nil {
-			t.Logf("reusing %s", out)
-			return out
-		}
+	if img.Built {
+		t.Logf("built %s in %v", img.Path, img.Took.Round(100*time.Millisecond))
+	} else {
+		t.Logf("reusing %s (same inputs; key computed in %v)", img.Path, img.Took.Round(time.Millisecond))
 	}
-	start := time.Now()
-	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "build-image.sh"), a.Name, out)
-	cmd.Env = append(os.Environ(),
-		"BOARD_FILE="+profile,
-		"MODULES_DIR="+filepath.Join(a.KernelDir(), "modules"))
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build-image.sh: %v\n%s", err, b)
-	}
-	built[out] = true
-	t.Logf("built %s in %v", out, time.Since(start).Round(100*time.Millisecond))
-	return out
+	return img.Path
 }
-
-var built = map[string]bool{}
 
 // NewDataDisk makes an ext4 file system image of sizeMB in a temporary
 // directory, for the guest's /dev/vda.
@@ -223,7 +160,9 @@ func Profile(name string) string {
 	return filepath.Join(RepoRoot(), "qemu-test", "profiles", name+".toml")
 }
 
-// NIC is one virtio-net NIC on a QEMU hub.
+// NIC is one virtio-net NIC on a QEMU hub (qemu.NIC). It is its own type
+// here so that tests keep writing NIC{hub, mac} (vet refuses unkeyed
+// literals of another package's struct).
 type NIC struct {
 	Hub int
 	MAC string
@@ -233,7 +172,9 @@ type NIC struct {
 // own hub.
 var DefaultNICs = []NIC{{0, "52:54:00:12:34:01"}, {1, "52:54:00:12:34:02"}}
 
-// Config says how to boot.
+// Config says how to boot. With Kernel "", nothing is booted directly:
+// the guest starts in the firmware given among Devices (qemu.BIOS,
+// qemu.PFlash), which boots from the disks.
 type Config struct {
 	Arch           Arch
 	Kernel, Initrd string
@@ -243,47 +184,34 @@ type Config struct {
 	Mem            int           // MB, default Arch.Mem
 	Timeout        time.Duration // QEMU is killed after it; default 180 s, scaled
 	Append         string        // extra kernel parameters
+	// Devices come after the standard ones, in order: a qemu.Disk here
+	// is /dev/vdb when Data is set (/dev/vda otherwise), a qemu.PFlash or
+	// qemu.BIOS holds firmware.
+	Devices []qemu.Device
+	// Reboot keeps QEMU running across a guest reboot (default: a reboot
+	// ends QEMU, -no-reboot).
+	Reboot bool
 }
 
-// Args is QEMU's command line (without the binary), mirroring
-// scripts/run-qemu.sh.
-func (c Config) Args() []string {
-	a := c.Arch
-	mem := c.Mem
-	if mem == 0 {
-		mem = a.Mem
+// Spec is the guest Config describes, for qemu-test/qemu.
+func (c Config) Spec() qemu.Spec {
+	nics := make([]qemu.NIC, 0, len(c.NICs)) // non-nil: []NIC{} is no NIC
+	if c.NICs == nil {
+		c.NICs = DefaultNICs
 	}
-	cmdline := "console=" + a.TTY + " quiet"
-	if c.Append != "" {
-		cmdline += " " + c.Append
+	for _, n := range c.NICs {
+		nics = append(nics, qemu.NIC{Hub: n.Hub, MAC: n.MAC})
 	}
-	args := append([]string(nil), a.Machine...)
-	args = append(args, "-accel", "tcg", "-m", strconv.Itoa(mem),
-		"-nodefaults", "-nographic", "-no-reboot",
-		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", cmdline,
-		"-serial", "stdio",
-	)
-	if c.Data != "" {
-		args = append(args, "-drive", "file="+c.Data+",if=none,id=data,format=raw",
-			"-device", "virtio-blk-pci,drive=data")
+	devs := qemu.Standard(qemu.Kernel{Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append},
+		qemu.Serial{}, c.Data, nics, c.QMP)
+	if c.Kernel == "" {
+		devs = devs[1:] // the firmware boots
 	}
-	nics := c.NICs
-	if nics == nil {
-		nics = DefaultNICs
-	}
-	for i, n := range nics {
-		args = append(args,
-			"-netdev", fmt.Sprintf("hubport,id=n%d,hubid=%d", i, n.Hub),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s,romfile=", i, n.MAC))
-	}
-	if a.PCIe {
-		args = append(args, "-device", "pcie-root-port,id=rp1,slot=1,chassis=1")
-	}
-	if c.QMP != "" {
-		args = append(args, "-qmp", "unix:"+c.QMP+",server=on,wait=off")
-	}
-	return args
+	return qemu.Spec{Machine: c.Arch, Mem: c.Mem, Reboot: c.Reboot, Devices: append(devs, c.Devices...)}
 }
+
+// Args is QEMU's command line (without the binary).
+func (c Config) Args() []string { return c.Spec().Args() }
 
 // VM is a running guest.
 type VM struct {
@@ -469,7 +397,7 @@ func (vm *VM) UnplugNIC(id string, timeout time.Duration) {
 }
 
 func hotNIC(id, mac string, hub int) qmp.NIC {
-	return qmp.NIC{ID: id, Netdev: id + "-net", MAC: mac, Hub: hub, Bus: "rp1"}
+	return qmp.NIC{ID: id, Netdev: id + "-net", MAC: mac, Hub: hub, Bus: qemu.HotplugPort}
 }
 
 // RunJSON runs cmd, which prints one line of JSON, and decodes that line
@@ -522,14 +450,71 @@ func (vm *VM) Type(s string) error { return vm.con.Type(s) }
 
 // WaitShell waits for uinit's last line and then for the shell to answer
 // (console.WaitShell). It returns the time from QEMU's start to a working
-// shell.
+// shell, and logs how long each boot phase took (see Phases).
 func (vm *VM) WaitShell(timeout time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(vm.ctx, timeout)
 	defer cancel()
-	if err := vm.con.WaitShell(ctx); err != nil {
+	err := vm.con.WaitShell(ctx)
+	ready := vm.Since()
+	vm.t.Logf("%s boot phases: %s", vm.cfg.Arch.Name, FormatPhases(vm.Phases(), ready))
+	if err != nil {
 		return 0, err
 	}
-	return vm.Since(), nil
+	return ready, nil
+}
+
+// bootPhases are the console lines that end each phase of a boot, in
+// order: the kernel's first line, u-root's init starting, each of uinit's
+// steps, and ifmgrd ready to serve.
+var bootPhases = []struct {
+	name string
+	re   *regexp.Regexp
+}{
+	{"first output", regexp.MustCompile(`.`)},
+	{"u-root init", regexp.MustCompile(`Welcome to u-root`)},
+	{"uinit mounts", regexp.MustCompile(`^uinit: mounts: `)},
+	{"uinit modules", regexp.MustCompile(`^uinit: modules: `)},
+	{"uinit data", regexp.MustCompile(`^uinit: data: `)},
+	{"uinit ifmgrd", regexp.MustCompile(`^uinit: ifmgrd: `)},
+	{"uinit console", regexp.MustCompile(`^uinit: console: `)},
+	{"ifmgrd serving", regexp.MustCompile(`ifmgrd serving`)},
+}
+
+// Phase is a boot phase that ended: its end, counted from QEMU's start.
+type Phase struct {
+	Name string
+	At   time.Duration
+}
+
+// Phases are the boot phases seen on the console so far, in order.
+func (vm *VM) Phases() []Phase {
+	var out []Phase
+	for _, p := range bootPhases {
+		if i, at := vm.con.Find(0, p.re); i >= 0 {
+			out = append(out, Phase{p.name, at.Sub(vm.started)})
+		}
+	}
+	return out
+}
+
+// FormatPhases is "name +step (at), ..." in time order, with the shell's
+// first answer at ready (0: it did not answer).
+func FormatPhases(ph []Phase, ready time.Duration) string {
+	ph = append([]Phase(nil), ph...)
+	if ready > 0 {
+		ph = append(ph, Phase{"shell answers", ready})
+	}
+	sort.SliceStable(ph, func(i, j int) bool { return ph[i].At < ph[j].At })
+	var parts []string
+	var last time.Duration
+	for _, p := range ph {
+		parts = append(parts, fmt.Sprintf("%s +%v (%v)", p.Name, (p.At-last).Round(10*time.Millisecond), p.At.Round(10*time.Millisecond)))
+		last = p.At
+	}
+	if ready == 0 {
+		parts = append(parts, "no answer from the shell")
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Run types cmd into the shell and returns its output and exit status
@@ -549,6 +534,68 @@ func (vm *VM) MustRun(cmd string, timeout time.Duration) string {
 	}
 	if status != 0 {
 		vm.t.Fatalf("%s: exit status %d\n%s", cmd, status, out)
+	}
+	return out
+}
+
+// spawned is uroute-probe spawn's report.
+var spawned = regexp.MustCompile(`(?m)^spawned (\d+) (\S+)$`)
+
+// Spawn starts argv in the guest in the background, its output (stdout
+// and stderr) in outfile, and returns its pid. It goes through
+// "uroute-probe spawn", a foreground command that reports the pid, rather
+// than typing "argv > outfile 2>&1 &": a job that did not start fails here
+// with the guest's words, not later as a file that never appears. Words
+// are quoted for the shell as needed (a loop is argv "sh", "-c", "...").
+func (vm *VM) Spawn(outfile string, argv ...string) int {
+	vm.t.Helper()
+	cmd := qemu.ShellQuote(append([]string{"uroute-probe", "spawn", outfile}, argv...))
+	out := vm.MustRun(cmd, vm.cfg.Arch.Scale(20*time.Second))
+	m := spawned.FindStringSubmatch(out)
+	if m == nil || m[2] != outfile {
+		vm.t.Fatalf("%s: no \"spawned PID %s\" in the output:\n%s", cmd, outfile, out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	return pid
+}
+
+// errorLine is a console line that reports a problem: a kernel, init or
+// ifmgrd error or warning, a uinit step that did not end in "ok", a Go
+// panic.
+var errorLine = regexp.MustCompile(`(?i)error|fail|unknown symbol|panic|oops|call trace|segfault|warn|problem|unable|cannot|can't|invalid|denied|level=(WARN|ERROR)|^uinit: [a-z]+: (?:[^o]|o[^k])`)
+
+// benignLines are error-looking lines of the stock Debian kernels and of
+// u-root's init that a uroute boot cannot avoid, each with why it is
+// harmless. Nothing else may look like an error on a clean boot.
+var benignLines = []struct {
+	re  *regexp.Regexp
+	why string
+}{
+	{regexp.MustCompile(`Problem parsing in-kernel X\.509 certificate list`),
+		"4kc-malta's kernel fails to parse its own built-in key list; modules are not signature-checked in the image (CONFIG_MODULE_SIG_FORCE is off)"},
+	{regexp.MustCompile(`warning: hub \d+ is not connected to host network`),
+		"QEMU's own stderr, not the guest's: the NICs' hubs have no host side on purpose (qemu-test/README.md)"},
+	{regexp.MustCompile(`cgroup: Unknown subsys name 'hugetlb'`),
+		"u-root's init mounts every cgroup v1 controller, hugetlb included, which kernels without HugeTLB (malta, armmp) lack"},
+}
+
+// ErrorLines are the console lines so far that look like errors and are
+// not among benignLines: a clean boot has none.
+func (vm *VM) ErrorLines() []string { return errorLines(vm.linesRange(0, vm.mark())) }
+
+func errorLines(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if !errorLine.MatchString(l) {
+			continue
+		}
+		benign := false
+		for _, b := range benignLines {
+			benign = benign || b.re.MatchString(l)
+		}
+		if !benign {
+			out = append(out, l)
+		}
 	}
 	return out
 }

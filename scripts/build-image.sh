@@ -16,8 +16,13 @@
 #                   a test profile from qemu-test/profiles)
 #   COMPRESS=gz|xz  also write OUT.cpio.gz or OUT.cpio.xz (default: none)
 #   MODULES_DIR=D   copy directory D (kernel modules *.ko plus a load-order
-#                   file naming them, one a line) to /lib/modules
+#                   file naming them, one a line) to /lib/modules/uroute,
+#                   out of u-root init's reach (it loads /lib/modules/*.ko
+#                   in name order); uinit loads them in that order
 #   KEEP_TMP=1      keep the work directory and print its path
+#   EXTRA_CMDS="C"  also build these ./firmware/cmd commands into /bin (test
+#                   tools a router does not carry: the crash test's
+#                   uroute-crashload)
 #
 # u-root is pinned in go.mod (a tool dependency). Same inputs give the same
 # bytes: u-root zeroes the cpio metadata (mtime, uid, inode) and builds with
@@ -69,7 +74,9 @@ target_env=(GOOS=linux "GOARCH=$goarch")
 [ -n "$goarm" ] && target_env+=("GOARM=$goarm")
 [ -n "$gomips" ] && target_env+=("GOMIPS=$gomips")
 mkdir -p "$tmp/bin"
-for cmd in ifmgrd ifctl uinit uroute-probe; do
+# shellcheck disable=SC2206 # EXTRA_CMDS is a word list
+extra_cmds=(${EXTRA_CMDS:-})
+for cmd in ifmgrd ifctl uinit uroute-probe "${extra_cmds[@]}"; do
 	env "${target_env[@]}" go build -trimpath -ldflags='-s -w -buildid=' \
 		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
 done
@@ -91,10 +98,13 @@ files=(
 	-files "$profile:etc/uroute/board.toml"
 	-files "$repo/board/profiles:etc/uroute/profiles"
 )
+for cmd in "${extra_cmds[@]}"; do
+	files+=(-files "$tmp/bin/$cmd:bin/$cmd")
+done
 if [ -n "${MODULES_DIR:-}" ]; then
 	# Kernel modules (*.ko) and their load-order file, for uinit.
 	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }
-	files+=(-files "$MODULES_DIR:lib/modules")
+	files+=(-files "$MODULES_DIR:lib/modules/uroute")
 fi
 (
 	mkdir -p "$tmp/uroot"

@@ -190,6 +190,9 @@ func (b *boot) mountData() error {
 		}
 	} else {
 		err = probeData(b.path(cfg.Device), cfg.FSType)
+		if logDev := dataLogFrom(b.Cmdline); err == nil && logDev != "" {
+			source, err = b.attachDataLog(cfg.Device, logDev)
+		}
 	}
 	if err == nil {
 		err = b.Sys.Mount(source, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")
