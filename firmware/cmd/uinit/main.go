@@ -2,11 +2,13 @@
 // mounts the basic file systems, then runs /bin/uinit and waits for it;
 // when uinit returns, init starts the shell on the console.
 //
-// uinit runs a fixed list of steps. Each prints exactly one line,
-// "uinit: <step>: ok" or "uinit: <step>: <error>", and a failing step never
+// uinit runs a fixed list of steps. Each prints "uinit: <step>: ok" or one
+// line "uinit: <step>: <problem>" per problem, and a failing step never
 // stops the ones after it: a router that cannot find its data disk still
 // routes. The steps are:
 //
+//	cmdline  name every unknown uroute.* kernel argument (and the known key
+//	         it is closest to) and every known one given empty
 //	mounts   mount proc, sysfs and devtmpfs where they are not mounted yet
 //	modules  load the modules named in /lib/modules/load-order (finit_module)
 //	data     mount the data disk (uroute.data=, default /dev/vda) on /data,
@@ -30,6 +32,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -92,6 +95,7 @@ type step struct {
 // It returns the number of steps that failed.
 func (b *boot) Run() int {
 	steps := []step{
+		{"cmdline", b.checkCmdline},
 		{"mounts", b.mountPseudo},
 		{"modules", b.loadModules},
 		{"data", b.mountData},
@@ -103,7 +107,10 @@ func (b *boot) Run() int {
 	for _, s := range steps {
 		if err := runStep(s.fn); err != nil {
 			failed++
-			fmt.Fprintf(b.Out, "uinit: %s: %v\n", s.name, err)
+			// One console line per problem, each naming its step.
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				fmt.Fprintf(b.Out, "uinit: %s: %s\n", s.name, line)
+			}
 			continue
 		}
 		fmt.Fprintf(b.Out, "uinit: %s: ok\n", s.name)
