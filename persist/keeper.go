@@ -176,7 +176,7 @@ func (k *Keeper) fallBack(reason error, loaded string) {
 	if loaded != "" {
 		args = append(args, "loaded", loaded)
 	}
-	k.log.Error("allocation DB location is not usable: running from memory; units allocated now do not survive a reboot until it is", args...)
+	k.log.Error("allocation DB location is not usable; running without persistence, from memory: units allocated now do not survive a reboot until it is usable", args...)
 	k.lastLog = reason.Error()
 }
 
