@@ -12,8 +12,10 @@
 //	mounts   mount proc, sysfs and devtmpfs where they are not mounted yet
 //	modules  load the modules named in /lib/modules/load-order (finit_module)
 //	data     mount the data disk (uroute.data=, default /dev/vda) on /data,
-//	         or a tmpfs there when it cannot be mounted; uroute.datafs=ubifs
-//	         or jffs2 makes the disk flash first (block2mtd, UBI; flash.go)
+//	         read-only if the disk is write-protected, or a tmpfs there
+//	         when it cannot be mounted (naming a damaged ext superblock and
+//	         its e2fsck repair); uroute.datafs=ubifs or jffs2 makes the disk
+//	         flash first (block2mtd, UBI; flash.go)
 //	ifmgrd   start a supervisor that runs ifmgrd and restarts it if it exits
 //	console  give up the controlling terminal before returning (see
 //	         releaseConsole)
