@@ -508,6 +508,7 @@ func (m *Manager) list() []Info {
 // Status is the daemon's self-report.
 type Status struct {
 	DB         string            `json:"db"`
+	DBProblem  string            `json:"db_problem,omitempty"` // why nothing persists, if so (filled in by ifmgrd)
 	DBSize     int64             `json:"db_size"`
 	Commits    uint64            `json:"commits"`
 	Managed    map[string]int    `json:"managed"` // by kind

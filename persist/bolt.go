@@ -275,6 +275,14 @@ func createFresh(path string, log *slog.Logger) (*bolt.DB, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %s (waited %v): %w", ErrLocked, tmp, lockTimeout, err)
 	}
+	// bbolt names its file in every I/O error (the *os.File's name), and
+	// this one is renamed to path below: give bbolt a descriptor that
+	// bears the final name, or years of errors would name a file that no
+	// longer exists. The duplicate shares the open file and its flock.
+	if f, err = renamed(f, path); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("persist: creating %s: %w", path, err)
+	}
 	fail := func(err error) (*bolt.DB, error) {
 		f.Close()
 		os.Remove(tmp)
@@ -283,7 +291,7 @@ func createFresh(path string, log *slog.Logger) (*bolt.DB, error) {
 	if err := f.Truncate(0); err != nil { // left over from a power cut
 		return fail(err)
 	}
-	db, err := bolt.Open(tmp, fileMode, boltOptions(f))
+	db, err := bolt.Open(path, fileMode, boltOptions(f))
 	if err != nil {
 		return fail(err)
 	}
@@ -297,6 +305,23 @@ func createFresh(path string, log *slog.Logger) (*bolt.DB, error) {
 	}
 	syncDir(filepath.Dir(path), log)
 	return db, nil
+}
+
+// renamed returns f's open file under another name and closes f.
+func renamed(f *os.File, name string) (*os.File, error) {
+	defer f.Close()
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd, dupErr := -1, error(nil)
+	if err := raw.Control(func(old uintptr) { fd, dupErr = unix.FcntlInt(old, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, err
+	}
+	if dupErr != nil {
+		return nil, fmt.Errorf("dup %s: %w", f.Name(), dupErr)
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // moveAside renames the damaged file to "<path>.corrupt-<N>" with N one

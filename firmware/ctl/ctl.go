@@ -200,6 +200,9 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	if st.Rejected != "" {
 		fmt.Fprintf(w, "profile rejected: %s\n", st.Rejected)
 	}
+	if st.DBProblem != "" {
+		fmt.Fprintf(w, "db NOT PERSISTING: %s\n", st.DBProblem)
+	}
 	fmt.Fprintf(w, "db: %s (%d bytes)\ncommits since start: %d\nlinks seen: %d\nrequest queue: %d\nevent queue: %d\n", st.DB, st.DBSize, st.Commits, st.Links, st.QueueDepth, st.EventDepth)
 	for _, k := range slices.Sorted(maps.Keys(st.Managed)) {
 		fmt.Fprintf(w, "managed %s: %d\n", k, st.Managed[k])

@@ -120,24 +120,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	dbPath := o.DB
-	if dbPath != persist.MemoryPath {
-		// On a file system bbolt cannot use (JFFS2) persist.Open would
-		// fail at every start, and the supervisor would give up on
-		// ifmgrd: run from memory instead, touching nothing there.
-		if err := checkDBFilesystem(dbPath, o.statfs); err != nil {
-			log.Error("allocation DB refused on this file system; running without persistence", "db", o.DB, "err", err)
-			dbPath = persist.MemoryPath
-		}
-	}
-	store, rec, err := persist.Open(dbPath, persist.Options{Logger: log})
-	if errors.Is(err, persist.ErrSchemaTooNew) {
-		// A firmware downgrade: the newer DB must survive for the next
-		// upgrade, and the router must still route. Run without
-		// persistence; units are rebuilt from the kernel's marked links.
-		log.Error("allocation DB is from newer firmware; left untouched, running without persistence", "db", o.DB, "err", err)
-		store, rec, err = persist.Open(persist.MemoryPath, persist.Options{Logger: log})
-	}
+	store, rec, err := openDB(o, log)
 	if err != nil {
 		return fmt.Errorf("open allocation DB: %w", err)
 	}
@@ -186,7 +169,7 @@ func Run(ctx context.Context, o Options) error {
 	if profileErr != nil {
 		m.RejectProfile(ctx, profileErr)
 	}
-	be := &backend{Manager: m, config: o.Config}
+	be := &backend{Manager: m, config: o.Config, db: store}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -256,6 +239,7 @@ func clonersFor(o Options, p *board.Profile) ([]*ifmgr.Cloner, error) {
 type backend struct {
 	*ifmgr.Manager
 	config string
+	db     *persist.Keeper // for Status and Resync (dbwatch.go)
 }
 
 var _ api.Backend = (*backend)(nil)

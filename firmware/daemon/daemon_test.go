@@ -77,6 +77,7 @@ func (e *env) start() {
 	select {
 	case <-ready:
 	case err := <-e.done:
+		e.cancel = nil // nothing left to stop: the cleanup must not wait for it
 		e.t.Fatalf("daemon did not start: %v", err)
 	}
 }

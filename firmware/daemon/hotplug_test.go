@@ -6,6 +6,7 @@ import (
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,22 @@ per_port = true
 	e.checkAgree()
 }
 
+// stormSeed is the seed of TestLinkStorm's generator: UROUTE_STORM_SEED
+// if set (to replay a failure), else the clock. It is logged first, so a
+// failing run's output names the seed that reproduces it.
+func stormSeed(t *testing.T) int64 {
+	t.Helper()
+	seed := time.Now().UnixNano()
+	if v := os.Getenv("UROUTE_STORM_SEED"); v != "" {
+		var err error
+		if seed, err = strconv.ParseInt(v, 10, 64); err != nil {
+			t.Fatalf("UROUTE_STORM_SEED=%q: want a decimal int64: %v", v, err)
+		}
+	}
+	t.Logf("storm seed %d (replay with UROUTE_STORM_SEED=%d go test -run 'TestLinkStorm$' ./firmware/daemon/)", seed, seed)
+	return seed
+}
+
 // 2000 links appear, flap, get renamed and vanish in random order while the
 // watcher's receive buffer is too small to keep up: ENOBUFS must turn into
 // resyncs, and at the end the kernel is exactly what the profile derives.
@@ -121,7 +138,7 @@ keep_empty = true
 	e.watch = 4096
 	e.start()
 	const n = 2000
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	rng := rand.New(rand.NewSource(stormSeed(t)))
 	var batch strings.Builder
 	order := rng.Perm(n)
 	for _, i := range order {

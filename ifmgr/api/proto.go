@@ -56,6 +56,10 @@ type Response struct {
 // ErrProtocol marks a request the daemon could not even read.
 var ErrProtocol = errors.New("protocol error")
 
+// ErrEvicted is the last answer on a connection the daemon closed because
+// it sat idle while the control socket was full and a new client waited.
+var ErrEvicted = errors.New("connection closed: it was idle while the control socket was full")
+
 // DecodeRequest parses and checks one request line. Everything a request may
 // carry is bounded here, before the manager sees it.
 func DecodeRequest(line []byte) (Request, error) {
@@ -131,6 +135,7 @@ var codes = []struct {
 	{"busy", ifmgr.ErrQueueTimeout},
 	{"protocol", ErrProtocol},
 	{"permission", ErrPermission},
+	{"evicted", ErrEvicted},
 }
 
 // CodeOf returns the wire code of err ("internal" if it has none).

@@ -18,6 +18,8 @@ func TestDecodeRequest(t *testing.T) {
 		`{"v":1,"op":"list"}`,
 		`{"v":1,"op":"status"}`,
 		`{"v":1,"op":"resync"}`,
+		`{"v":1,"op":"reload"}`,
+		`{"v":1,"op":"reload","dry_run":true}`,
 	}
 	for _, s := range ok {
 		if _, err := DecodeRequest([]byte(s)); err != nil {
@@ -68,11 +70,16 @@ func TestRemoteErrorUnwrapsToValue(t *testing.T) {
 }
 
 // FuzzDecodeRequest: the decoder never panics, and whatever it accepts is
-// within the bounds the manager relies on and survives a round trip.
+// within the bounds the manager relies on, reaches exactly the backend
+// method its op names (an op the server cannot serve would be answered
+// with an empty success), and survives a round trip.
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"v":1,"op":"create","name":"vlan","dev":"eth0","vid":10}`))
 	f.Add([]byte(`{"v":1,"op":"destroy","name":"bridge3"}`))
 	f.Add([]byte(`{"v":1,"op":"list"}`))
+	f.Add([]byte(`{"v":1,"op":"reload","dry_run":true}`))
+	be := &recordingBackend{}
+	srv := &Server{Backend: be}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeRequest(b)
 		if err != nil {
@@ -82,9 +89,18 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("accepted out-of-bounds request %+v", r)
 		}
 		switch r.Op {
-		case OpCreate, OpDestroy, OpList, OpStatus, OpResync:
+		case OpCreate, OpDestroy, OpList, OpStatus, OpResync, OpReload:
 		default:
 			t.Fatalf("accepted op %q", r.Op)
+		}
+		if r.DryRun && r.Op != OpReload {
+			t.Fatalf("accepted dry_run on %q", r.Op)
+		}
+		if resp := srv.dispatch(r); resp.Error != "" {
+			t.Fatalf("%+v: backend answered %s", r, resp.Error)
+		}
+		if calls := be.taken(); len(calls) != 1 || calls[0] != r.Op {
+			t.Fatalf("%+v reached backend methods %q, want exactly %q", r, calls, r.Op)
 		}
 		again, err := json.Marshal(r)
 		if err != nil {

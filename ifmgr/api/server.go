@@ -74,6 +74,14 @@ func Listen(path string) (*net.UnixListener, error) {
 
 // Serve accepts connections until ctx ends, then closes the listener and
 // waits for every connection handler to finish its request in hand.
+//
+// At most MaxConns connections are open at once. When a new client comes
+// while all of them are open, the one that has waited longest for its next
+// request (idle, or stuck half-way through writing one) is closed with an
+// ErrEvicted answer to make room: a script that leaks connections must not
+// lock the operator out of the control plane. A connection whose request
+// is being served is never evicted; if every one is busy, the new client
+// waits for the first to finish.
 func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	log := s.Logger
 	if log == nil {
@@ -85,8 +93,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	}
 	slots := make(chan struct{}, maxConns)
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[*net.UnixConn]bool{}
+	tab := &connTable{conns: map[*peer]bool{}, max: maxConns, log: log}
 
 	stop := make(chan struct{})
 	go func() {
@@ -95,11 +102,7 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 		case <-stop:
 		}
 		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.SetReadDeadline(time.Now()) // wake idle readers; busy ones finish their request
-		}
-		mu.Unlock()
+		tab.wakeAll() // idle readers return; busy ones finish their request
 	}()
 	defer func() {
 		close(stop)
@@ -107,14 +110,8 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	}()
 
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		c, err := ln.AcceptUnix()
 		if err != nil {
-			<-slots
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -124,23 +121,147 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		mu.Lock()
-		conns[c] = true
-		mu.Unlock()
+		if !tab.makeRoom(ctx, slots) {
+			c.Close()
+			return nil
+		}
+		p := tab.add(c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
-			s.handle(ctx, c, log)
-			mu.Lock()
-			delete(conns, c)
-			mu.Unlock()
+			s.handle(ctx, p, log)
+			tab.remove(p)
 			c.Close()
 		}()
 	}
 }
 
-func (s *Server) handle(ctx context.Context, c *net.UnixConn, log *slog.Logger) {
+// peer is one open control connection.
+type peer struct {
+	c     *net.UnixConn
+	table *connTable
+	// waitingSince is when the connection began waiting for its next
+	// request line; zero while a request is being served.
+	waitingSince time.Time
+	evicted      bool
+}
+
+// connTable is the set of open connections, for eviction and shutdown.
+type connTable struct {
+	mu      sync.Mutex
+	conns   map[*peer]bool
+	max     int
+	log     *slog.Logger
+	evicted int // since the socket last filled up; 0 = not under pressure
+}
+
+func (t *connTable) add(c *net.UnixConn) *peer {
+	p := &peer{c: c, table: t, waitingSince: time.Now()}
+	t.mu.Lock()
+	t.conns[p] = true
+	t.mu.Unlock()
+	return p
+}
+
+// remove forgets p. Once the socket is down to half full after evictions,
+// the episode is over and its count is logged.
+func (t *connTable) remove(p *peer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, p)
+	if t.evicted > 0 && len(t.conns) <= t.max/2 {
+		t.log.Info("control socket no longer full", "idle_connections_evicted", t.evicted)
+		t.evicted = 0
+	}
+}
+
+// makeRoom takes a connection slot for a new client, evicting the
+// longest-waiting connection if none is free. It returns false if ctx ends
+// first.
+func (t *connTable) makeRoom(ctx context.Context, slots chan struct{}) bool {
+	select {
+	case slots <- struct{}{}:
+		return true
+	default:
+	}
+	t.evictLongestIdle()
+	// The evicted handler (or, if all were busy, the first to finish its
+	// request) frees a slot.
+	select {
+	case slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (t *connTable) evictLongestIdle() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var victim *peer
+	for p := range t.conns {
+		if p.evicted || p.waitingSince.IsZero() {
+			continue
+		}
+		if victim == nil || p.waitingSince.Before(victim.waitingSince) {
+			victim = p
+		}
+	}
+	if victim == nil {
+		return // every connection is serving a request: wait for one
+	}
+	if t.evicted == 0 {
+		t.log.Warn("control socket full: closing the longest-idle connections to serve new clients (a client leaking connections?)",
+			"max_connections", t.max)
+	}
+	t.evicted++
+	victim.evicted = true
+	victim.c.SetReadDeadline(time.Now()) // wakes its reader
+}
+
+// await marks p as waiting for a request for at most d. It returns false
+// if p has been evicted. The deadline is set under the lock so that an
+// eviction's wake-up cannot be overwritten by a later, longer deadline.
+func (t *connTable) await(p *peer, d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.evicted {
+		return false
+	}
+	if p.waitingSince.IsZero() {
+		p.waitingSince = time.Now()
+	}
+	p.c.SetReadDeadline(time.Now().Add(d))
+	return true
+}
+
+// busy marks p as serving a request: not to be evicted until it is done.
+func (t *connTable) busy(p *peer) {
+	t.mu.Lock()
+	p.waitingSince = time.Time{}
+	t.mu.Unlock()
+}
+
+func (t *connTable) wasEvicted(p *peer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return p.evicted
+}
+
+// wakeAll makes every waiting reader return, for shutdown. A connection
+// serving a request sets a new deadline only after it finished, and then
+// sees ctx done.
+func (t *connTable) wakeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p := range t.conns {
+		p.c.SetReadDeadline(time.Now())
+	}
+}
+
+func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
+	c := p.c
 	enc := json.NewEncoder(c)
 	uid, err := peerUID(c)
 	allow := s.AllowUID
@@ -169,15 +290,22 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn, log *slog.Logger) 
 		if ctx.Err() != nil {
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(idle))
+		if !p.table.await(p, idle) {
+			s.tellEvicted(p)
+			return
+		}
 		line, err := readLine(br, MaxRequestSize)
 		if errors.Is(err, errTooLong) {
 			enc.Encode(ErrorResponse(fmt.Errorf("%w: request exceeds %d bytes", ErrProtocol, MaxRequestSize)))
 			return
 		}
 		if err != nil {
-			return // EOF, idle timeout or shutdown
+			if p.table.wasEvicted(p) {
+				s.tellEvicted(p)
+			}
+			return // EOF, idle timeout, eviction or shutdown
 		}
+		p.table.busy(p)
 		req, err := DecodeRequest(line)
 		if err != nil {
 			enc.Encode(ErrorResponse(err))
@@ -187,6 +315,13 @@ func (s *Server) handle(ctx context.Context, c *net.UnixConn, log *slog.Logger) 
 			return
 		}
 	}
+}
+
+// tellEvicted answers an evicted connection why it is closed, without
+// waiting on a peer that does not read.
+func (s *Server) tellEvicted(p *peer) {
+	p.c.SetWriteDeadline(time.Now().Add(time.Second))
+	json.NewEncoder(p.c).Encode(ErrorResponse(ErrEvicted))
 }
 
 func (s *Server) dispatch(req Request) Response {

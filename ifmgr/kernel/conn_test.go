@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -257,6 +258,15 @@ func TestCreateEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("NLM_F_ECHO replies on this kernel: %v", echoed)
+	// create relies on this: since 6.1 the new link comes back in the
+	// reply (one RTM_NEWLINK naming it), before that nothing does.
+	var want []string
+	if major, minor := kernelRelease(t); major > 6 || major == 6 && minor >= 1 {
+		want = []string{fmt.Sprintf("type %d name %q", unix.RTM_NEWLINK, "techo")}
+	}
+	if !slices.Equal(echoed, want) {
+		t.Errorf("kernel %s echoed %q for the create, want %q", release(t), echoed, want)
+	}
 
 	l, err := c.CreateBridge("techo2", 3)
 	deleteLater(t, c, "techo2")
@@ -266,6 +276,26 @@ func TestCreateEcho(t *testing.T) {
 	if g := mustLink(t, c, "techo2"); g.Index != l.Index || g.Group != 3 || g.Kind != "bridge" {
 		t.Fatalf("created %+v, get %+v", l, g)
 	}
+}
+
+// release is the running kernel's release string (uname -r).
+func release(t *testing.T) string {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// kernelRelease parses the major and minor version out of release.
+func kernelRelease(t *testing.T) (major, minor int) {
+	t.Helper()
+	r := release(t)
+	if _, err := fmt.Sscanf(r, "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kernel release %q: %v", r, err)
+	}
+	return major, minor
 }
 
 func TestVethMasterParent(t *testing.T) {

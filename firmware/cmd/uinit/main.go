@@ -2,19 +2,23 @@
 // mounts the basic file systems, then runs /bin/uinit and waits for it;
 // when uinit returns, init starts the shell on the console.
 //
-// uinit runs a fixed list of steps. Each prints exactly one line,
-// "uinit: <step>: ok" or "uinit: <step>: <error>", and a failing step never
+// uinit runs a fixed list of steps. Each prints "uinit: <step>: ok" or one
+// line "uinit: <step>: <problem>" per problem, and a failing step never
 // stops the ones after it: a router that cannot find its data disk still
 // routes. The steps are:
 //
+//	cmdline  name every unknown uroute.* kernel argument (and the known key
+//	         it is closest to) and every known one given empty
 //	mounts   mount proc, sysfs and devtmpfs where they are not mounted yet
 //	modules  load the modules named in /lib/modules/uroute/load-order
 //	         (finit_module), each after its dependencies (firmware/kmod)
 //	data     mount the data disk (uroute.data=, default /dev/vda) on /data,
-//	         or a tmpfs there when it cannot be mounted; uroute.datafs=ubifs
-//	         or jffs2 makes the disk flash first (block2mtd, UBI; flash.go);
-//	         uroute.datalog=/dev/vdb puts it behind dm-log-writes, logging
-//	         every write to that disk, for the crash test (datalog.go)
+//	         read-only if the disk is write-protected, or a tmpfs there
+//	         when it cannot be mounted (naming a damaged ext superblock and
+//	         its e2fsck repair); uroute.datafs=ubifs or jffs2 makes the disk
+//	         flash first (block2mtd, UBI; flash.go); uroute.datalog=/dev/vdb
+//	         puts it behind dm-log-writes, logging every write to that disk,
+//	         for the crash test (datalog.go)
 //	ifmgrd   start a supervisor that runs ifmgrd and restarts it if it exits
 //	console  give up the controlling terminal before returning (see
 //	         releaseConsole)
@@ -33,6 +37,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -95,6 +100,7 @@ type step struct {
 // It returns the number of steps that failed.
 func (b *boot) Run() int {
 	steps := []step{
+		{"cmdline", b.checkCmdline},
 		{"mounts", b.mountPseudo},
 		{"modules", b.loadModules},
 		{"data", b.mountData},
@@ -106,7 +112,10 @@ func (b *boot) Run() int {
 	for _, s := range steps {
 		if err := runStep(s.fn); err != nil {
 			failed++
-			fmt.Fprintf(b.Out, "uinit: %s: %v\n", s.name, err)
+			// One console line per problem, each naming its step.
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				fmt.Fprintf(b.Out, "uinit: %s: %s\n", s.name, line)
+			}
 			continue
 		}
 		fmt.Fprintf(b.Out, "uinit: %s: ok\n", s.name)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -166,7 +167,59 @@ func probeData(dev, fstype string) error {
 	if zero {
 		return fmt.Errorf("%s: %w (blank disk; uinit does not run mkfs, make one with mkfs.%s on the host)", dev, errNoFS, fstype)
 	}
+	if blk, bs, ok := backupSuperblock(f); ok {
+		return fmt.Errorf("%s: %w: the ext primary superblock is damaged, but its backup at block %d is intact; left untouched: "+
+			"repair it with `e2fsck -b %d -B %d %s` (on the host, or a rescue system with e2fsprogs), then reboot",
+			dev, errDamagedFS, blk, blk, bs, dev)
+	}
 	return fmt.Errorf("%s: %w of type %s and not blank; left untouched", dev, errNoFS, fstype)
+}
+
+// errDamagedFS is returned for an ext file system that e2fsck can repair.
+var errDamagedFS = errors.New("damaged file system")
+
+// backupSuperblock looks for the copy of the superblock that mke2fs keeps
+// at the start of block group 1 (present with or without sparse_super), for
+// each block size mke2fs makes with the default 8 x blocksize blocks per
+// group. A candidate counts only if its magic, block size, blocks per group
+// and first data block all agree with where it was found, so stray bytes
+// do not pass for a file system. It returns the block number and block
+// size that e2fsck -b and -B take.
+func backupSuperblock(r io.ReaderAt) (block, blockSize int64, ok bool) {
+	for _, bs := range []int64{1024, 2048, 4096, 65536} {
+		perGroup := 8 * bs
+		first := int64(0)
+		if bs == 1024 {
+			first = 1 // with 1 KiB blocks the boot block is block 0
+		}
+		blk := perGroup + first
+		var sb [64]byte
+		if _, err := r.ReadAt(sb[:], blk*bs); err != nil {
+			continue
+		}
+		le := binary.LittleEndian
+		if le.Uint16(sb[56:]) != extMagic ||
+			int64(1024)<<le.Uint32(sb[24:]) != bs || // s_log_block_size
+			int64(le.Uint32(sb[32:])) != perGroup || // s_blocks_per_group
+			int64(le.Uint32(sb[20:])) != first { // s_first_data_block
+			continue
+		}
+		return blk, bs, true
+	}
+	return 0, 0, false
+}
+
+// writeProtected reports whether the block device at dev (a path under
+// b.Root) is read-only to the kernel: a write-protect switch, a read-only
+// SD card or a QEMU drive with readonly=on. The kernel then refuses a
+// writable mount with EACCES, which reads as "permission denied".
+func (b *boot) writeProtected(dev string) bool {
+	real, err := filepath.EvalSymlinks(b.path(dev))
+	if err != nil {
+		real = b.path(dev)
+	}
+	ro, err := os.ReadFile(b.path(filepath.Join("/sys/class/block", filepath.Base(real), "ro")))
+	return err == nil && strings.TrimSpace(string(ro)) == "1"
 }
 
 // mountData mounts the data partition on /data. If that fails, /data
@@ -195,8 +248,17 @@ func (b *boot) mountData() error {
 		}
 	}
 	if err == nil {
-		err = b.Sys.Mount(source, target, cfg.FSType, unix.MS_NOATIME|unix.MS_NODEV|unix.MS_NOSUID, "")
-		if err != nil {
+		const flags = unix.MS_NOATIME | unix.MS_NODEV | unix.MS_NOSUID
+		err = b.Sys.Mount(source, target, cfg.FSType, flags, "")
+		if (errors.Is(err, unix.EACCES) || errors.Is(err, unix.EROFS)) && !isFlashFS(cfg.FSType) && b.writeProtected(cfg.Device) {
+			// Read-only is better than a tmpfs: the DB on it still gives
+			// ifmgrd the units it allocated before.
+			why := fmt.Errorf("%s is write-protected (the kernel refused a writable mount: %v)", cfg.Device, err)
+			if rerr := b.Sys.Mount(source, target, cfg.FSType, flags|unix.MS_RDONLY, ""); rerr == nil {
+				return fmt.Errorf("%v: mounted read-only on %s; nothing persists until the write protection is removed (switch, card lock or the VM's readonly drive) and the router rebooted", why, dataDir)
+			}
+			err = why
+		} else if err != nil {
 			err = fmt.Errorf("mount %s (%s) on %s: %w", source, cfg.FSType, dataDir, err)
 		}
 	}

@@ -99,10 +99,16 @@ type fakeSys struct {
 	ioctls   []string
 	attach   func(*ubiAttachReq) error
 	mkvol    func(*ubiMkvolReq) error
+	recordRO bool // note " ro" on read-only mounts
 }
 
 func (f *fakeSys) Mount(source, target, fstype string, flags uintptr, data string) error {
-	f.mounts = append(f.mounts, fmt.Sprintf("%s %s %s", source, filepath.Base(target), fstype))
+	m := fmt.Sprintf("%s %s %s", source, filepath.Base(target), fstype)
+	if f.recordRO && flags&unix.MS_RDONLY != 0 {
+		f.mounts = append(f.mounts, m+" ro")
+		return nil
+	}
+	f.mounts = append(f.mounts, m)
 	return f.mountErr[filepath.Base(target)+" "+fstype]
 }
 
@@ -298,7 +304,7 @@ func TestRunReportsEveryStep(t *testing.T) {
 		t.Errorf("Run = %d failed steps, want 3\n%s", n, &out)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	prefixes := []string{"uinit: mounts: mount proc", "uinit: modules: 1 of 1 modules failed", "uinit: data: ", "uinit: ifmgrd: ok"}
+	prefixes := []string{"uinit: cmdline: ok", "uinit: mounts: mount proc", "uinit: modules: 1 of 1 modules failed", "uinit: data: ", "uinit: ifmgrd: ok"}
 	if len(lines) != len(prefixes) {
 		t.Fatalf("output:\n%s", &out)
 	}
