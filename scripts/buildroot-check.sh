@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Checks the Buildroot external tree (buildroot/) without the internet:
+#
+#   scripts/buildroot-check.sh [check|build|all]     (default: all)
+#
+#   check  1. utils/check-package over every file of the tree: no warnings.
+#          2. every configs/*_defconfig resolves (make <name>_defconfig) with
+#             no unknown symbol, and make savedefconfig gives back the file.
+#   build  3. the offline CI build of the QEMU malta (mipsel) defconfig: its
+#             uroute package and rootfs (rootfs.cpio), see docs/buildroot.md
+#             "Offline CI mode". Prints the rootfs path on its last line;
+#             qemu-test/buildroot_test.go boots it.
+#
+# Buildroot is the source release $BUILDROOT_TARBALL (default
+# ../shared/buildroot/buildroot-2026.05.1.tar.xz beside the checkout),
+# unpacked once into $UROUTE_CACHE/buildroot-<sha256> (UROUTE_CACHE default
+# ~/.cache/uroute). The build's output directory is cached there too: a run
+# whose inputs (Buildroot, the tree, the Go and cross toolchains, the kernel
+# modules) have not changed only rebuilds uroute from the checkout, or
+# nothing at all if the checkout has not changed either.
+#
+# Needs what scripts/deps.sh installs: /usr/bin/python3 with python3-magic
+# and python3-flake8, shellcheck, gcc-mipsel-linux-gnu and
+# libc6-dev-mipsel-cross, fakeroot, rsync, cpio, bc, unzip, wget (the last
+# three only because Buildroot checks for them). Go modules come from
+# $GOPROXY (the module proxy) through the module cache.
+set -euo pipefail
+
+what=${1:-all}
+case $what in check|build|all) ;; *) echo "usage: $0 [check|build|all]" >&2; exit 2 ;; esac
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+ext=$repo/buildroot
+cache=${UROUTE_CACHE:-$HOME/.cache/uroute}
+tarball=${BUILDROOT_TARBALL:-$repo/../shared/buildroot/buildroot-2026.05.1.tar.xz}
+[ -f "$tarball" ] || tarball=/work/shared/buildroot/buildroot-2026.05.1.tar.xz
+[ -f "$tarball" ] || { echo "$0: no Buildroot release tarball (set BUILDROOT_TARBALL)" >&2; exit 1; }
+jobs=${BUILDROOT_JOBS:-2}
+
+log() { echo "buildroot-check: $*" >&2; }
+# Buildroot's own make, quiet unless it fails.
+brmake() {
+	local out=$1; shift
+	if ! nice -n 10 make -C "$br" BR2_EXTERNAL="$ext" "$@" > "$out" 2>&1; then
+		tail -n 60 "$out" >&2
+		log "make $* failed (whole log: $out)"
+		return 1
+	fi
+}
+
+# --- unpack, keyed by the tarball's sha256 -----------------------------------
+sha=$(sha256sum "$tarball" | cut -d' ' -f1)
+sums=$(dirname "$tarball")/SHA256SUMS
+if [ -f "$sums" ] && ! grep -q "^$sha  $(basename "$tarball")\$" "$sums"; then
+	echo "$0: $tarball does not match $sums" >&2
+	exit 1
+fi
+brroot=$cache/buildroot-$sha
+if [ ! -f "$brroot/.unpacked" ]; then
+	log "unpacking $(basename "$tarball") into $brroot"
+	rm -rf "$brroot"
+	mkdir -p "$brroot"
+	tar -xJf "$tarball" -C "$brroot"
+	touch "$brroot/.unpacked"
+fi
+br=$(echo "$brroot"/buildroot-*/)
+br=${br%/}
+work=$brroot/work
+mkdir -p "$work"
+
+# --- 1 and 2 ------------------------------------------------------------------
+check_package() {
+	log "1. utils/check-package over buildroot/"
+	local files out
+	mapfile -t files < <(cd "$repo" && git ls-files --cached --others --exclude-standard buildroot | sed "s|^|$repo/|")
+	# check-package reads its own modules relative to itself and runs
+	# shellcheck and flake8; Debian's python modules need Debian's python.
+	out=$(cd "$br" && /usr/bin/python3 utils/check-package -b "${files[@]}" 2>&1) || {
+		echo "$out" >&2; log "check-package failed"; return 1; }
+	echo "$out" | tail -n 2 >&2
+	# It exits 0 with warnings; "0 warnings generated" is the only pass.
+	if ! echo "$out" | grep -q '^0 warnings generated'; then
+		echo "$out" >&2
+		log "check-package: warnings"
+		return 1
+	fi
+}
+
+check_defconfigs() {
+	local d name o
+	for d in "$ext"/configs/*_defconfig; do
+		name=$(basename "$d")
+		o=$work/defconfig-${name%_defconfig}
+		log "2. $name: resolves, and savedefconfig gives it back"
+		rm -rf "$o"
+		mkdir -p "$o"
+		brmake "$o/defconfig.log" O="$o" "$name"
+		# Kconfig names what it cannot place: a symbol no Config.in
+		# defines, a value of the wrong type, a choice it overrode.
+		if grep -E 'warning:|undefined symbol|unknown symbol|not a valid' "$o/defconfig.log"; then
+			log "$name: kconfig warnings (above)"
+			return 1
+		fi
+		brmake "$o/savedefconfig.log" O="$o" BR2_DEFCONFIG="$o/saved_defconfig" savedefconfig
+		if ! diff -u "$d" "$o/saved_defconfig"; then
+			log "$name: savedefconfig differs (an option was dropped or is not minimal)"
+			return 1
+		fi
+	done
+}
+
+# --- 3: the offline build -------------------------------------------------------
+build() {
+	local base=$ext/configs/uroute_qemu_malta_defconfig
+	local modules=$cache/kernel-mipsle/modules
+	local gomodcache goproxy uroot o key srckey
+	[ -f "$modules/load-order" ] || { echo "$0: no $modules (scripts/fetch-kernel.sh mipsle $cache/kernel-mipsle)" >&2; return 1; }
+	gomodcache=$(go env GOMODCACHE)
+	goproxy=$(go env GOPROXY)
+	# u-root, the version go.mod pins, from the module cache.
+	uroot=$(cd "$repo" && go mod download -json github.com/u-root/u-root | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[ -d "$uroot" ] || { echo "$0: cannot find u-root in the module cache" >&2; return 1; }
+
+	o=$cache/buildroot-out-malta-ci
+	# What the toolchain, host tools and packages are built from; when it
+	# changes the output directory starts over.
+	key=$( {
+		echo "$sha"
+		(cd "$repo" && git ls-files -s buildroot scripts/buildroot-check.sh)
+		(cd "$repo" && git diff HEAD -- buildroot scripts/buildroot-check.sh)
+		go version; go env GOROOT
+		mipsel-linux-gnu-gcc --version | head -n1
+		dpkg-query -W libc6-dev-mipsel-cross fakeroot 2>/dev/null || true
+		sha256sum "$modules"/*
+		echo "$uroot"
+	} | sha256sum | cut -d' ' -f1)
+	# What uroute's package is built from: the checkout (tracked files and
+	# untracked ones not ignored, as the override's rsync copies them).
+	srckey=$( (cd "$repo" && git ls-files -s && git diff HEAD && git ls-files --others --exclude-standard | xargs -r sha256sum) | sha256sum | cut -d' ' -f1)
+
+	if [ "$(cat "$o/.uroute-ci-key" 2>/dev/null)" != "$key" ]; then
+		log "3. offline build: inputs changed, starting over in $o"
+		rm -rf "$o"
+	fi
+	mkdir -p "$o"
+	export UROUTE_CI_GOROOT UROUTE_CI_UROOT UROUTE_CI_GOPROXY UROUTE_CI_GOMODCACHE
+	UROUTE_CI_GOROOT=$(go env GOROOT)
+	UROUTE_CI_UROOT=$uroot
+	UROUTE_CI_GOPROXY=$goproxy
+	UROUTE_CI_GOMODCACHE=$gomodcache
+	if [ -f "$o/images/rootfs.cpio" ] && [ "$(cat "$o/.uroute-ci-srckey" 2>/dev/null)" = "$srckey" ]; then
+		log "3. offline build: inputs and checkout unchanged, cached"
+	else
+		local t0=$SECONDS
+		if [ ! -f "$o/.config" ]; then
+			# The malta defconfig, then the offline mode (later lines win),
+			# then the Debian kernel's modules as an overlay.
+			mkdir -p "$o/overlay/lib"
+			cp -r "$modules" "$o/overlay/lib/modules"
+			{ cat "$base" "$ext/ci/offline.config"
+			  echo "BR2_ROOTFS_OVERLAY=\"$o/overlay\""
+			} > "$o/ci_defconfig"
+			brmake "$o/defconfig.log" O="$o" BR2_DEFCONFIG="$o/ci_defconfig" defconfig
+			# The mode must have taken: no BusyBox, no kernel, Debian's compiler.
+			grep -q '^BR2_TOOLCHAIN_EXTERNAL_CUSTOM_PREFIX="mipsel-linux-gnu"' "$o/.config"
+			grep -q '^BR2_INIT_NONE=y' "$o/.config"
+			grep -q '^BR2_PACKAGE_UROUTE=y' "$o/.config"
+			! grep -q '^BR2_PACKAGE_BUSYBOX=y' "$o/.config"
+			! grep -q '^BR2_LINUX_KERNEL=y' "$o/.config"
+		else
+			# Same inputs, new checkout: copy uroute again and rebuild it.
+			brmake "$o/dirclean.log" O="$o" uroute-dirclean
+		fi
+		log "3. offline build (make -j1 BR2_JLEVEL=$jobs, nice 10): log $o/build.log"
+		# No network but the module proxy: make Buildroot's downloads fail
+		# fast instead of hanging, so that a package that would need one
+		# shows up as an error.
+		brmake "$o/build.log" O="$o" BR2_JLEVEL="$jobs" \
+			BR2_PRIMARY_SITE= BR2_BACKUP_SITE= all
+		if grep -E '^(>>> .* Downloading|wget .*http)' "$o/build.log"; then
+			log "the offline build downloaded something (above)"
+			return 1
+		fi
+		echo "$srckey" > "$o/.uroute-ci-srckey"
+		log "3. offline build took $((SECONDS - t0)) s"
+	fi
+	echo "$key" > "$o/.uroute-ci-key"
+	log "rootfs: $(du -b "$o/images/rootfs.cpio" | cut -f1) bytes; target files: $(du -sb "$o/target" | cut -f1) bytes"
+	echo "$o/images/rootfs.cpio"
+}
+
+case $what in
+check) check_package; check_defconfigs ;;
+build) build ;;
+all) check_package; check_defconfigs; build ;;
+esac
