@@ -74,7 +74,7 @@ check_package() {
 	local files out
 	mapfile -t files < <(cd "$repo" && git ls-files --cached --others --exclude-standard buildroot | sed "s|^|$repo/|")
 	# check-package reads its own modules relative to itself and runs
-	# shellcheck and flake8; Debian's python modules need Debian's python.
+	# ShellCheck and flake8; Debian's python modules need Debian's python.
 	out=$(cd "$br" && /usr/bin/python3 utils/check-package -b "${files[@]}" 2>&1) || {
 		echo "$out" >&2; log "check-package failed"; return 1; }
 	echo "$out" | tail -n 2 >&2
@@ -99,12 +99,27 @@ check_defconfigs() {
 		rm -rf "$o"
 		mkdir -p "$o"
 		brmake "$o/defconfig.log" O="$o" "$name"
-		# Kconfig names what it cannot place: a symbol no Config.in
-		# defines, a value of the wrong type, a choice it overrode.
-		if grep -E 'warning:|undefined symbol|unknown symbol|not a valid' "$o/defconfig.log"; then
+		# Kconfig warns of a value of the wrong type or an override...
+		if grep -E 'warning:' "$o/defconfig.log"; then
 			log "$name: kconfig warnings (above)"
 			return 1
 		fi
+		# ...but drops a symbol no Config.in defines, or one whose
+		# dependencies are not met, without a word: every option of the
+		# defconfig must be in .config with its value.
+		local line sym missing=0
+		while IFS= read -r line; do
+			case $line in
+			"# BR2_"*" is not set") sym=${line#\# }; sym=${sym%% *} ;;
+			BR2_*=*) sym=${line%%=*} ;;
+			*) continue ;;
+			esac
+			if ! grep -qxF -- "$line" "$o/.config"; then
+				log "$name: $sym: want '$line', .config has '$(grep -E "^$sym=|^# $sym is not set" "$o/.config" || echo nothing)'"
+				missing=1
+			fi
+		done < "$d"
+		[ "$missing" = 0 ] || return 1
 		brmake "$o/savedefconfig.log" O="$o" BR2_DEFCONFIG="$o/saved_defconfig" savedefconfig
 		# Comments other than "# BR2_... is not set" are for readers
 		# (and check-package) and savedefconfig drops them.
@@ -167,12 +182,17 @@ build() {
 			  echo "BR2_ROOTFS_OVERLAY=\"$o/overlay\""
 			} > "$o/ci_defconfig"
 			brmake "$o/defconfig.log" O="$o" BR2_DEFCONFIG="$o/ci_defconfig" defconfig
-			# The mode must have taken: no BusyBox, no kernel, Debian's compiler.
-			grep -q '^BR2_TOOLCHAIN_EXTERNAL_CUSTOM_PREFIX="mipsel-linux-gnu"' "$o/.config"
-			grep -q '^BR2_INIT_NONE=y' "$o/.config"
-			grep -q '^BR2_PACKAGE_UROUTE=y' "$o/.config"
-			! grep -q '^BR2_PACKAGE_BUSYBOX=y' "$o/.config"
-			! grep -q '^BR2_LINUX_KERNEL=y' "$o/.config"
+			# The mode must have taken: Debian's compiler, no init
+			# system, no BusyBox, no kernel.
+			local want
+			for want in 'BR2_TOOLCHAIN_EXTERNAL_CUSTOM_PREFIX="mipsel-linux-gnu"' \
+				BR2_INIT_NONE=y BR2_PACKAGE_UROUTE=y BR2_PACKAGE_U_ROOT=y \
+				'# BR2_PACKAGE_BUSYBOX is not set' '# BR2_LINUX_KERNEL is not set'; do
+				if ! grep -qxF -- "$want" "$o/.config"; then
+					log "offline mode: .config lacks '$want'"
+					return 1
+				fi
+			done
 		else
 			# Same inputs, new checkout: copy uroute again and rebuild it.
 			brmake "$o/dirclean.log" O="$o" uroute-dirclean
