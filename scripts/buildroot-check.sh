@@ -203,7 +203,7 @@ build() {
 		# shows up as an error.
 		brmake "$o/build.log" O="$o" BR2_JLEVEL="$jobs" \
 			BR2_PRIMARY_SITE= BR2_BACKUP_SITE= all
-		if grep -E '^(>>> .* Downloading|wget .*http)' "$o/build.log"; then
+		if grep -E '>>> .* Downloading|wget .*http' "$o/build.log"; then
 			log "the offline build downloaded something (above)"
 			return 1
 		fi
