@@ -86,6 +86,20 @@ check_package() {
 	fi
 }
 
+# The menuconfig choice of board profiles and board/profiles must agree:
+# a profile without a choice cannot be picked, a choice without a profile
+# fails the build.
+check_profiles() {
+	local f name names
+	log "1. BR2_PACKAGE_UROUTE_BOARD offers every board/profiles/*.toml and no other"
+	names=$(sed -n 's/^\tdefault "\(.*\)" if BR2_PACKAGE_UROUTE_BOARD_.*/\1/p' "$ext/package/uroute/Config.in" | sort)
+	if ! diff -u <(for f in "$repo"/board/profiles/*.toml; do basename "$f" .toml; done | sort) \
+		<(echo "$names"); then
+		log "board/profiles (-) and package/uroute/Config.in (+) differ"
+		return 1
+	fi
+}
+
 # options prints a defconfig's lines but its comments, keeping
 # "# BR2_... is not set".
 options() { awk '!/^#/ || /^# BR2_.* is not set$/' "$1"; }
@@ -216,7 +230,7 @@ build() {
 }
 
 case $what in
-check) check_package; check_defconfigs ;;
+check) check_package; check_profiles; check_defconfigs ;;
 build) build ;;
-all) check_package; check_defconfigs; build ;;
+all) check_package; check_profiles; check_defconfigs; build ;;
 esac
