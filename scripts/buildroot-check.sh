@@ -148,12 +148,16 @@ check_defconfigs() {
 build() {
 	local base=$ext/configs/uroute_qemu_malta_defconfig
 	local modules=$cache/kernel-mipsle/modules
-	local gomodcache goproxy uroot o key srckey
+	local gomodcache goproxy uroot moddir o key srckey
 	[ -f "$modules/load-order" ] || { echo "$0: no $modules (scripts/fetch-kernel.sh mipsle $cache/kernel-mipsle)" >&2; return 1; }
 	gomodcache=$(go env GOMODCACHE)
 	goproxy=$(go env GOPROXY)
 	# u-root, the version go.mod pins, from the module cache.
 	uroot=$(cd "$repo" && go mod download -json github.com/u-root/u-root | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	# Where uinit loads modules from (firmware/cmd/uinit/modules.go), so
+	# the overlay follows it: /lib/modules, or a directory under it.
+	moddir=$(sed -n 's/^\tmodulesDir *= *"\(\/lib\/modules[^"]*\)"$/\1/p' "$repo/firmware/cmd/uinit/modules.go")
+	[ -n "$moddir" ] || { echo "$0: cannot find modulesDir in firmware/cmd/uinit/modules.go" >&2; return 1; }
 	[ -d "$uroot" ] || { echo "$0: cannot find u-root in the module cache" >&2; return 1; }
 
 	o=$cache/buildroot-out-malta-ci
@@ -167,7 +171,7 @@ build() {
 		mipsel-linux-gnu-gcc --version | head -n1
 		dpkg-query -W libc6-dev-mipsel-cross fakeroot 2>/dev/null || true
 		sha256sum "$modules"/*
-		echo "$uroot"
+		echo "$uroot $moddir"
 	} | sha256sum | cut -d' ' -f1)
 	# What uroute's package is built from: the checkout (tracked files and
 	# untracked ones not ignored, as the override's rsync copies them).
@@ -190,8 +194,8 @@ build() {
 		if [ ! -f "$o/.config" ]; then
 			# The malta defconfig, then the offline mode (later lines win),
 			# then the Debian kernel's modules as an overlay.
-			mkdir -p "$o/overlay/lib"
-			cp -r "$modules" "$o/overlay/lib/modules"
+			mkdir -p "$o/overlay$(dirname "$moddir")"
+			cp -r "$modules" "$o/overlay$moddir"
 			{ cat "$base" "$ext/ci/offline.config"
 			  echo "BR2_ROOTFS_OVERLAY=\"$o/overlay\""
 			} > "$o/ci_defconfig"
