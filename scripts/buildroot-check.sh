@@ -68,6 +68,16 @@ br=${br%/}
 work=$brroot/work
 mkdir -p "$work"
 
+# The external tree's inputs: Buildroot, every file of buildroot/ (tracked or
+# not), the board profiles and this script.
+tree_key() {
+	{
+		echo "$sha"
+		(cd "$repo" && find buildroot board/profiles scripts/buildroot-check.sh -type f -print0 |
+			sort -z | xargs -0 sha256sum)
+	} | sha256sum | cut -d' ' -f1
+}
+
 # --- 1 and 2 ------------------------------------------------------------------
 check_package() {
 	log "1. utils/check-package over buildroot/"
@@ -164,9 +174,7 @@ build() {
 	# What the toolchain, host tools and packages are built from; when it
 	# changes the output directory starts over.
 	key=$( {
-		echo "$sha"
-		(cd "$repo" && git ls-files -s buildroot scripts/buildroot-check.sh)
-		(cd "$repo" && git diff HEAD -- buildroot scripts/buildroot-check.sh)
+		tree_key
 		go version; go env GOROOT
 		mipsel-linux-gnu-gcc --version | head -n1
 		dpkg-query -W libc6-dev-mipsel-cross fakeroot 2>/dev/null || true
@@ -233,8 +241,24 @@ build() {
 	echo "$o/images/rootfs.cpio"
 }
 
+# Steps 1 and 2 depend on nothing but tree_key's inputs: a pass is
+# remembered, and the same inputs are not checked again.
+checks() {
+	local stamp
+	stamp=$work/checks-passed-$(tree_key)
+	if [ -f "$stamp" ]; then
+		log "1, 2: passed before with these inputs ($(basename "$stamp"))"
+		return 0
+	fi
+	check_package
+	check_profiles
+	check_defconfigs
+	rm -f "$work"/checks-passed-*
+	touch "$stamp"
+}
+
 case $what in
-check) check_package; check_profiles; check_defconfigs ;;
+check) checks ;;
 build) build ;;
-all) check_package; check_profiles; check_defconfigs; build ;;
+all) checks; build ;;
 esac
