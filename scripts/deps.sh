@@ -12,6 +12,18 @@ command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm) # also qemu
 command -v qemu-system-mipsel >/dev/null || need+=(qemu-system-mips)
 command -v qemu-mips-static >/dev/null || need+=(qemu-user-static) # big-endian MIPS unit tests
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs) # the guests' data disks
+# scripts/buildroot-check.sh: Buildroot's check-package (Debian's python
+# modules, for /usr/bin/python3), the tools Buildroot requires on the host,
+# and its offline build's toolchain and host tools (docs/buildroot.md).
+/usr/bin/python3 -c 'import magic' 2>/dev/null || need+=(python3-magic)
+/usr/bin/python3 -m flake8 --version >/dev/null 2>&1 || need+=(python3-flake8)
+command -v shellcheck >/dev/null || need+=(shellcheck)
+for tool in rsync cpio bc unzip wget file patchelf; do
+	command -v "$tool" >/dev/null || need+=("$tool")
+done
+command -v fakeroot-sysv >/dev/null || need+=(fakeroot)
+command -v mipsel-linux-gnu-gcc >/dev/null || need+=(gcc-mipsel-linux-gnu)
+[ -e /usr/mipsel-linux-gnu/lib/libc.a ] || need+=(libc6-dev-mipsel-cross)
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
