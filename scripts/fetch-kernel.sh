@@ -41,8 +41,12 @@ meta=linux-image-$flavour
 # crc32c_generic is listed because ext4/jbd2 only soft-depend on "crc32c"
 # (a crypto alias modinfo's depends= does not show), and there is no
 # modprobe in the image to pull it in at mount time.
+# cfi_probe and cfi_cmdset_0001 come before physmap for the same reason:
+# physmap (malta's NOR flash, QEMU pflash) finds its chip probe and
+# command set by name through request_module, which the image cannot run.
 wanted=(crc32c_generic virtio_pci virtio_mmio virtio_net virtio_blk
-	af_packet 8021q bridge ext4 mtd mtdblock block2mtd ubi ubifs jffs2)
+	af_packet 8021q bridge ext4 mtd mtdblock block2mtd ubi ubifs jffs2
+	cfi_probe cfi_cmdset_0001 physmap)
 
 # Dependencies modinfo's depends= does not show, loaded before the module.
 # UBIFS's init allocates its lzo, zstd and deflate compressors through the
