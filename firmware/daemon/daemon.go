@@ -32,6 +32,7 @@ type Options struct {
 	Config         string // board profile; "" = manage only what ifctl asks for
 	CheckConfig    string // validate this profile and exit
 	DB             string
+	DBMirror       bool // keep bbolt in RAM, snapshots at DB (default: only on JFFS2)
 	Socket         string
 	OwnerGroup     uint32
 	BridgeTemplate string
@@ -57,6 +58,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Config, "config", "", "board profile (TOML); without one ifmgrd manages only what ifctl asks for")
 	fs.StringVar(&o.CheckConfig, "check-config", "", "validate a board profile, print the verdict and exit")
 	fs.StringVar(&o.DB, "db", DefaultDB, "allocation database path, or "+persist.MemoryPath+" to run without persistence")
+	fs.BoolVar(&o.DBMirror, "db-mirror", false, "keep the DB in RAM and mirror every commit to -db's directory as a snapshot (automatic on JFFS2)")
 	fs.StringVar(&o.Socket, "socket", api.DefaultSocket, "control socket path")
 	fs.StringVar(&group, "owner-group", fmt.Sprintf("%#x", ifmgr.DefaultOwnerGroup), "IFLA_GROUP stamped on links ifmgr creates (its ownership marker)")
 	fs.StringVar(&o.BridgeTemplate, "bridge-template", "bridge%d", "bridge name template")
@@ -120,17 +122,21 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	dbPath := o.DB
-	if dbPath != persist.MemoryPath {
-		// On a file system bbolt cannot use (JFFS2) persist.Open would
-		// fail at every start, and the supervisor would give up on
-		// ifmgrd: run from memory instead, touching nothing there.
-		if err := checkDBFilesystem(dbPath, o.statfs); err != nil {
-			log.Error("allocation DB refused on this file system; running without persistence", "db", o.DB, "err", err)
-			dbPath = persist.MemoryPath
-		}
+	var store *persist.Store
+	var rec persist.Recovery
+	mirror, why := o.DBMirror, "-db-mirror"
+	if !mirror && o.DB != persist.MemoryPath {
+		mirror, why = needsMirror(o.DB, o.statfs)
 	}
-	store, rec, err := persist.Open(dbPath, persist.Options{Logger: log})
+	if mirror && o.DB != persist.MemoryPath {
+		// bbolt cannot map its file on JFFS2: it runs in RAM and every
+		// commit is on flash, as a snapshot, before Apply returns.
+		snap, work := mirrorPaths(o.DB)
+		log.Info("allocation DB mirrored: bbolt in RAM, every commit a snapshot on flash", "snapshot", snap, "why", why)
+		store, rec, err = persist.OpenMirrored(snap, work, persist.Options{Logger: log})
+	} else {
+		store, rec, err = persist.Open(o.DB, persist.Options{Logger: log})
+	}
 	if errors.Is(err, persist.ErrSchemaTooNew) {
 		// A firmware downgrade: the newer DB must survive for the next
 		// upgrade, and the router must still route. Run without

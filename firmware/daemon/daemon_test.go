@@ -23,7 +23,6 @@ import (
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/internal/netnstest"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }
@@ -653,78 +652,6 @@ func TestDBFromNewerFirmware(t *testing.T) {
 	after, _ := os.ReadFile(e.db)
 	if string(before) != string(after) {
 		t.Error("the newer firmware's DB was modified")
-	}
-}
-
-// A DB directory on JFFS2 (faked by statfs) is refused before bbolt sees
-// it: ifmgrd runs from memory and writes nothing there. On the real thing
-// bbolt's mmap fails with EINVAL at every start (docs/flash.md).
-func TestDBOnJFFS2(t *testing.T) {
-	e := newEnv(t)
-	var asked []string
-	statfs := func(path string, st *unix.Statfs_t) error {
-		asked = append(asked, path)
-		st.Type = unix.JFFS2_SUPER_MAGIC
-		return nil
-	}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	var logs syncBuffer
-	o := Options{DB: e.db, Socket: e.socket, OwnerGroup: e.group, BridgeTemplate: "bridge%d", BridgeMax: ifmgr.DefaultMaxUnit,
-		VLANTemplate: "vlan%d", VLANMax: ifmgr.DefaultMaxUnit, RequestTimeout: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: func() { close(ready) }, statfs: statfs}
-	go func() { e.done <- Run(ctx, o) }()
-	select {
-	case <-ready:
-	case err := <-e.done:
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	if _, err := e.client().Create("bridge", "", 0); err != nil {
-		t.Fatalf("ifmgrd must still work: %v", err)
-	}
-	if st := e.status(); st.DB != ":memory:" {
-		t.Errorf("running on %q, want the memory store", st.DB)
-	}
-	e.stop()
-	// data/ does not exist yet: the check looks at the nearest ancestor.
-	if len(asked) != 1 || asked[0] != e.dir {
-		t.Errorf("statfs asked about %q, want [%s]", asked, e.dir)
-	}
-	if _, err := os.Stat(filepath.Dir(e.db)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("DB directory touched: %v", err)
-	}
-	if !strings.Contains(logs.String(), "jffs2") || !strings.Contains(logs.String(), "running without persistence") {
-		t.Errorf("log does not say why:\n%s", logs.String())
-	}
-}
-
-func TestCheckDBFilesystem(t *testing.T) {
-	dir := t.TempDir()
-	// The real file system of the test's temporary directory is fine.
-	if err := checkDBFilesystem(filepath.Join(dir, "a", "b", "ifmgr.db"), nil); err != nil {
-		t.Errorf("temp dir: %v", err)
-	}
-	for _, tc := range []struct {
-		magic int64
-		bad   bool
-	}{
-		{unix.JFFS2_SUPER_MAGIC, true},
-		{0x24051905, false}, // UBIFS
-		{unix.TMPFS_MAGIC, false},
-		{unix.EXT4_SUPER_MAGIC, false},
-	} {
-		err := checkDBFilesystem(filepath.Join(dir, "ifmgr.db"), func(_ string, st *unix.Statfs_t) error {
-			st.Type = typeOf(st.Type, tc.magic)
-			return nil
-		})
-		if got := errors.Is(err, ErrDBFilesystem); got != tc.bad {
-			t.Errorf("magic %#x: %v", tc.magic, err)
-		}
-	}
-	// statfs failing is left to persist.Open to report.
-	if err := checkDBFilesystem(filepath.Join(dir, "ifmgr.db"), func(string, *unix.Statfs_t) error { return unix.ENOSYS }); err != nil {
-		t.Errorf("statfs error: %v", err)
 	}
 }
 
