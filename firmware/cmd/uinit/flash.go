@@ -28,6 +28,8 @@ const (
 	mtdClass       = "/sys/class/mtd"
 	ubiClass       = "/sys/class/ubi"
 	ubiCtrl        = "/dev/ubi_ctrl"
+	platformDevs   = "/sys/bus/platform/devices"
+	physmapBind    = "/sys/bus/platform/drivers/physmap-flash/bind"
 	dirtyExpire    = "/proc/sys/vm/dirty_expire_centisecs"
 	dirtyWriteback = "/proc/sys/vm/dirty_writeback_centisecs"
 
@@ -283,18 +285,111 @@ func (b *boot) ubiVolume(ubi int, name string) error {
 	return nil
 }
 
-// attachFlash prepares cfg.Device as flash and returns the mount(2)
-// source for cfg.FSType: "ubiN:data" for UBIFS, "mtdN" for JFFS2.
-func (b *boot) attachFlash(cfg dataConfig) (string, error) {
-	if err := probeFlash(b.path(cfg.Device)); err != nil {
-		return "", err
+// mtdPrefix in uroute.data names an MTD partition instead of a disk:
+// uroute.data="mtd:User FS" (malta's NOR) or uroute.data=mtd:data.
+const mtdPrefix = "mtd:"
+
+// mtdWriteable is MTD_WRITEABLE in /sys/class/mtd/mtdN/flags: clear on
+// partitions the board marks read-only (malta's "YAMON").
+const mtdWriteable = 0x400
+
+// findMTDByName returns the number of the MTD device (partition) named
+// name, or -1.
+func (b *boot) findMTDByName(name string) int {
+	for _, n := range b.classNums(mtdClass, "mtd") {
+		if v, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/name", mtdClass, n)); err == nil && v == name {
+			return n
+		}
 	}
-	mtd, err := b.block2mtd(cfg.Device)
+	return -1
+}
+
+// mtdNames lists the MTD devices there are, for an error message.
+func (b *boot) mtdNames() string {
+	var names []string
+	for _, n := range b.classNums(mtdClass, "mtd") {
+		if v, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/name", mtdClass, n)); err == nil {
+			names = append(names, fmt.Sprintf("mtd%d %q", n, v))
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// bindPhysmap binds physmap-flash platform devices that have no driver.
+// The image has no modprobe: when u-root's init loaded physmap before the
+// chip probe and command set (it goes in name order), the probe failed and
+// the device stayed unbound; uinit has loaded them since, so binding again
+// finds the chip and adds its partitions. It reports how many were bound.
+func (b *boot) bindPhysmap() int {
+	ents, err := os.ReadDir(b.path(platformDevs))
 	if err != nil {
-		return "", err
+		return 0
 	}
-	if err := b.quickWriteback(); err != nil {
-		return "", fmt.Errorf("block2mtd writes would reach the disk only after 30 s: %w", err)
+	bound := 0
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "physmap-flash") {
+			continue
+		}
+		if _, err := os.Lstat(b.path(platformDevs + "/" + e.Name() + "/driver")); err == nil {
+			continue
+		}
+		if b.Sys.WriteFile(b.path(physmapBind), e.Name()) == nil {
+			bound++
+		}
+	}
+	return bound
+}
+
+// mtdPartition returns the number of the writable MTD partition named
+// name, binding the board's physmap flash first if it is not there yet.
+func (b *boot) mtdPartition(name string) (int, error) {
+	n := b.findMTDByName(name)
+	if n < 0 && b.bindPhysmap() > 0 {
+		n = b.findMTDByName(name)
+	}
+	if n < 0 {
+		return -1, fmt.Errorf("no MTD partition named %q (there are: %s)", name, b.mtdNames())
+	}
+	flags, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/flags", mtdClass, n))
+	if err != nil {
+		return -1, err
+	}
+	f, err := strconv.ParseUint(flags, 0, 32)
+	if err != nil {
+		return -1, fmt.Errorf("mtd%d (%q): flags %q: %w", n, name, flags, err)
+	}
+	if f&mtdWriteable == 0 {
+		return -1, fmt.Errorf("mtd%d (%q) is read-only (flags %s); left untouched", n, name, flags)
+	}
+	return n, nil
+}
+
+// attachFlash prepares cfg.Device as flash and returns the mount(2)
+// source for cfg.FSType: "ubiN:data" for UBIFS, "mtdN" for JFFS2. The
+// device is an MTD partition ("mtd:NAME", real flash: its writes are on
+// the chip when they return) or a block device handed to block2mtd (an
+// emulation whose writes sit in the page cache; see quickWriteback).
+func (b *boot) attachFlash(cfg dataConfig) (string, error) {
+	var mtd int
+	if name, ok := strings.CutPrefix(cfg.Device, mtdPrefix); ok {
+		var err error
+		if mtd, err = b.mtdPartition(name); err != nil {
+			return "", err
+		}
+	} else {
+		if err := probeFlash(b.path(cfg.Device)); err != nil {
+			return "", err
+		}
+		var err error
+		if mtd, err = b.block2mtd(cfg.Device); err != nil {
+			return "", err
+		}
+		if err := b.quickWriteback(); err != nil {
+			return "", fmt.Errorf("block2mtd writes would reach the disk only after 30 s: %w", err)
+		}
 	}
 	if cfg.FSType == "jffs2" {
 		return fmt.Sprintf("mtd%d", mtd), nil
