@@ -22,6 +22,7 @@ import (
 	"github.com/uroute/uroute/ifmgr/api"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/internal/netnstest"
+	"github.com/uroute/uroute/persist"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -380,14 +381,35 @@ func names(l []ifmgr.Info) []string {
 	return out
 }
 
+// A DB file destroyed between two runs: the daemon moves it aside and
+// rebuilds every record from the kernel's marked links, with the same
+// names, units and identities, and the rebuilt records are in the new file.
 func TestCorruptDBRebuiltFromKernel(t *testing.T) {
 	e := newEnv(t)
 	e.start()
 	c := e.client()
+	made := map[string]ifmgr.Info{}
 	for i := 0; i < 5; i++ {
-		c.Create("bridge", "", 0)
+		in, err := c.Create("bridge", "", 0)
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		made[in.Name] = in
 	}
+	in, err := c.Create("bridge42", "", 0) // an explicit name, another identity kind
+	if err != nil {
+		t.Fatalf("create bridge42: %v", err)
+	}
+	made[in.Name] = in
 	before := e.checkAgree()
+	if len(before) != len(made) {
+		t.Fatalf("%d interfaces listed after %d creates: %v", len(before), len(made), names(before))
+	}
+	for _, in := range before {
+		if m, ok := made[in.Name]; !ok || m.Unit != in.Unit || m.Identity != in.Identity || in.Identity == "" {
+			t.Errorf("listed %+v, created %+v", in, m)
+		}
+	}
 	c.Close()
 	e.stop()
 	if err := os.WriteFile(e.db, []byte(strings.Repeat("not a bolt file ", 1000)), 0o600); err != nil {
@@ -395,12 +417,36 @@ func TestCorruptDBRebuiltFromKernel(t *testing.T) {
 	}
 	e.start()
 	after := e.checkAgree()
-	if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
-		t.Errorf("rebuilt from kernel: %v, want %v", names(after), names(before))
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("rebuilt from kernel:\n%v\nwant\n%v", after, before)
 	}
+	e.stop()
 	kept, _ := filepath.Glob(e.db + ".corrupt*")
 	if len(kept) != 1 {
 		t.Errorf("bad DB not kept for diagnosis: %v", kept)
+	}
+	// The rebuilt records are on disk, not only in the daemon's memory.
+	st, rec, err := persist.Open(e.db, persist.Options{Logger: testLogger()})
+	if err != nil || rec.Reason != nil {
+		t.Fatalf("reopen the rebuilt DB: %v %+v", err, rec)
+	}
+	defer st.Close()
+	recs, err := st.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]persist.Record{}
+	for _, r := range recs {
+		onDisk[fmt.Sprintf("%s%d", r.Cloner, r.Unit)] = r
+	}
+	for _, in := range before {
+		r, ok := onDisk[in.Name]
+		if !ok || r.Identity.Key() != in.Identity {
+			t.Errorf("%s (%s): on disk %+v, %v", in.Name, in.Identity, r, ok)
+		}
+	}
+	if len(onDisk) != len(before) {
+		t.Errorf("%d records on disk, want %d: %+v", len(onDisk), len(before), recs)
 	}
 }
 
