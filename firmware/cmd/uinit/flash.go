@@ -28,8 +28,6 @@ const (
 	mtdClass       = "/sys/class/mtd"
 	ubiClass       = "/sys/class/ubi"
 	ubiCtrl        = "/dev/ubi_ctrl"
-	platformDevs   = "/sys/bus/platform/devices"
-	physmapBind    = "/sys/bus/platform/drivers/physmap-flash/bind"
 	dirtyExpire    = "/proc/sys/vm/dirty_expire_centisecs"
 	dirtyWriteback = "/proc/sys/vm/dirty_writeback_centisecs"
 
@@ -318,38 +316,39 @@ func (b *boot) mtdNames() string {
 	return strings.Join(names, ", ")
 }
 
-// bindPhysmap binds physmap-flash platform devices that have no driver.
-// The image has no modprobe: when u-root's init loaded physmap before the
-// chip probe and command set (it goes in name order), the probe failed and
-// the device stayed unbound; uinit has loaded them since, so binding again
-// finds the chip and adds its partitions. It reports how many were bound.
-func (b *boot) bindPhysmap() int {
-	ents, err := os.ReadDir(b.path(platformDevs))
-	if err != nil {
-		return 0
+// phramParam is the phram module's device list, writable at run time.
+const phramParam = "/sys/module/phram/parameters/phram"
+
+// addPhram hands the kernel command line's phram.phram=NAME,START,LEN[,ERASE]
+// to the phram module, as modprobe would when loading it (the image has
+// no modprobe; u-root's init loads modules without parameters). phram
+// maps that physical memory as an MTD device; under QEMU it is a host file
+// shared into the guest (docs/flash.md). It reports whether it wrote.
+func (b *boot) addPhram() (bool, error) {
+	spec := parseCmdline(b.Cmdline)["phram.phram"]
+	if spec == "" {
+		return false, nil
 	}
-	bound := 0
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), "physmap-flash") {
-			continue
-		}
-		if _, err := os.Lstat(b.path(platformDevs + "/" + e.Name() + "/driver")); err == nil {
-			continue
-		}
-		if b.Sys.WriteFile(b.path(physmapBind), e.Name()) == nil {
-			bound++
-		}
+	name, _, _ := strings.Cut(spec, ",")
+	if b.findMTDByName(name) >= 0 {
+		return false, nil
 	}
-	return bound
+	if _, err := os.Stat(b.path(phramParam)); err != nil {
+		return false, fmt.Errorf("phram.phram=%s given but the phram module is not loaded (%v)", spec, err)
+	}
+	if err := b.Sys.WriteFile(b.path(phramParam), spec); err != nil {
+		return false, fmt.Errorf("phram %q: %w (dmesg has phram's reason)", spec, err)
+	}
+	return true, nil
 }
 
 // mtdPartition returns the number of the writable MTD partition named
-// name, binding the board's physmap flash first if it is not there yet.
+// name, adding the command line's phram device first if there is one.
 func (b *boot) mtdPartition(name string) (int, error) {
-	n := b.findMTDByName(name)
-	if n < 0 && b.bindPhysmap() > 0 {
-		n = b.findMTDByName(name)
+	if _, err := b.addPhram(); err != nil {
+		return -1, err
 	}
+	n := b.findMTDByName(name)
 	if n < 0 {
 		return -1, fmt.Errorf("no MTD partition named %q (there are: %s)", name, b.mtdNames())
 	}

@@ -252,26 +252,18 @@ func TestMountDataFlashFailures(t *testing.T) {
 	}
 }
 
-// norKernel fakes malta's NOR flash: a physmap-flash platform device left
-// unbound by u-root's init, whose binding adds the board's partitions.
+// norKernel fakes the QEMU tests' NOR: phram, whose parameter adds the
+// device, next to a read-only boot partition.
 func norKernel(t *testing.T) *flashKernel {
 	k := newFlashKernel(t, nil)
 	os.RemoveAll(k.p("/sys/class/mtd"))
-	write(t, k.p(physmapBind), nil)
-	if err := os.MkdirAll(k.p(platformDevs+"/physmap-flash.0"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	write(t, k.p(phramParam), nil)
+	write(t, k.p("/sys/class/mtd/mtd0/name"), []byte("boot\n"))
+	write(t, k.p("/sys/class/mtd/mtd0/flags"), []byte("0x800\n"))
 	k.fs.onWrite = func(path, value string) {
-		if path == k.p(physmapBind) && value == "physmap-flash.0" {
-			write(t, k.p("/sys/class/mtd/mtd0/name"), []byte("YAMON\n"))
-			write(t, k.p("/sys/class/mtd/mtd0/flags"), []byte("0x800\n"))
-			write(t, k.p("/sys/class/mtd/mtd1/name"), []byte("User FS\n"))
+		if path == k.p(phramParam) && value == "nor,0x90000000,3Mi,64Ki" {
+			write(t, k.p("/sys/class/mtd/mtd1/name"), []byte("nor\n"))
 			write(t, k.p("/sys/class/mtd/mtd1/flags"), []byte("0xc00\n"))
-			write(t, k.p("/sys/class/mtd/mtd2/name"), []byte("Board Config\n"))
-			write(t, k.p("/sys/class/mtd/mtd2/flags"), []byte("0x800\n"))
-			if err := os.Symlink("../../drivers/physmap-flash", k.p(platformDevs+"/physmap-flash.0/driver")); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	return k
@@ -281,12 +273,12 @@ func TestMountDataMTDPartition(t *testing.T) {
 	for _, fs := range []string{"jffs2", "ubifs"} {
 		t.Run(fs, func(t *testing.T) {
 			k := norKernel(t)
-			b := &boot{Root: k.root, Cmdline: `uroute.datafs=` + fs + ` uroute.data="mtd:User FS"`, Sys: k.fs}
+			b := &boot{Root: k.root, Cmdline: "uroute.datafs=" + fs + " phram.phram=nor,0x90000000,3Mi,64Ki uroute.data=mtd:nor", Sys: k.fs}
 			if err := b.mountData(); err != nil {
 				t.Fatal(err)
 			}
-			// Bound once; no block2mtd, no write-back sysctls (real flash).
-			if want := []string{"bind=physmap-flash.0"}; !reflect.DeepEqual(k.fs.writes, want) {
+			// phram added once; no block2mtd, no write-back sysctls.
+			if want := []string{"phram=nor,0x90000000,3Mi,64Ki"}; !reflect.DeepEqual(k.fs.writes, want) {
 				t.Errorf("writes %q, want %q", k.fs.writes, want)
 			}
 			want := []string{"mtd1 data jffs2"}
@@ -299,7 +291,7 @@ func TestMountDataMTDPartition(t *testing.T) {
 			if !reflect.DeepEqual(k.fs.mounts, want) {
 				t.Errorf("mounts %q, want %q", k.fs.mounts, want)
 			}
-			// Again: already bound, nothing written.
+			// Again: the device is there, nothing written.
 			k.fs.writes, k.fs.mounts = nil, nil
 			if err := b.mountData(); err != nil || len(k.fs.writes) != 0 {
 				t.Errorf("second run: %v, writes %q", err, k.fs.writes)
@@ -310,8 +302,8 @@ func TestMountDataMTDPartition(t *testing.T) {
 
 func TestMountDataMTDPartitionRefused(t *testing.T) {
 	for _, tc := range []struct{ dev, want string }{
-		{"mtd:YAMON", `mtd0 ("YAMON") is read-only (flags 0x800); left untouched`},
-		{"mtd:nope", `no MTD partition named "nope" (there are: mtd0 "YAMON", mtd1 "User FS", mtd2 "Board Config")`},
+		{"mtd:boot", `mtd0 ("boot") is read-only (flags 0x800); left untouched`},
+		{"mtd:nope", `no MTD partition named "nope" (there are: mtd0 "boot")`},
 	} {
 		k := norKernel(t)
 		b := &boot{Root: k.root, Cmdline: "uroute.datafs=jffs2 uroute.data=" + tc.dev, Sys: k.fs}
