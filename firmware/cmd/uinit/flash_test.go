@@ -261,7 +261,7 @@ func norKernel(t *testing.T) *flashKernel {
 	write(t, k.p("/sys/class/mtd/mtd0/name"), []byte("boot\n"))
 	write(t, k.p("/sys/class/mtd/mtd0/flags"), []byte("0x800\n"))
 	k.fs.onWrite = func(path, value string) {
-		if path == k.p(phramParam) && value == "nor,0x90000000,3Mi,64Ki" {
+		if path == k.p(phramParam) && value == "nor,0x90000000,3Mi,64ki" {
 			write(t, k.p("/sys/class/mtd/mtd1/name"), []byte("nor\n"))
 			write(t, k.p("/sys/class/mtd/mtd1/flags"), []byte("0xc00\n"))
 		}
@@ -273,12 +273,12 @@ func TestMountDataMTDPartition(t *testing.T) {
 	for _, fs := range []string{"jffs2", "ubifs"} {
 		t.Run(fs, func(t *testing.T) {
 			k := norKernel(t)
-			b := &boot{Root: k.root, Cmdline: "uroute.datafs=" + fs + " phram.phram=nor,0x90000000,3Mi,64Ki uroute.data=mtd:nor", Sys: k.fs}
+			b := &boot{Root: k.root, Cmdline: "uroute.datafs=" + fs + " phram.phram=nor,0x90000000,3Mi,64ki uroute.data=mtd:nor", Sys: k.fs}
 			if err := b.mountData(); err != nil {
 				t.Fatal(err)
 			}
 			// phram added once; no block2mtd, no write-back sysctls.
-			if want := []string{"phram=nor,0x90000000,3Mi,64Ki"}; !reflect.DeepEqual(k.fs.writes, want) {
+			if want := []string{"phram=nor,0x90000000,3Mi,64ki"}; !reflect.DeepEqual(k.fs.writes, want) {
 				t.Errorf("writes %q, want %q", k.fs.writes, want)
 			}
 			want := []string{"mtd1 data jffs2"}
