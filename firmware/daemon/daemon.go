@@ -148,6 +148,17 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("open allocation DB: %w", err)
 	}
 	defer store.Close()
+	var ifStore ifmgr.Store = store
+	if dev := block2mtdBacking(nearestDir(store.Path())); dev != "" && store.Path() != persist.MemoryPath {
+		// Emulated flash whose fsync stops in a page cache: see block2mtd.go.
+		f, err := os.Open(dev)
+		if err != nil {
+			return fmt.Errorf("allocation DB on block2mtd over %s: open it to flush commits: %w", dev, err)
+		}
+		defer f.Close()
+		log.Info("allocation DB on block2mtd: every commit is flushed to its disk", "dev", dev)
+		ifStore = deviceSyncStore{Store: store, dev: f}
+	}
 	if rec.Reason != nil {
 		log.Error("allocation DB was unreadable and is rebuilt from the kernel", "kept", rec.MovedTo, "reason", rec.Reason)
 	}
@@ -165,7 +176,7 @@ func Run(ctx context.Context, o Options) error {
 
 	m, err := ifmgr.New(ifmgr.Config{
 		Kernel:     conn,
-		Store:      store,
+		Store:      ifStore,
 		Watcher:    watcher,
 		Cloners:    cloners,
 		OwnerGroup: o.OwnerGroup,
