@@ -114,6 +114,13 @@ func TestNOR(t *testing.T) {
 				db:      norDB,
 				append:  "uroute.datafs=jffs2 phram.phram=" + norPhram + " uroute.data=mtd:nor"}}
 			start := time.Now()
+			defer func() {
+				if r.vm != nil {
+					r.collectBytes()
+				}
+				t.Logf("%s: NOR test %v (image build not counted); flash bytes per commit: %s", a.Name,
+					time.Since(start).Round(time.Second), r.bytesSummary())
+			}()
 			for _, st := range []struct {
 				name string
 				fn   func(t *testing.T)
@@ -126,8 +133,6 @@ func TestNOR(t *testing.T) {
 					break
 				}
 			}
-			t.Logf("%s: NOR test %v (image build not counted); flash bytes per commit: %s", a.Name,
-				time.Since(start).Round(time.Second), r.bytesSummary())
 		})
 	}
 }
@@ -162,12 +167,12 @@ func (r *norRig) boot(t *testing.T) uint64 {
 	if out := r.vm.MustRun("cat /proc/mounts", 10*time.Second); !regexp.MustCompile(`(?m)^mtd\d+ /data jffs2 `).MatchString(out) {
 		t.Fatalf("/data is not JFFS2 on the NOR:\n%s", out)
 	}
-	r.collectBytes()
 	gen, _ := strconv.ParseUint(m[2], 10, 64)
 	return gen
 }
 
-// collectBytes adds this boot's snapshot sizes so far.
+// collectBytes adds the snapshot sizes of the current VM's console; it is
+// called once per VM, when the VM is done (cut, or the test's end).
 func (r *norRig) collectBytes() {
 	for _, m := range reSnapshot.FindAllStringSubmatch(r.vm.Console(), -1) {
 		n, _ := strconv.Atoi(m[3])
@@ -230,6 +235,7 @@ func (r *norRig) powercut(t *testing.T) {
 	var leakCheck []string // ifctl's bridge of the previous round's leak check
 	for round := 1; round <= rounds; round++ {
 		confirmed, delay := cutAndCollect(t, &r.lifecycle, round, rng)
+		r.collectBytes()
 		r.boot(t)
 		inFlight := checkConfirmedOnFlash(t, round, r.vm, confirmed, leakCheck)
 		leakCheck = r.leakCheck(t, round)
