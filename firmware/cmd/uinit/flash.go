@@ -189,12 +189,12 @@ func (b *boot) findMTD(dev string) int {
 //
 // block2mtd is not write-through: an MTD write only dirties the page cache
 // of the block device under it, and UBIFS's fsync (which syncs its write
-// buffer to UBI, and UBI to MTD) never reaches the disk. Only sync(2),
-// syncfs(2) or the flusher write it out. With the defaults a power cut
-// lost every bbolt commit of the last half minute (docs/flash.md: 25 and
-// 30 confirmed allocations gone); with 10 ms at most the last one. Real
-// flash drivers write synchronously and need none of this. The setting is
-// global, but the router has no other disk.
+// buffer to UBI, and UBI to MTD) never reaches the disk. ifmgrd makes its
+// own commits durable by fsyncing that disk (firmware/daemon/block2mtd.go);
+// this setting keeps everything else on /data (UBIFS's own journal
+// commits, files written by hand) from sitting in RAM for half a minute.
+// Real flash drivers write synchronously and need none of this. The
+// setting is global, but the router has no other disk.
 func (b *boot) quickWriteback() error {
 	for _, p := range []string{dirtyExpire, dirtyWriteback} {
 		if err := b.Sys.WriteFile(b.path(p), "1"); err != nil {
