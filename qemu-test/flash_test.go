@@ -236,14 +236,14 @@ func (f *flashRig) powercut(t *testing.T) {
 		if strings.Contains(f.vm.Console(), dbRebuilt) {
 			t.Errorf("round %d: the DB file was damaged and rebuilt from the kernel", r)
 		}
-		inFlight := checkConfirmedOnFlash(t, r, f.vm, confirmed, leakCheck)
+		kept, inFlight := checkConfirmedOnFlash(t, r, f.vm, confirmed, leakCheck)
 		leakCheck = f.leakCheck(t, r)
 		total += len(confirmed)
-		t.Logf("round %d: cut %v into the storm, %d bridges confirmed, all in the DB at the next boot (%d records loaded, %d more in flight); %q",
-			r, delay.Round(10*time.Millisecond), len(confirmed), loaded, inFlight, recovery)
+		t.Logf("round %d: cut %v into the storm, %d bridges confirmed, %d of them in the DB at the next boot (%d records loaded, %d more in flight); %q",
+			r, delay.Round(10*time.Millisecond), len(confirmed), kept, loaded, inFlight, recovery)
 		if t.Failed() {
 			return
 		}
 	}
-	t.Logf("%d power cuts, %d confirmed allocations, 0 lost", rounds, total)
+	t.Logf("%d power cuts, %d confirmed allocations, none lost", rounds, total)
 }
