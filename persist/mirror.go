@@ -1,7 +1,7 @@
 package persist
 
 import (
-	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -37,7 +38,9 @@ import (
 // and a <snap>.new left by a power cut, the whole one with the higher
 // generation wins, so a torn snapshot never wins over a whole one. (A
 // whole <snap>.new newer than <snap> is a commit that was written but not
-// yet confirmed; taking it is as correct as not.)
+// yet confirmed; taking it is as correct as not. It is renamed into place
+// at Open, so the next commit's <snap>.new never replaces the only copy of
+// what was loaded.)
 //
 // Flash bytes per commit are one snapshot (every record, ~100 bytes each,
 // before JFFS2's compression and node headers). Nothing else is written:
@@ -251,6 +254,7 @@ func (b *mirrorBackend) load() (snapshot, Recovery, error) {
 	var best snapshot
 	var have bool
 	var bad []error
+	var from string
 	for _, p := range []string{b.snap, b.snap + ".new"} {
 		s, found, err := readSnapshot(p)
 		switch {
@@ -261,8 +265,18 @@ func (b *mirrorBackend) load() (snapshot, Recovery, error) {
 			bad = append(bad, fmt.Errorf("%s: %w", p, err))
 			b.log.Warn("persist: snapshot is not whole; ignored", "path", p, "err", err)
 		case !have || s.gen > best.gen:
-			best, have = s, true
+			best, have, from = s, true, p
 		}
+	}
+	if have && from != b.snap {
+		// A whole <snap>.new won (a cut between its fsync and its
+		// rename): finish the rename, so that what was loaded is what
+		// <snap> holds and the next commit's <snap>.new cannot tear it.
+		if err := os.Rename(from, b.snap); err != nil {
+			return snapshot{}, Recovery{}, fmt.Errorf("persist: promoting %s: %w", from, err)
+		}
+		syncDir(filepath.Dir(b.snap), b.log)
+		b.log.Info("persist: newer whole snapshot promoted", "from", from, "generation", best.gen)
 	}
 	if have || len(bad) == 0 {
 		return best, Recovery{}, nil
@@ -387,14 +401,5 @@ func (s *Store) MirrorStats() (st MirrorStats, ok bool) {
 }
 
 func compareRecords(x, y Record) int {
-	if c := bytes.Compare([]byte(x.Cloner), []byte(y.Cloner)); c != 0 {
-		return c
-	}
-	switch {
-	case x.Unit < y.Unit:
-		return -1
-	case x.Unit > y.Unit:
-		return 1
-	}
-	return 0
+	return cmp.Or(strings.Compare(x.Cloner, y.Cloner), cmp.Compare(x.Unit, y.Unit))
 }

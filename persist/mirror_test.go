@@ -198,6 +198,10 @@ func TestMirrorPicksNewestWholeSnapshot(t *testing.T) {
 			if st, _ := s.MirrorStats(); st.Generation != c.wantGen {
 				t.Errorf("generation %d, want %d", st.Generation, c.wantGen)
 			}
+			// What was loaded is what <snap> holds now.
+			if got, _, err := readSnapshot(snap); err != nil || got.gen != c.wantGen || !reflect.DeepEqual(got.recs, c.want) {
+				t.Errorf("%s after Open: gen %d %v, %v", snap, got.gen, got.recs, err)
+			}
 			// The next commit supersedes both.
 			if err := s.Apply([]Record{bridgeRec(5)}, nil); err != nil {
 				t.Fatal(err)
