@@ -116,6 +116,16 @@ func (lc *lifecycle) boot(t *testing.T) []ifmgr.Info {
 	return list
 }
 
+// checkCleanConsole: a clean boot (a fresh disk, or after a clean
+// shutdown) prints no line that looks like an error (VM.ErrorLines),
+// u-root's init loading modules before uinit included.
+func (lc *lifecycle) checkCleanConsole(t *testing.T) {
+	t.Helper()
+	if errs := lc.vm.ErrorLines(); len(errs) > 0 {
+		t.Errorf("a clean boot printed %d error lines:\n%s", len(errs), strings.Join(errs, "\n"))
+	}
+}
+
 // waitList polls ifctl list until done accepts it.
 func (lc *lifecycle) waitList(t *testing.T, what string, done func([]ifmgr.Info) bool) []ifmgr.Info {
 	t.Helper()
@@ -184,6 +194,7 @@ func byIdentity(list []ifmgr.Info) map[string]string {
 // sees tag 10.
 func (lc *lifecycle) vlan(t *testing.T) {
 	list := lc.boot(t)
+	lc.checkCleanConsole(t)
 	lc.units = byIdentity(list)
 	t.Logf("ifctl list:\n%s", formatList(list))
 	guest, _ := find(list, "bridge/guest", "")
@@ -192,17 +203,16 @@ func (lc *lifecycle) vlan(t *testing.T) {
 		t.Fatalf("eth1's VLAN 10 is %s on %q, want parent eth1", rx.Name, rx.Parent)
 	}
 	vm := lc.vm
-	to := lc.arch.Scale(10 * time.Second)
 	marker := fmt.Sprintf("m%d", time.Now().UnixNano()%1e9)
 	files := map[string]string{"/tmp/r-vlan": rx.Name, "/tmp/r-eth1": "eth1"}
 	for f, dev := range files {
-		vm.MustRun(fmt.Sprintf("uroute-probe recv %s %s 30 > %s 2>&1 &", dev, marker, f), to)
+		vm.Spawn(f, "uroute-probe", "recv", dev, marker, "30")
 	}
 	waitProbe(t, vm, files, "probe: listening on", lc.arch.Scale(15*time.Second))
 	// In the background like the receivers: on arm64 a foreground send
 	// on the bridge once left the shell without its prompt (the frames
 	// did go out).
-	vm.MustRun(fmt.Sprintf("uroute-probe send %s %s > /tmp/s 2>&1 &", guest.Name, marker), to)
+	vm.Spawn("/tmp/s", "uroute-probe", "send", guest.Name, marker)
 	got := waitProbe(t, vm, files, "probe: (received|timeout)", lc.arch.Scale(30*time.Second))
 	sent := waitProbe(t, vm, map[string]string{"/tmp/s": guest.Name}, "probe: sent 5 frames", lc.arch.Scale(15*time.Second))
 	t.Logf("send: %s", strings.TrimSpace(sent["/tmp/s"]))
@@ -349,6 +359,7 @@ func (lc *lifecycle) reboot(t *testing.T) {
 	lc.vm.Use(t)
 	lc.shutdown(t)
 	list := lc.boot(t)
+	lc.checkCleanConsole(t)
 	got := byIdentity(list)
 	for id, name := range lc.units {
 		if got[id] != name {
@@ -393,9 +404,7 @@ func (lc *lifecycle) cutDuringStorm(t *testing.T, round int, rng *rand.Rand, max
 	t.Helper()
 	from := lc.vm.mark()
 	for i := 0; i < 2; i++ {
-		if err := lc.vm.Type("for i in $(seq 1 300); do ifctl create bridge > /dev/null; done & \n"); err != nil {
-			t.Fatal(err)
-		}
+		lc.vm.Spawn(fmt.Sprintf("/tmp/storm%d", i), "sh", "-c", "for i in $(seq 1 300); do ifctl create bridge > /dev/null; done")
 	}
 	if _, _, err := lc.vm.WaitLine(from, regexp.MustCompile(`msg=created name=bridge`), lc.arch.Scale(30*time.Second)); err != nil {
 		t.Fatalf("round %d: the storm did not start: %v", round, err)

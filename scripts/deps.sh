@@ -4,7 +4,7 @@
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
-command -v modinfo >/dev/null || need+=(kmod) # scripts/fetch-kernel.sh reads .ko depends
+command -v modinfo >/dev/null || need+=(kmod) # scripts/fetch-kernel_test.sh checks the load order with it
 # The QEMU suite boots all four machines; --no-install-recommends keeps
 # out ~400 MB of EFI firmware that -kernel boots do not use.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)

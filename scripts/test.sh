@@ -1,40 +1,107 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, vet, staticcheck, and the Go tests. As root,
-# the real-kernel tests run inside throw-away network namespaces.
+# Runs every test: formatting, vet, staticcheck, the Go tests, the
+# big-endian MIPS tests and the QEMU suite. As root, the real-kernel tests
+# run inside throw-away network namespaces. At the end (pass or fail) it
+# prints how long each stage took, each QEMU test on its own line.
+#
+# Images are cached by content ($UROUTE_CACHE/images, default
+# ~/.cache/uroute/images; see qemu-test/qemu BuildImage): a rerun with no
+# change to the image's sources, profile or modules builds none. Kernels
+# are cached in $UROUTE_CACHE/kernel-* (scripts/fetch-kernel.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/deps.sh
-echo "== gofmt"
-bad=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
-if [ -n "$bad" ]; then echo "gofmt would change: $bad"; exit 1; fi
-echo "== go vet (amd64, and big-endian 32-bit MIPS: the routers ifmgr must run on)"
-go vet ./...
-GOARCH=mips GOMIPS=softfloat go vet ./...
-echo "== staticcheck"
-go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-echo "== go test"
-go test -count=1 -p 1 -timeout 30m "$@" ./...
-
-echo "== big-endian MIPS (ath79-class): ifmgr/... and persist under qemu-user"
-./scripts/test-mips-be.sh
-
-echo "== QEMU suite: the image on amd64, arm64, armv7 and mipsle"
-# Kernels are cached in $UROUTE_CACHE (default ~/.cache/uroute) across runs.
 cache=${UROUTE_CACHE:-$HOME/.cache/uroute}
-for arch in amd64 arm64 armv7 mipsle; do
-	./scripts/fetch-kernel.sh "$arch" "$cache/kernel-$arch"
-done
-# The flash test (UBIFS on block2mtd) needs MTD, which cloud-amd64 lacks.
-FLAVOUR=amd64 ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-generic"
-echo "== the image is reproducible: two builds, the same bytes"
-repro=$(mktemp -d "${TMPDIR:-/tmp}/uroute-repro.XXXXXX")
-for i in 1 2; do
-	MODULES_DIR=$cache/kernel-mipsle/modules ./scripts/build-image.sh mipsle "$repro/$i.cpio" 2>/dev/null
-done
-cmp "$repro/1.cpio" "$repro/2.cpio"
-sha256sum "$repro/1.cpio" | cut -d' ' -f1
-rm -rf "$repro"
+export UROUTE_CACHE=$cache
+log=$(mktemp -d "${TMPDIR:-/tmp}/uroute-test.XXXXXX")
 
-# -v: the boot and convergence times of a passing run are worth reading;
-# a failing guest's whole console is printed with its test.
-UROUTE_QEMU=1 go test -count=1 -v -timeout 40m ./qemu-test/
+# stage NAME CMD...: runs CMD as one timed stage of the table. CMD runs in
+# a "||" context, where bash ignores set -e: the functions below chain their
+# steps with && so that a failure is never masked.
+names=() secs=() results=()
+stage() {
+	local name=$1 t0=$SECONDS rc=0
+	shift
+	echo "== $name"
+	"$@" || rc=$?
+	names+=("$name") secs+=($((SECONDS - t0)))
+	if [ "$rc" -eq 0 ]; then results+=(ok); else results+=("FAILED ($rc)"); fi
+	return "$rc"
+}
+
+# table prints the stages, and the QEMU tests' own times from go test -v.
+table() {
+	local i total=0
+	echo
+	echo "== time per stage"
+	for i in "${!names[@]}"; do
+		printf '%-58s %6ss  %s\n' "${names[$i]}" "${secs[$i]}" "${results[$i]}"
+		total=$((total + secs[i]))
+	done
+	if [ -f "$log/qemu.log" ]; then
+		# Top-level tests and their per-arch subtests (4 spaces in).
+		sed -nE 's/^(    )?--- (PASS|FAIL|SKIP): (Test[A-Za-z0-9_]+(\/[A-Za-z0-9_-]+)?) \(([0-9.]+)s\)$/\3 \5 \2/p' "$log/qemu.log" |
+			while read -r t s r; do
+				case $t in */*) t="  $t" ;; esac
+				printf '  %-56s %6.0fs  %s\n' "$t" "$s" "$r"
+			done
+	fi
+	printf '%-58s %6ss\n' "total" "$total"
+	if [ -f "$log/qemu.log" ]; then
+		echo
+		echo "== where the QEMU boots spent their time (scripts/boot-times.sh)"
+		./scripts/boot-times.sh "$log/qemu.log" || true
+	fi
+}
+trap table EXIT
+
+gofmt_check() {
+	local bad
+	bad=$(gofmt -l $(git ls-files '*.go') 2>&1 || true)
+	[ -z "$bad" ] || { echo "gofmt would change: $bad"; return 1; }
+}
+vet() {
+	# Also for the big-endian 32-bit MIPS routers ifmgr must run on.
+	go vet ./... && GOARCH=mips GOMIPS=softfloat go vet ./...
+}
+fetch_kernels() {
+	local arch
+	for arch in amd64 arm64 armv7 mipsle; do
+		./scripts/fetch-kernel.sh "$arch" "$cache/kernel-$arch" || return
+	done
+	# The flash test (UBIFS on block2mtd) needs MTD, which cloud-amd64 lacks.
+	FLAVOUR=amd64 ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-generic"
+}
+# reproducible: a fresh build of the mipsle image the lifecycle test boots
+# must have the bytes of the cached one (the first build, which the test
+# then reuses). Checked once per set of inputs: a stamp names the image.
+reproducible() {
+	local img fresh=$log/fresh.cpio
+	go build -o "$cache/bin/uroute-image" ./qemu-test/cmd/uroute-image &&
+		img=$("$cache/bin/uroute-image" mipsle qemu-test/profiles/qemu-vlan-hub.toml) || return
+	if [ -f "$img.reproducible" ]; then
+		echo "$img: already checked for these inputs"
+		return 0
+	fi
+	BOARD_FILE=qemu-test/profiles/qemu-vlan-hub.toml MODULES_DIR=$cache/kernel-mipsle/modules \
+		./scripts/build-image.sh mipsle "$fresh" 2>/dev/null &&
+		cmp "$img" "$fresh" &&
+		sha256sum "$fresh" | cut -d' ' -f1 | tee "$img.reproducible" &&
+		rm -f "$fresh"
+}
+qemu_suite() {
+	# -v: the boot phases and convergence times of a passing run are
+	# worth reading; a failing guest's whole console is printed with its
+	# test.
+	UROUTE_QEMU=1 go test -count=1 -v -timeout 40m ./qemu-test/ 2>&1 | tee "$log/qemu.log"
+	return "${PIPESTATUS[0]}"
+}
+
+stage "deps (scripts/deps.sh)" ./scripts/deps.sh
+stage "gofmt" gofmt_check
+stage "go vet (amd64, big-endian mips)" vet
+stage "staticcheck" go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+stage "go test (unit and host-kernel tests)" go test -count=1 -p 1 -timeout 30m "$@" ./...
+stage "big-endian MIPS: ifmgr/... and persist under qemu-user" ./scripts/test-mips-be.sh
+stage "kernels (fetch-kernel.sh, 5 kernels)" fetch_kernels
+stage "the image is reproducible (mipsle, two builds)" reproducible
+stage "QEMU suite (amd64, arm64, armv7, mipsle)" qemu_suite

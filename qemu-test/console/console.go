@@ -32,6 +32,7 @@ type Console struct {
 	mu       sync.Mutex
 	raw      bytes.Buffer
 	lines    []string
+	at       []time.Time // when each line was complete
 	partial  []byte
 	notify   chan struct{} // closed and replaced on new output
 	closed   chan struct{} // closed by Close
@@ -46,6 +47,7 @@ func New(in io.Writer) *Console {
 
 // Write takes output of the guest (QEMU's stdout).
 func (c *Console) Write(p []byte) (int, error) {
+	now := time.Now()
 	c.mu.Lock()
 	c.raw.Write(p)
 	var done []string
@@ -56,6 +58,7 @@ func (c *Console) Write(p []byte) (int, error) {
 			l := cleanLine(c.partial)
 			c.partial = c.partial[:0]
 			c.lines = append(c.lines, l)
+			c.at = append(c.at, now)
 			done = append(done, l)
 		default:
 			c.partial = append(c.partial, b)
@@ -116,6 +119,19 @@ func (c *Console) Lines(from, to int) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.lines[from:to]...)
+}
+
+// Find is the index of the first line from index from on that matches
+// re, and when it was complete; -1 if there is none yet.
+func (c *Console) Find(from int, re *regexp.Regexp) (int, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := from; i < len(c.lines); i++ {
+		if re.MatchString(c.lines[i]) {
+			return i, c.at[i]
+		}
+	}
+	return -1, time.Time{}
 }
 
 // WaitLine waits until a line from index from on matches re and returns

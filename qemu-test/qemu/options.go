@@ -23,10 +23,12 @@ Options:
   --kernel FILE     kernel to boot (default: scripts/fetch-kernel.sh ARCH
                     into $UROUTE_CACHE/kernel-ARCH)
   --initrd FILE     initramfs (default: scripts/build-image.sh ARCH with
-                    MODULES_DIR=$UROUTE_CACHE/kernel-ARCH/modules, written
-                    to $UROUTE_CACHE/image-ARCH.cpio)
-  --reuse           use the cached kernel/image if present instead of
-                    fetching/building (the build takes ~40 s warm, 1.5 min cold)
+                    the board profile $BOARD, default qemu-ARCH, and
+                    MODULES_DIR=$UROUTE_CACHE/kernel-ARCH/modules, cached in
+                    $UROUTE_CACHE/images by a hash of its inputs: built
+                    only when a source, the profile or a module changed)
+  --reuse           use the cached kernel if present instead of running
+                    fetch-kernel.sh (which checks the apt lists)
   --data FILE       data disk (virtio-blk, the guest's /dev/vda); created as a
                     64 MiB ext4 image on the host if missing, or as 64 MiB
                     of 0xFF (erased flash) with --append uroute.datafs=ubifs
@@ -41,7 +43,7 @@ Options:
 
 With uroute.datafs=ubifs or jffs2 on amd64, the defaults are the generic
 amd64 kernel (FLAVOUR=amd64; cloud-amd64 has no MTD) in
-$UROUTE_CACHE/kernel-amd64-generic and its image image-amd64-generic.cpio.
+$UROUTE_CACHE/kernel-amd64-generic, and an image with its modules.
 
 UROUTE_CACHE defaults to ~/.cache/uroute. Missing QEMU / e2fsprogs are
 installed with apt-get --no-install-recommends (the recommended EFI
@@ -204,18 +206,32 @@ func (o *Options) Prepare(ctx context.Context, repo string, log io.Writer) error
 		}
 	}
 	if o.Initrd == "" {
-		o.Initrd = filepath.Join(CacheDir(), "image-"+filepath.Base(kdir)[len("kernel-"):]+".cpio")
-		if !o.DryRun && (!o.Reuse || !exists(o.Initrd)) {
-			if !exists(filepath.Join(kdir, "modules", "load-order")) {
-				if err := fetch(); err != nil {
-					return err
-				}
+		if !exists(filepath.Join(kdir, "modules", "load-order")) {
+			if o.DryRun {
+				return fmt.Errorf("no kernel modules in %s yet (run once without --dry-run)", kdir)
 			}
-			build := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "build-image.sh"), km.Name, o.Initrd)
-			build.Env = append(env, "MODULES_DIR="+filepath.Join(kdir, "modules"))
-			build.Stdout, build.Stderr = log, log
-			if err := build.Run(); err != nil {
-				return fmt.Errorf("build-image.sh %s: %w", km.Name, err)
+			if err := fetch(); err != nil {
+				return err
+			}
+		}
+		profile, err := BoardProfile(repo, o.Machine)
+		if err != nil {
+			return err
+		}
+		if o.DryRun {
+			key, err := ImageKey(repo, km, profile, filepath.Join(kdir, "modules"))
+			if err != nil {
+				return err
+			}
+			o.Initrd = ImagePath(km, profile, key)
+		} else {
+			img, err := BuildImage(ctx, repo, km, profile, log)
+			if err != nil {
+				return err
+			}
+			o.Initrd = img.Path
+			if !img.Built {
+				fmt.Fprintf(log, "run-qemu: image %s: cached, inputs unchanged\n", img.Path)
 			}
 		}
 	}

@@ -4,6 +4,10 @@
 //
 //	uroute-probe send [-n N] IFACE [MARKER]
 //	uroute-probe recv IFACE MARKER TIMEOUT-SECONDS
+//	uroute-probe spawn OUTFILE PROG [ARG...]
+//
+// spawn starts a background job for the tests and reports its pid (see
+// spawnMain).
 //
 // send writes N (default 5) broadcast frames of EtherType 0x88b5 (IEEE
 // local experimental) whose payload is "uroute-probe:MARKER", 100 ms apart.
@@ -52,6 +56,8 @@ func main() {
 		err = sendMain(os.Args[2:])
 	case "recv":
 		err = recvMain(os.Args[2:])
+	case "spawn":
+		err = spawnMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -62,7 +68,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: uroute-probe send [-n N] IFACE [MARKER]\n       uroute-probe recv IFACE MARKER TIMEOUT-SECONDS")
+	fmt.Fprintln(os.Stderr, "usage: uroute-probe send [-n N] IFACE [MARKER]\n       uroute-probe recv IFACE MARKER TIMEOUT-SECONDS\n       uroute-probe spawn OUTFILE PROG [ARG...]")
 	os.Exit(2)
 }
 

@@ -1,0 +1,205 @@
+package qemu
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// imageInput reports whether a repository file goes into the image (or
+// into how it is built): the module's non-test Go sources outside the
+// test rig, go.mod and go.sum, the board profiles and build-image.sh.
+func imageInput(rel string) bool {
+	switch {
+	case rel == "go.mod" || rel == "go.sum" || rel == "scripts/build-image.sh":
+		return true
+	case strings.HasPrefix(rel, "board/profiles/"):
+		return true
+	case strings.HasSuffix(rel, ".go") && !strings.HasSuffix(rel, "_test.go"):
+		return true
+	}
+	return false
+}
+
+// skipDir are directories whose files never reach the image.
+func skipDir(rel string) bool {
+	switch rel {
+	case ".git", "qemu-test", "docs", "buildroot", "node_modules":
+		return true
+	}
+	return filepath.Base(rel) == "testdata"
+}
+
+// ImageKey is the hash of everything an image is built from: the source
+// tree's image inputs, the profile, the kernel modules (names and bytes),
+// the target and the Go toolchain. Same key, same image bytes (the build
+// is reproducible), so an image with the key is reused as it is.
+func ImageKey(repo string, m Machine, profile, modulesDir string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "uroute image v1\x00%s\x00", m.Name)
+	if v, err := exec.Command("go", "env", "GOVERSION").Output(); err == nil {
+		fmt.Fprintf(h, "%s\x00", strings.TrimSpace(string(v)))
+	}
+	add := func(name, file string) error {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "%s\x00", name)
+		n, err := io.Copy(h, f)
+		fmt.Fprintf(h, "\x00%d\x00", n)
+		return err
+	}
+	var files []string
+	err := filepath.WalkDir(repo, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(repo, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel != "." && skipDir(rel) {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type().IsRegular() && imageInput(rel) {
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("image key: %w", err)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if err := add("src/"+f, filepath.Join(repo, f)); err != nil {
+			return "", fmt.Errorf("image key: %w", err)
+		}
+	}
+	if err := add("profile", profile); err != nil {
+		return "", fmt.Errorf("image key: %w", err)
+	}
+	if modulesDir != "" {
+		ents, err := os.ReadDir(modulesDir)
+		if err != nil {
+			return "", fmt.Errorf("image key: %w", err)
+		}
+		for _, e := range ents { // ReadDir sorts by name
+			if e.Type().IsRegular() {
+				if err := add("modules/"+e.Name(), filepath.Join(modulesDir, e.Name())); err != nil {
+					return "", fmt.Errorf("image key: %w", err)
+				}
+			}
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Image is an image build: the machine (its KernelDir's modules go in),
+// the board profile file, and where it was put.
+type Image struct {
+	Path  string
+	Key   string
+	Built bool          // false: reused from the cache
+	Took  time.Duration // the build (or the key, when reused)
+}
+
+// BuildImage returns the machine's image with the given profile, built by
+// scripts/build-image.sh unless the cache ($UROUTE_CACHE/images) already
+// holds one with the same ImageKey. Images of older keys for the same
+// kernel and profile are removed, all but the newest two.
+func BuildImage(ctx context.Context, repo string, m Machine, profile string, log io.Writer) (Image, error) {
+	start := time.Now()
+	modules := filepath.Join(m.KernelDir(), "modules")
+	if _, err := os.Stat(filepath.Join(modules, "load-order")); err != nil {
+		return Image{}, fmt.Errorf("kernel modules: %w (scripts/fetch-kernel.sh %s %s)", err, m.Name, m.KernelDir())
+	}
+	key, err := ImageKey(repo, m, profile, modules)
+	if err != nil {
+		return Image{}, err
+	}
+	img := Image{Path: ImagePath(m, profile, key), Key: key}
+	dir, name := filepath.Split(img.Path)
+	prefix := name[:len(name)-len(key[:16])-len(".cpio")]
+	if _, err := os.Stat(img.Path); err == nil {
+		img.Took = time.Since(start)
+		return img, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Image{}, err
+	}
+	tmp := img.Path + fmt.Sprintf(".tmp%d", os.Getpid())
+	cmd := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "build-image.sh"), m.Name, tmp)
+	cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR="+modules)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Run(); err != nil {
+		os.Remove(tmp)
+		return Image{}, fmt.Errorf("build-image.sh %s: %w", m.Name, err)
+	}
+	if err := os.Rename(tmp, img.Path); err != nil {
+		return Image{}, err
+	}
+	img.Built, img.Took = true, time.Since(start)
+	prune(dir, prefix, 2)
+	return img, nil
+}
+
+// ImagePath is where BuildImage keeps the image of key:
+// $UROUTE_CACHE/images/KERNELDIR-PROFILE-KEY.cpio.
+func ImagePath(m Machine, profile, key string) string {
+	name := filepath.Base(m.KernelDir()) + "-" + strings.TrimSuffix(filepath.Base(profile), ".toml") + "-" + key[:16] + ".cpio"
+	return filepath.Join(CacheDir(), "images", name)
+}
+
+// BoardProfile is the profile build-image.sh installs by default:
+// $BOARD_FILE, else board/profiles/$BOARD.toml, BOARD defaulting to
+// qemu-ARCH.
+func BoardProfile(repo string, m Machine) (string, error) {
+	p := os.Getenv("BOARD_FILE")
+	if p == "" {
+		board := os.Getenv("BOARD")
+		if board == "" {
+			board = "qemu-" + m.Name
+		}
+		p = filepath.Join(repo, "board", "profiles", board+".toml")
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return "", fmt.Errorf("board profile: %w", err)
+	}
+	return abs, nil
+}
+
+// prune removes all but the newest keep images named prefix*.cpio.
+func prune(dir, prefix string, keep int) {
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+strings.Repeat("?", 16)+".cpio"))
+	if len(old) <= keep {
+		return
+	}
+	mtime := func(f string) time.Time {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return time.Time{}
+		}
+		return fi.ModTime()
+	}
+	sort.Slice(old, func(i, j int) bool { return mtime(old[i]).After(mtime(old[j])) })
+	for _, f := range old[keep:] {
+		os.Remove(f)
+		os.Remove(f + ".reproducible") // scripts/test.sh's stamp
+	}
+}
