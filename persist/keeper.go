@@ -31,6 +31,13 @@ type KeeperOptions struct {
 	// Recheck is the period of the background check; 0 = DefaultRecheck,
 	// negative = none (tests call Recheck themselves).
 	Recheck time.Duration
+	// Open opens the store at path; nil = Open. A store that keeps its
+	// file elsewhere (OpenMirrored: bbolt in RAM, a snapshot on flash that
+	// every commit replaces by rename) has no file at path whose identity
+	// could tell a deletion from a commit, so with Open set the Keeper
+	// does not watch the file's identity: the snapshot is whole state and
+	// the next commit writes it again anyway.
+	Open func(path string, opts Options) (*Store, Recovery, error)
 }
 
 // Keeper is the allocation store ifmgrd runs on: a Store at path while the
@@ -63,6 +70,8 @@ type KeeperOptions struct {
 // creating nothing it could not record.
 type Keeper struct {
 	path      string
+	open      func(path string, opts Options) (*Store, Recovery, error)
+	watchFile bool // path is the file store writes in place: watch its identity
 	log       *slog.Logger
 	permanent bool          // the problem cannot go away by itself: never probe
 	every     time.Duration // recheck period; <= 0: none
@@ -103,7 +112,10 @@ func OpenKeeper(path string, opts KeeperOptions) (*Keeper, Recovery, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	k := &Keeper{path: path, log: log, every: opts.Recheck, mem: map[RecordKey]Record{}, dropped: map[RecordKey]bool{}}
+	k := &Keeper{path: path, open: opts.Open, watchFile: opts.Open == nil, log: log, every: opts.Recheck, mem: map[RecordKey]Record{}, dropped: map[RecordKey]bool{}}
+	if k.open == nil {
+		k.open = Open
+	}
 	if k.every == 0 {
 		k.every = DefaultRecheck
 	}
@@ -121,7 +133,7 @@ func OpenKeeper(path string, opts KeeperOptions) (*Keeper, Recovery, error) {
 		k.permanent = true
 		k.fallBack(opts.Unusable, "")
 	default:
-		s, r, err := Open(path, Options{Logger: log})
+		s, r, err := k.open(path, Options{Logger: log})
 		switch {
 		case err == nil:
 			rec = r
@@ -156,7 +168,7 @@ func (k *Keeper) adopt(s *Store) error {
 	if err != nil {
 		return err
 	}
-	id, err := identityOf(k.path)
+	id, err := k.identity()
 	if err != nil {
 		return fmt.Errorf("persist: the DB file vanished as it was opened: %w", err)
 	}
@@ -277,9 +289,21 @@ func (k *Keeper) Recheck() {
 	k.checkIdentity()
 }
 
+// identity is that of the file at path, or the zero identity for a store
+// whose file is not watched (KeeperOptions.Open).
+func (k *Keeper) identity() (fileIdentity, error) {
+	if !k.watchFile {
+		return fileIdentity{}, nil
+	}
+	return identityOf(k.path)
+}
+
 // checkIdentity rewrites the file from memory if it is no longer the one
 // the store has open. Called with mu held, while persisting.
 func (k *Keeper) checkIdentity() {
+	if !k.watchFile {
+		return
+	}
 	id, err := identityOf(k.path)
 	if err == nil && id == k.ident {
 		return
@@ -302,7 +326,7 @@ func (k *Keeper) checkIdentity() {
 // reopen opens path and writes memory to it, or stays in memory saying
 // why. Called with mu held and store nil.
 func (k *Keeper) reopen(why string) {
-	s, _, err := Open(k.path, Options{Logger: k.log})
+	s, _, err := k.open(k.path, Options{Logger: k.log})
 	if err == nil {
 		err = k.writeBack(s)
 		if err != nil {
@@ -357,7 +381,7 @@ func (k *Keeper) writeBack(s *Store) error {
 	if err := s.Apply(puts, dels); err != nil {
 		return err
 	}
-	id, err := identityOf(k.path)
+	id, err := k.identity()
 	if err != nil {
 		return fmt.Errorf("persist: the DB file vanished as it was written: %w", err)
 	}

@@ -186,7 +186,7 @@ func TestKeeperWriteBackKeepsUnknownReservations(t *testing.T) {
 	k, _ := openKeeper(t, path)
 	k.Close()
 	// Simulate a boot that could not read the file: memory starts empty.
-	k = &Keeper{path: path, log: discardLogger(), mem: map[RecordKey]Record{}, dropped: map[RecordKey]bool{}, problem: errors.New("test")}
+	k = &Keeper{path: path, open: Open, watchFile: true, log: discardLogger(), mem: map[RecordKey]Record{}, dropped: map[RecordKey]bool{}, problem: errors.New("test")}
 	s := mustOpen(t, path)
 	moved := Record{Cloner: "bridge", Unit: 5, Identity: Identity{Name: "br-9"}}
 	mustApply(t, s, []Record{bridge(1), moved}, nil)

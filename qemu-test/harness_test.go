@@ -2,8 +2,11 @@ package qemutest
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/uroute/uroute/qemu-test/qemu"
 )
 
 // Lines of real consoles: a clean mipsle boot, and what the checks must
@@ -49,5 +52,31 @@ func TestFormatPhases(t *testing.T) {
 	}
 	if got := FormatPhases(ph[:1], 0); got != "first output +500ms (500ms), no answer from the shell" {
 		t.Errorf("no shell: %s", got)
+	}
+}
+
+// Config keeps building what it built before the qemu package, and takes
+// firmware boots and extra disks as devices.
+func TestConfigArgs(t *testing.T) {
+	a := ArchByName("armv7")
+	got := strings.Join(Config{Arch: a, Kernel: "/k", Initrd: "/i", Data: "/d", QMP: "/q",
+		NICs: []NIC{{0, "52:54:00:12:34:01"}, {0, "52:54:00:12:34:02"}}, Append: "x=1"}.Args(), " ")
+	want := "-M virt,highmem=off -cpu cortex-a15 -accel tcg -m 512 -nodefaults -nographic -no-reboot" +
+		" -kernel /k -initrd /i -append console=ttyAMA0 quiet x=1 -serial stdio" +
+		" -drive file=/d,if=none,id=data,format=raw -device virtio-blk-pci,drive=data" +
+		" -netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,romfile=" +
+		" -netdev hubport,id=n1,hubid=0 -device virtio-net-pci,netdev=n1,mac=52:54:00:12:34:02,romfile=" +
+		" -device pcie-root-port,id=rp1,slot=1,chassis=1 -qmp unix:/q,server=on,wait=off"
+	if got != want {
+		t.Errorf("kernel boot:\n got %s\nwant %s", got, want)
+	}
+	got = strings.Join(Config{Arch: a, Data: "/flash.img", Reboot: true, NICs: []NIC{},
+		Devices: []qemu.Device{qemu.BIOS{File: "/u-boot.bin"}, qemu.Disk{File: "/wlog.img"}}}.Args(), " ")
+	want = "-M virt,highmem=off -cpu cortex-a15 -accel tcg -m 512 -nodefaults -nographic" +
+		" -serial stdio -drive file=/flash.img,if=none,id=data,format=raw -device virtio-blk-pci,drive=data" +
+		" -device pcie-root-port,id=rp1,slot=1,chassis=1 -bios /u-boot.bin" +
+		" -drive file=/wlog.img,if=none,id=disk0,format=raw -device virtio-blk-pci,drive=disk0"
+	if got != want {
+		t.Errorf("firmware boot:\n got %s\nwant %s", got, want)
 	}
 }

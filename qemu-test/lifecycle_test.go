@@ -1,6 +1,7 @@
 package qemutest
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/uroute/uroute/ifmgr"
+	"github.com/uroute/uroute/qemu-test/qemu"
 )
 
 // The MACs of the harness's NICs: eth0 and eth1 share hub 0, the
@@ -70,6 +72,9 @@ type lifecycle struct {
 	qmp                  string
 	nics                 []NIC  // nil: eth0 and eth1 on one hub (and eth2, see hotplug)
 	append               string // kernel parameters
+	mem                  int    // MB; 0 = the arch's
+	devices              []qemu.Device
+	db                   string // ifmgrd's DB path in status; "" = /data/uroute/ifmgr.db
 	vm                   *VM    // the running guest, carried from one subtest to the next
 	// units is the name of every profile interface by identity, as the
 	// first boot allocated them.
@@ -92,7 +97,7 @@ func (lc *lifecycle) boot(t *testing.T) []ifmgr.Info {
 		}
 	}
 	lc.vm = Boot(lc.top, Config{Arch: lc.arch, Kernel: lc.kernel, Initrd: lc.initrd,
-		NICs: nics, Data: lc.data, QMP: lc.qmp, Append: lc.append})
+		NICs: nics, Data: lc.data, QMP: lc.qmp, Append: lc.append, Mem: lc.mem, Devices: lc.devices})
 	lc.vm.Use(t)
 	ready, err := lc.vm.WaitShell(lc.arch.Scale(120 * time.Second))
 	if err != nil {
@@ -365,7 +370,7 @@ func (lc *lifecycle) reboot(t *testing.T) {
 		t.Errorf("%d interfaces after the reboot, %d before:\n%s", len(got), len(lc.units), formatList(list))
 	}
 	st := lc.status(t)
-	if st.DB != "/data/uroute/ifmgr.db" {
+	if want := cmp.Or(lc.db, "/data/uroute/ifmgr.db"); st.DB != want {
 		t.Errorf("ifmgrd runs from %q, not the data disk", st.DB)
 	}
 	if st.Commits != 0 {
@@ -461,7 +466,7 @@ func (lc *lifecycle) checkNoLeak(t *testing.T, round int, list []ifmgr.Info) {
 		}
 	}
 	st := lc.status(t)
-	if st.DB != "/data/uroute/ifmgr.db" {
+	if want := cmp.Or(lc.db, "/data/uroute/ifmgr.db"); st.DB != want {
 		t.Errorf("round %d: ifmgrd runs from %q, not the data disk", round, st.DB)
 	}
 	for _, c := range st.Cloners {

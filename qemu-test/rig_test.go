@@ -19,7 +19,8 @@ func TestConsoleStress(t *testing.T) {
 	}
 	ForEachArch(t, func(t *testing.T, a Arch) {
 		kernel := Requirements(t, a)
-		vm := Boot(t, Config{Arch: a, Kernel: kernel, Initrd: BuildImage(t, a, Profile("qemu-vlan-hub"))})
+		vm := Boot(t, Config{Arch: a, Kernel: kernel, Initrd: BuildImage(t, a, Profile("qemu-vlan-hub")),
+			Timeout: a.Scale(time.Duration(n) * 20 * time.Second)})
 		if _, err := vm.WaitShell(a.Scale(120 * time.Second)); err != nil {
 			t.Fatal(err)
 		}

@@ -32,6 +32,7 @@ type Options struct {
 	Config         string // board profile; "" = manage only what ifctl asks for
 	CheckConfig    string // validate this profile and exit
 	DB             string
+	DBMirror       bool // keep bbolt in RAM, snapshots at DB (default: only on JFFS2)
 	Socket         string
 	OwnerGroup     uint32
 	BridgeTemplate string
@@ -57,6 +58,7 @@ func ParseFlags(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.Config, "config", "", "board profile (TOML); without one ifmgrd manages only what ifctl asks for")
 	fs.StringVar(&o.CheckConfig, "check-config", "", "validate a board profile, print the verdict and exit")
 	fs.StringVar(&o.DB, "db", DefaultDB, "allocation database path, or "+persist.MemoryPath+" to run without persistence")
+	fs.BoolVar(&o.DBMirror, "db-mirror", false, "keep the DB in RAM and mirror every commit to -db's directory as a snapshot (automatic on JFFS2)")
 	fs.StringVar(&o.Socket, "socket", api.DefaultSocket, "control socket path")
 	fs.StringVar(&group, "owner-group", fmt.Sprintf("%#x", ifmgr.DefaultOwnerGroup), "IFLA_GROUP stamped on links ifmgr creates (its ownership marker)")
 	fs.StringVar(&o.BridgeTemplate, "bridge-template", "bridge%d", "bridge name template")
@@ -125,6 +127,17 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("open allocation DB: %w", err)
 	}
 	defer store.Close()
+	var ifStore ifmgr.Store = store
+	if dev := block2mtdBacking(nearestDir(store.Path())); dev != "" && store.Path() != persist.MemoryPath {
+		// Emulated flash whose fsync stops in a page cache: see block2mtd.go.
+		f, err := os.Open(dev)
+		if err != nil {
+			return fmt.Errorf("allocation DB on block2mtd over %s: open it to flush commits: %w", dev, err)
+		}
+		defer f.Close()
+		log.Info("allocation DB on block2mtd: every commit is flushed to its disk", "dev", dev)
+		ifStore = deviceSyncStore{Store: store, dev: f}
+	}
 	if rec.Reason != nil {
 		log.Error("allocation DB was unreadable and is rebuilt from the kernel", "kept", rec.MovedTo, "reason", rec.Reason)
 	}
@@ -142,7 +155,7 @@ func Run(ctx context.Context, o Options) error {
 
 	m, err := ifmgr.New(ifmgr.Config{
 		Kernel:     conn,
-		Store:      store,
+		Store:      ifStore,
 		Watcher:    watcher,
 		Cloners:    cloners,
 		OwnerGroup: o.OwnerGroup,

@@ -22,8 +22,8 @@ import (
 	"github.com/uroute/uroute/ifmgr/api"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/internal/netnstest"
+	"github.com/uroute/uroute/persist"
 	bolt "go.etcd.io/bbolt"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { netnstest.Main(m) }
@@ -382,14 +382,35 @@ func names(l []ifmgr.Info) []string {
 	return out
 }
 
+// A DB file destroyed between two runs: the daemon moves it aside and
+// rebuilds every record from the kernel's marked links, with the same
+// names, units and identities, and the rebuilt records are in the new file.
 func TestCorruptDBRebuiltFromKernel(t *testing.T) {
 	e := newEnv(t)
 	e.start()
 	c := e.client()
+	made := map[string]ifmgr.Info{}
 	for i := 0; i < 5; i++ {
-		c.Create("bridge", "", 0)
+		in, err := c.Create("bridge", "", 0)
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		made[in.Name] = in
 	}
+	in, err := c.Create("bridge42", "", 0) // an explicit name, another identity kind
+	if err != nil {
+		t.Fatalf("create bridge42: %v", err)
+	}
+	made[in.Name] = in
 	before := e.checkAgree()
+	if len(before) != len(made) {
+		t.Fatalf("%d interfaces listed after %d creates: %v", len(before), len(made), names(before))
+	}
+	for _, in := range before {
+		if m, ok := made[in.Name]; !ok || m.Unit != in.Unit || m.Identity != in.Identity || in.Identity == "" {
+			t.Errorf("listed %+v, created %+v", in, m)
+		}
+	}
 	c.Close()
 	e.stop()
 	if err := os.WriteFile(e.db, []byte(strings.Repeat("not a bolt file ", 1000)), 0o600); err != nil {
@@ -397,12 +418,36 @@ func TestCorruptDBRebuiltFromKernel(t *testing.T) {
 	}
 	e.start()
 	after := e.checkAgree()
-	if fmt.Sprint(names(before)) != fmt.Sprint(names(after)) {
-		t.Errorf("rebuilt from kernel: %v, want %v", names(after), names(before))
+	if fmt.Sprint(before) != fmt.Sprint(after) {
+		t.Errorf("rebuilt from kernel:\n%v\nwant\n%v", after, before)
 	}
+	e.stop()
 	kept, _ := filepath.Glob(e.db + ".corrupt*")
 	if len(kept) != 1 {
 		t.Errorf("bad DB not kept for diagnosis: %v", kept)
+	}
+	// The rebuilt records are on disk, not only in the daemon's memory.
+	st, rec, err := persist.Open(e.db, persist.Options{Logger: testLogger()})
+	if err != nil || rec.Reason != nil {
+		t.Fatalf("reopen the rebuilt DB: %v %+v", err, rec)
+	}
+	defer st.Close()
+	recs, err := st.Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := map[string]persist.Record{}
+	for _, r := range recs {
+		onDisk[fmt.Sprintf("%s%d", r.Cloner, r.Unit)] = r
+	}
+	for _, in := range before {
+		r, ok := onDisk[in.Name]
+		if !ok || r.Identity.Key() != in.Identity {
+			t.Errorf("%s (%s): on disk %+v, %v", in.Name, in.Identity, r, ok)
+		}
+	}
+	if len(onDisk) != len(before) {
+		t.Errorf("%d records on disk, want %d: %+v", len(onDisk), len(before), recs)
 	}
 }
 
@@ -654,78 +699,6 @@ func TestDBFromNewerFirmware(t *testing.T) {
 	after, _ := os.ReadFile(e.db)
 	if string(before) != string(after) {
 		t.Error("the newer firmware's DB was modified")
-	}
-}
-
-// A DB directory on JFFS2 (faked by statfs) is refused before bbolt sees
-// it: ifmgrd runs from memory and writes nothing there. On the real thing
-// bbolt's mmap fails with EINVAL at every start (docs/flash.md).
-func TestDBOnJFFS2(t *testing.T) {
-	e := newEnv(t)
-	var asked []string
-	statfs := func(path string, st *unix.Statfs_t) error {
-		asked = append(asked, path)
-		st.Type = unix.JFFS2_SUPER_MAGIC
-		return nil
-	}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel, e.done = cancel, make(chan error, 1)
-	var logs syncBuffer
-	o := Options{DB: e.db, Socket: e.socket, OwnerGroup: e.group, BridgeTemplate: "bridge%d", BridgeMax: ifmgr.DefaultMaxUnit,
-		VLANTemplate: "vlan%d", VLANMax: ifmgr.DefaultMaxUnit, RequestTimeout: time.Minute,
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), Ready: func() { close(ready) }, statfs: statfs}
-	go func() { e.done <- Run(ctx, o) }()
-	select {
-	case <-ready:
-	case err := <-e.done:
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	if _, err := e.client().Create("bridge", "", 0); err != nil {
-		t.Fatalf("ifmgrd must still work: %v", err)
-	}
-	if st := e.status(); st.DB != ":memory:" {
-		t.Errorf("running on %q, want the memory store", st.DB)
-	}
-	e.stop()
-	// data/ does not exist yet: the check looks at the nearest ancestor.
-	if len(asked) != 1 || asked[0] != e.dir {
-		t.Errorf("statfs asked about %q, want [%s]", asked, e.dir)
-	}
-	if _, err := os.Stat(filepath.Dir(e.db)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("DB directory touched: %v", err)
-	}
-	if !strings.Contains(logs.String(), "jffs2") || !strings.Contains(logs.String(), "running without persistence") {
-		t.Errorf("log does not say why:\n%s", logs.String())
-	}
-}
-
-func TestCheckDBFilesystem(t *testing.T) {
-	dir := t.TempDir()
-	// The real file system of the test's temporary directory is fine.
-	if err := checkDBFilesystem(filepath.Join(dir, "a", "b", "ifmgr.db"), nil); err != nil {
-		t.Errorf("temp dir: %v", err)
-	}
-	for _, tc := range []struct {
-		magic int64
-		bad   bool
-	}{
-		{unix.JFFS2_SUPER_MAGIC, true},
-		{0x24051905, false}, // UBIFS
-		{unix.TMPFS_MAGIC, false},
-		{unix.EXT4_SUPER_MAGIC, false},
-	} {
-		err := checkDBFilesystem(filepath.Join(dir, "ifmgr.db"), func(_ string, st *unix.Statfs_t) error {
-			st.Type = typeOf(st.Type, tc.magic)
-			return nil
-		})
-		if got := errors.Is(err, ErrDBFilesystem); got != tc.bad {
-			t.Errorf("magic %#x: %v", tc.magic, err)
-		}
-	}
-	// statfs failing is left to persist.Open to report.
-	if err := checkDBFilesystem(filepath.Join(dir, "ifmgr.db"), func(string, *unix.Statfs_t) error { return unix.ENOSYS }); err != nil {
-		t.Errorf("statfs error: %v", err)
 	}
 }
 

@@ -15,13 +15,23 @@ import (
 // with its bridges whatever state its flash is in. Only a DB locked by
 // another daemon is an error.
 func openDB(o Options, log *slog.Logger) (*persist.Keeper, persist.Recovery, error) {
-	var unusable error
+	opts := persist.KeeperOptions{Logger: log}
 	if o.DB != persist.MemoryPath {
-		// On a file system bbolt cannot use (JFFS2) persist.Open would
-		// fail at every start: run from memory, touching nothing there.
-		unusable = checkDBFilesystem(o.DB, o.statfs)
+		mirror, why := o.DBMirror, "-db-mirror"
+		if !mirror {
+			mirror, why = needsMirror(o.DB, o.statfs)
+		}
+		if mirror {
+			// bbolt cannot map its file on JFFS2: it runs in RAM and every
+			// commit is on flash, as a snapshot, before Apply returns.
+			snap, work := mirrorPaths(o.DB)
+			log.Info("allocation DB mirrored: bbolt in RAM, every commit a snapshot on flash", "snapshot", snap, "why", why)
+			opts.Open = func(_ string, po persist.Options) (*persist.Store, persist.Recovery, error) {
+				return persist.OpenMirrored(snap, work, po)
+			}
+		}
 	}
-	return persist.OpenKeeper(o.DB, persist.KeeperOptions{Logger: log, Unusable: unusable})
+	return persist.OpenKeeper(o.DB, opts)
 }
 
 // Status adds why nothing persists, if so, to the manager's status.

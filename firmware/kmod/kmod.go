@@ -26,8 +26,11 @@ import (
 // soft-depend on "crc32c" (a crypto alias .modinfo's depends= does not
 // show). The flash stack (mtd ... jffs2) is absent from some flavours
 // (cloud-amd64, arm64, armmp): such modules are reported, not an error.
+// phram maps a physical memory range as an MTD device: the QEMU tests' NOR,
+// guest RAM backed by a shared host file (docs/flash.md; malta's own NOR is
+// in Debian's built-in device tree, and CONFIG_MTD_PHYSMAP_OF is off).
 var RouterModules = []string{"crc32c_generic", "virtio_pci", "virtio_mmio", "virtio_net", "virtio_blk",
-	"af_packet", "8021q", "bridge", "ext4", "mtd", "mtdblock", "block2mtd", "ubi", "ubifs", "jffs2"}
+	"af_packet", "8021q", "bridge", "ext4", "mtd", "mtdblock", "block2mtd", "ubi", "ubifs", "jffs2", "phram"}
 
 // SoftDeps are dependencies .modinfo does not show, loaded before the
 // module where the kernel has them as modules. UBIFS's init allocates its

@@ -189,12 +189,12 @@ func (b *boot) findMTD(dev string) int {
 //
 // block2mtd is not write-through: an MTD write only dirties the page cache
 // of the block device under it, and UBIFS's fsync (which syncs its write
-// buffer to UBI, and UBI to MTD) never reaches the disk. Only sync(2),
-// syncfs(2) or the flusher write it out. With the defaults a power cut
-// lost every bbolt commit of the last half minute (docs/flash.md: 25 and
-// 30 confirmed allocations gone); with 10 ms at most the last one. Real
-// flash drivers write synchronously and need none of this. The setting is
-// global, but the router has no other disk.
+// buffer to UBI, and UBI to MTD) never reaches the disk. ifmgrd makes its
+// own commits durable by fsyncing that disk (firmware/daemon/block2mtd.go);
+// this setting keeps everything else on /data (UBIFS's own journal
+// commits, files written by hand) from sitting in RAM for half a minute.
+// Real flash drivers write synchronously and need none of this. The
+// setting is global, but the router has no other disk.
 func (b *boot) quickWriteback() error {
 	for _, p := range []string{dirtyExpire, dirtyWriteback} {
 		if err := b.Sys.WriteFile(b.path(p), "1"); err != nil {
@@ -283,18 +283,112 @@ func (b *boot) ubiVolume(ubi int, name string) error {
 	return nil
 }
 
-// attachFlash prepares cfg.Device as flash and returns the mount(2)
-// source for cfg.FSType: "ubiN:data" for UBIFS, "mtdN" for JFFS2.
-func (b *boot) attachFlash(cfg dataConfig) (string, error) {
-	if err := probeFlash(b.path(cfg.Device)); err != nil {
-		return "", err
+// mtdPrefix in uroute.data names an MTD partition instead of a disk:
+// uroute.data="mtd:User FS" (malta's NOR) or uroute.data=mtd:data.
+const mtdPrefix = "mtd:"
+
+// mtdWriteable is MTD_WRITEABLE in /sys/class/mtd/mtdN/flags: clear on
+// partitions the board marks read-only (malta's "YAMON").
+const mtdWriteable = 0x400
+
+// findMTDByName returns the number of the MTD device (partition) named
+// name, or -1.
+func (b *boot) findMTDByName(name string) int {
+	for _, n := range b.classNums(mtdClass, "mtd") {
+		if v, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/name", mtdClass, n)); err == nil && v == name {
+			return n
+		}
 	}
-	mtd, err := b.block2mtd(cfg.Device)
+	return -1
+}
+
+// mtdNames lists the MTD devices there are, for an error message.
+func (b *boot) mtdNames() string {
+	var names []string
+	for _, n := range b.classNums(mtdClass, "mtd") {
+		if v, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/name", mtdClass, n)); err == nil {
+			names = append(names, fmt.Sprintf("mtd%d %q", n, v))
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// phramParam is the phram module's device list, writable at run time.
+const phramParam = "/sys/module/phram/parameters/phram"
+
+// addPhram hands the kernel command line's phram.phram=NAME,START,LEN[,ERASE]
+// to the phram module, as modprobe would when loading it (the image has
+// no modprobe; u-root's init loads modules without parameters). phram
+// maps that physical memory as an MTD device; under QEMU it is a host file
+// shared into the guest (docs/flash.md). It reports whether it wrote.
+func (b *boot) addPhram() (bool, error) {
+	spec := parseCmdline(b.Cmdline)["phram.phram"]
+	if spec == "" {
+		return false, nil
+	}
+	name, _, _ := strings.Cut(spec, ",")
+	if b.findMTDByName(name) >= 0 {
+		return false, nil
+	}
+	if _, err := os.Stat(b.path(phramParam)); err != nil {
+		return false, fmt.Errorf("phram.phram=%s given but the phram module is not loaded (%v)", spec, err)
+	}
+	if err := b.Sys.WriteFile(b.path(phramParam), spec); err != nil {
+		return false, fmt.Errorf("phram %q: %w (dmesg has phram's reason)", spec, err)
+	}
+	return true, nil
+}
+
+// mtdPartition returns the number of the writable MTD partition named
+// name, adding the command line's phram device first if there is one.
+func (b *boot) mtdPartition(name string) (int, error) {
+	if _, err := b.addPhram(); err != nil {
+		return -1, err
+	}
+	n := b.findMTDByName(name)
+	if n < 0 {
+		return -1, fmt.Errorf("no MTD partition named %q (there are: %s)", name, b.mtdNames())
+	}
+	flags, err := b.readSysfs(fmt.Sprintf("%s/mtd%d/flags", mtdClass, n))
 	if err != nil {
-		return "", err
+		return -1, err
 	}
-	if err := b.quickWriteback(); err != nil {
-		return "", fmt.Errorf("block2mtd writes would reach the disk only after 30 s: %w", err)
+	f, err := strconv.ParseUint(flags, 0, 32)
+	if err != nil {
+		return -1, fmt.Errorf("mtd%d (%q): flags %q: %w", n, name, flags, err)
+	}
+	if f&mtdWriteable == 0 {
+		return -1, fmt.Errorf("mtd%d (%q) is read-only (flags %s); left untouched", n, name, flags)
+	}
+	return n, nil
+}
+
+// attachFlash prepares cfg.Device as flash and returns the mount(2)
+// source for cfg.FSType: "ubiN:data" for UBIFS, "mtdN" for JFFS2. The
+// device is an MTD partition ("mtd:NAME", real flash: its writes are on
+// the chip when they return) or a block device handed to block2mtd (an
+// emulation whose writes sit in the page cache; see quickWriteback).
+func (b *boot) attachFlash(cfg dataConfig) (string, error) {
+	var mtd int
+	if name, ok := strings.CutPrefix(cfg.Device, mtdPrefix); ok {
+		var err error
+		if mtd, err = b.mtdPartition(name); err != nil {
+			return "", err
+		}
+	} else {
+		if err := probeFlash(b.path(cfg.Device)); err != nil {
+			return "", err
+		}
+		var err error
+		if mtd, err = b.block2mtd(cfg.Device); err != nil {
+			return "", err
+		}
+		if err := b.quickWriteback(); err != nil {
+			return "", fmt.Errorf("block2mtd writes would reach the disk only after 30 s: %w", err)
+		}
 	}
 	if cfg.FSType == "jffs2" {
 		return fmt.Sprintf("mtd%d", mtd), nil

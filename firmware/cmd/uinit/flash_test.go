@@ -251,3 +251,68 @@ func TestMountDataFlashFailures(t *testing.T) {
 		})
 	}
 }
+
+// norKernel fakes the QEMU tests' NOR: phram, whose parameter adds the
+// device, next to a read-only boot partition.
+func norKernel(t *testing.T) *flashKernel {
+	k := newFlashKernel(t, nil)
+	os.RemoveAll(k.p("/sys/class/mtd"))
+	write(t, k.p(phramParam), nil)
+	write(t, k.p("/sys/class/mtd/mtd0/name"), []byte("boot\n"))
+	write(t, k.p("/sys/class/mtd/mtd0/flags"), []byte("0x800\n"))
+	k.fs.onWrite = func(path, value string) {
+		if path == k.p(phramParam) && value == "nor,0x90000000,3Mi,64ki" {
+			write(t, k.p("/sys/class/mtd/mtd1/name"), []byte("nor\n"))
+			write(t, k.p("/sys/class/mtd/mtd1/flags"), []byte("0xc00\n"))
+		}
+	}
+	return k
+}
+
+func TestMountDataMTDPartition(t *testing.T) {
+	for _, fs := range []string{"jffs2", "ubifs"} {
+		t.Run(fs, func(t *testing.T) {
+			k := norKernel(t)
+			b := &boot{Root: k.root, Cmdline: "uroute.datafs=" + fs + " phram.phram=nor,0x90000000,3Mi,64ki uroute.data=mtd:nor", Sys: k.fs}
+			if err := b.mountData(); err != nil {
+				t.Fatal(err)
+			}
+			// phram added once; no block2mtd, no write-back sysctls.
+			if want := []string{"phram=nor,0x90000000,3Mi,64ki"}; !reflect.DeepEqual(k.fs.writes, want) {
+				t.Errorf("writes %q, want %q", k.fs.writes, want)
+			}
+			want := []string{"mtd1 data jffs2"}
+			if fs == "ubifs" {
+				want = []string{"ubi0:data data ubifs"}
+				if ioctls := []string{"attach ubi_ctrl mtd1", "mkvol ubi0 data 2618880"}; !reflect.DeepEqual(k.fs.ioctls, ioctls) {
+					t.Errorf("ioctls %q, want %q", k.fs.ioctls, ioctls)
+				}
+			}
+			if !reflect.DeepEqual(k.fs.mounts, want) {
+				t.Errorf("mounts %q, want %q", k.fs.mounts, want)
+			}
+			// Again: the device is there, nothing written.
+			k.fs.writes, k.fs.mounts = nil, nil
+			if err := b.mountData(); err != nil || len(k.fs.writes) != 0 {
+				t.Errorf("second run: %v, writes %q", err, k.fs.writes)
+			}
+		})
+	}
+}
+
+func TestMountDataMTDPartitionRefused(t *testing.T) {
+	for _, tc := range []struct{ dev, want string }{
+		{"mtd:boot", `mtd0 ("boot") is read-only (flags 0x800); left untouched`},
+		{"mtd:nope", `no MTD partition named "nope" (there are: mtd0 "boot")`},
+	} {
+		k := norKernel(t)
+		b := &boot{Root: k.root, Cmdline: "uroute.datafs=jffs2 uroute.data=" + tc.dev, Sys: k.fs}
+		err := b.mountData()
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasSuffix(err.Error(), "/data is a tmpfs, the DB will not persist") {
+			t.Errorf("%s: %v, want %q", tc.dev, err, tc.want)
+		}
+		if !reflect.DeepEqual(k.fs.mounts, []string{"tmpfs data tmpfs"}) {
+			t.Errorf("%s: mounts %q", tc.dev, k.fs.mounts)
+		}
+	}
+}
