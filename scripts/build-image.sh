@@ -18,6 +18,10 @@
 #   MODULES_DIR=D   copy directory D (kernel modules *.ko plus a load-order
 #                   file naming them, one a line) to /lib/modules
 #   KEEP_TMP=1      keep the work directory and print its path
+#   UPGRADE_KEYS=F  trusted firmware signing keys (hex ed25519 public keys,
+#                   one a line) to install as /etc/uroute/upgrade.pub;
+#                   without it the image refuses every upgrade
+#                   (docs/upgrade.md)
 #
 # u-root is pinned in go.mod (a tool dependency). Same inputs give the same
 # bytes: u-root zeroes the cpio metadata (mtime, uid, inode) and builds with
@@ -91,6 +95,9 @@ files=(
 	-files "$profile:etc/uroute/board.toml"
 	-files "$repo/board/profiles:etc/uroute/profiles"
 )
+if [ -n "${UPGRADE_KEYS:-}" ]; then
+	files+=(-files "$UPGRADE_KEYS:etc/uroute/upgrade.pub")
+fi
 if [ -n "${MODULES_DIR:-}" ]; then
 	# Kernel modules (*.ko) and their load-order file, for uinit.
 	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }
