@@ -72,8 +72,8 @@ start=8192, size=$((slot * 2048)), name=slot-a, uuid=6F1B3C2E-8A0D-4E55-9C4B-0A1
 start=$((8192 + slot * 2048)), size=$((slot * 2048)), name=slot-b, uuid=6F1B3C2E-8A0D-4E55-9C4B-0A1D2E3F4A54
 start=$((8192 + 2 * slot * 2048)), size=131072, name=data, uuid=6F1B3C2E-8A0D-4E55-9C4B-0A1D2E3F4A55
 PARTS
-mkimage -q -A "${arch/armv7/arm}" -O linux -T script -C none -n "uroute A/B boot" \
-	-d "$repo/firmware/uboot/boot.cmd" "$tmp/boot.scr"
+mkimage -A "${arch/armv7/arm}" -O linux -T script -C none -n "uroute A/B boot" \
+	-d "$repo/firmware/uboot/boot.cmd" "$tmp/boot.scr" >/dev/null
 (cd "$repo" && CGO_ENABLED=0 go run ./firmware/cmd/uroute-fw env "$tmp/env-part.bin")
 truncate -s 64M "$tmp/data.img"
 mkfs.ext4 -q -F "$tmp/data.img"

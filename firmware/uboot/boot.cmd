@@ -71,7 +71,7 @@ for s in ${BOOT_ORDER}; do
 		virtio read ${ur_fitaddr} ${ur_pstart} ${ur_psize}
 		# bootm checks every hash in the FIT before it boots; a slot
 		# whose image is damaged comes back here.
-		bootm ${ur_fitaddr} ${ur_fitaddr} ${fdtcontroladdr}
+		bootm ${ur_fitaddr}#uroute ${ur_fitaddr}#uroute ${fdtcontroladdr}
 		echo "uroute: slot ${s} did not boot"
 	else
 		echo "uroute: slot ${s} has no attempts left"
