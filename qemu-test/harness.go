@@ -2,11 +2,11 @@
 // console shell from Go tests, on the four machines of the image (Arches):
 // amd64 q35, arm64 and armv7 virt, mipsle malta, all under TCG.
 //
-// The QEMU command line mirrors scripts/run-qemu.sh (-nodefaults, virtio-net
-// NICs with romfile=, an empty pcie-root-port rp1 where the machine has
-// PCIe, an optional virtio-blk data disk and QMP socket), except that the
-// caller picks each NIC's hub and MAC: the lifecycle test puts two NICs on
-// one hub, which the script cannot do. The serial console is QEMU's stdio,
+// The QEMU command line comes from qemu-test/qemu, as scripts/run-qemu.sh's
+// and the demo's do (-nodefaults, virtio-net NICs on hubs, an empty
+// pcie-root-port rp1 where the machine has PCIe, an optional virtio-blk
+// data disk and QMP socket, more devices from Config.Devices); the caller
+// picks each NIC's hub and MAC. The serial console is QEMU's stdio,
 // on pipes: the harness keeps everything the guest prints (VM.Console),
 // types commands into it (VM.Run), and prints the whole console when a
 // test fails.
@@ -23,13 +23,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/uroute/uroute/qemu-test/console"
+	"github.com/uroute/uroute/qemu-test/qemu"
 	"github.com/uroute/uroute/qemu-test/qmp"
 )
 
@@ -39,75 +39,24 @@ func RepoRoot() string {
 	return filepath.Dir(filepath.Dir(file))
 }
 
-// CacheDir is $UROUTE_CACHE or ~/.cache/uroute, as in scripts/run-qemu.sh.
-func CacheDir() string {
-	if d := os.Getenv("UROUTE_CACHE"); d != "" {
-		return d
-	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "uroute")
-}
+// CacheDir is $UROUTE_CACHE or ~/.cache/uroute (qemu.CacheDir).
+func CacheDir() string { return qemu.CacheDir() }
 
-// Arch is one QEMU machine the image is built and booted for. The values
-// mirror scripts/run-qemu.sh.
-type Arch struct {
-	Name    string   // amd64, arm64, armv7, mipsle: build-image.sh's ARCH
-	QEMU    string   // the system emulator
-	Package string   // Debian package that has QEMU
-	Machine []string // -M (and -cpu)
-	TTY     string   // the serial console's device in the guest
-	// PCIe: the machine has PCI Express, so an empty pcie-root-port (rp1)
-	// is added. Hotplug: the guest kernel has pciehp, so a NIC
-	// device_add'ed into rp1 appears by itself (not in Debian's armmp:
-	// CONFIG_HOTPLUG_PCI is off; malta's PCI has no hot-plug at all).
-	PCIe, Hotplug bool
-	Mem           int // MB
-	// Slow scales the console timeouts: TCG emulates some machines far
-	// more slowly than others on the same host.
-	Slow float64
-	// Flavour is the Debian kernel flavour (fetch-kernel.sh's FLAVOUR),
-	// "" for the arch's default; KernelCache is then the name of the
-	// directory under CacheDir it is fetched into (default kernel-ARCH).
-	Flavour, KernelCache string
-}
-
-// KernelDir is where scripts/fetch-kernel.sh puts the arch's kernel.
-func (a Arch) KernelDir() string {
-	if a.KernelCache != "" {
-		return filepath.Join(CacheDir(), a.KernelCache)
-	}
-	return filepath.Join(CacheDir(), "kernel-"+a.Name)
-}
+// Arch is one QEMU machine the image is built and booted for: an entry of
+// qemu.Machines, the one machine table.
+type Arch = qemu.Machine
 
 // ArchByName is the entry of Arches named name; it panics on a typo.
 func ArchByName(name string) Arch {
-	for _, a := range Arches {
-		if a.Name == name {
-			return a
-		}
+	m, err := qemu.MachineByName(name)
+	if err != nil {
+		panic(err)
 	}
-	panic("qemutest: no arch " + name)
-}
-
-// Scale is d stretched by the arch's slowness.
-func (a Arch) Scale(d time.Duration) time.Duration {
-	if a.Slow <= 1 {
-		return d
-	}
-	return time.Duration(float64(d) * a.Slow)
+	return m
 }
 
 // Arches are the machines of the QEMU suite, in the order tests run them.
-var Arches = []Arch{
-	{Name: "amd64", QEMU: "qemu-system-x86_64", Package: "qemu-system-x86",
-		Machine: []string{"-M", "q35"}, TTY: "ttyS0", PCIe: true, Hotplug: true, Mem: 512, Slow: 1},
-	{Name: "arm64", QEMU: "qemu-system-aarch64", Package: "qemu-system-arm",
-		Machine: []string{"-M", "virt", "-cpu", "cortex-a57"}, TTY: "ttyAMA0", PCIe: true, Hotplug: true, Mem: 512, Slow: 2},
-	{Name: "armv7", QEMU: "qemu-system-arm", Package: "qemu-system-arm",
-		Machine: []string{"-M", "virt,highmem=off", "-cpu", "cortex-a15"}, TTY: "ttyAMA0", PCIe: true, Mem: 512, Slow: 2},
-	{Name: "mipsle", QEMU: "qemu-system-mipsel", Package: "qemu-system-mips",
-		Machine: []string{"-M", "malta"}, TTY: "ttyS0", Mem: 256, Slow: 2},
-}
+var Arches = qemu.Machines
 
 // SelectedArches are Arches, or those named in $UROUTE_QEMU_ARCHES
 // (comma-separated), for running one machine by hand.
@@ -223,7 +172,9 @@ func Profile(name string) string {
 	return filepath.Join(RepoRoot(), "qemu-test", "profiles", name+".toml")
 }
 
-// NIC is one virtio-net NIC on a QEMU hub.
+// NIC is one virtio-net NIC on a QEMU hub (qemu.NIC). It is its own type
+// here so that tests keep writing NIC{hub, mac} (vet refuses unkeyed
+// literals of another package's struct).
 type NIC struct {
 	Hub int
 	MAC string
@@ -233,7 +184,9 @@ type NIC struct {
 // own hub.
 var DefaultNICs = []NIC{{0, "52:54:00:12:34:01"}, {1, "52:54:00:12:34:02"}}
 
-// Config says how to boot.
+// Config says how to boot. With Kernel "", nothing is booted directly:
+// the guest starts in the firmware given among Devices (qemu.BIOS,
+// qemu.PFlash), which boots from the disks.
 type Config struct {
 	Arch           Arch
 	Kernel, Initrd string
@@ -243,47 +196,34 @@ type Config struct {
 	Mem            int           // MB, default Arch.Mem
 	Timeout        time.Duration // QEMU is killed after it; default 180 s, scaled
 	Append         string        // extra kernel parameters
+	// Devices come after the standard ones, in order: a qemu.Disk here
+	// is /dev/vdb when Data is set (/dev/vda otherwise), a qemu.PFlash or
+	// qemu.BIOS holds firmware.
+	Devices []qemu.Device
+	// Reboot keeps QEMU running across a guest reboot (default: a reboot
+	// ends QEMU, -no-reboot).
+	Reboot bool
 }
 
-// Args is QEMU's command line (without the binary), mirroring
-// scripts/run-qemu.sh.
-func (c Config) Args() []string {
-	a := c.Arch
-	mem := c.Mem
-	if mem == 0 {
-		mem = a.Mem
+// Spec is the guest Config describes, for qemu-test/qemu.
+func (c Config) Spec() qemu.Spec {
+	nics := make([]qemu.NIC, 0, len(c.NICs)) // non-nil: []NIC{} is no NIC
+	if c.NICs == nil {
+		c.NICs = DefaultNICs
 	}
-	cmdline := "console=" + a.TTY + " quiet"
-	if c.Append != "" {
-		cmdline += " " + c.Append
+	for _, n := range c.NICs {
+		nics = append(nics, qemu.NIC{Hub: n.Hub, MAC: n.MAC})
 	}
-	args := append([]string(nil), a.Machine...)
-	args = append(args, "-accel", "tcg", "-m", strconv.Itoa(mem),
-		"-nodefaults", "-nographic", "-no-reboot",
-		"-kernel", c.Kernel, "-initrd", c.Initrd, "-append", cmdline,
-		"-serial", "stdio",
-	)
-	if c.Data != "" {
-		args = append(args, "-drive", "file="+c.Data+",if=none,id=data,format=raw",
-			"-device", "virtio-blk-pci,drive=data")
+	devs := qemu.Standard(qemu.Kernel{Kernel: c.Kernel, Initrd: c.Initrd, Append: c.Append},
+		qemu.Serial{}, c.Data, nics, c.QMP)
+	if c.Kernel == "" {
+		devs = devs[1:] // the firmware boots
 	}
-	nics := c.NICs
-	if nics == nil {
-		nics = DefaultNICs
-	}
-	for i, n := range nics {
-		args = append(args,
-			"-netdev", fmt.Sprintf("hubport,id=n%d,hubid=%d", i, n.Hub),
-			"-device", fmt.Sprintf("virtio-net-pci,netdev=n%d,mac=%s,romfile=", i, n.MAC))
-	}
-	if a.PCIe {
-		args = append(args, "-device", "pcie-root-port,id=rp1,slot=1,chassis=1")
-	}
-	if c.QMP != "" {
-		args = append(args, "-qmp", "unix:"+c.QMP+",server=on,wait=off")
-	}
-	return args
+	return qemu.Spec{Machine: c.Arch, Mem: c.Mem, Reboot: c.Reboot, Devices: append(devs, c.Devices...)}
 }
+
+// Args is QEMU's command line (without the binary).
+func (c Config) Args() []string { return c.Spec().Args() }
 
 // VM is a running guest.
 type VM struct {
@@ -469,7 +409,7 @@ func (vm *VM) UnplugNIC(id string, timeout time.Duration) {
 }
 
 func hotNIC(id, mac string, hub int) qmp.NIC {
-	return qmp.NIC{ID: id, Netdev: id + "-net", MAC: mac, Hub: hub, Bus: "rp1"}
+	return qmp.NIC{ID: id, Netdev: id + "-net", MAC: mac, Hub: hub, Bus: qemu.HotplugPort}
 }
 
 // RunJSON runs cmd, which prints one line of JSON, and decodes that line

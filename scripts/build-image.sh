@@ -16,7 +16,9 @@
 #                   a test profile from qemu-test/profiles)
 #   COMPRESS=gz|xz  also write OUT.cpio.gz or OUT.cpio.xz (default: none)
 #   MODULES_DIR=D   copy directory D (kernel modules *.ko plus a load-order
-#                   file naming them, one a line) to /lib/modules
+#                   file naming them, one a line) to /lib/modules/uroute,
+#                   out of u-root init's reach (it loads /lib/modules/*.ko
+#                   in name order); uinit loads them in that order
 #   KEEP_TMP=1      keep the work directory and print its path
 #   UPGRADE_KEYS=F  trusted firmware signing keys (hex ed25519 public keys,
 #                   one a line) to install as /etc/uroute/upgrade.pub;
@@ -101,7 +103,7 @@ fi
 if [ -n "${MODULES_DIR:-}" ]; then
 	# Kernel modules (*.ko) and their load-order file, for uinit.
 	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }
-	files+=(-files "$MODULES_DIR:lib/modules")
+	files+=(-files "$MODULES_DIR:lib/modules/uroute")
 fi
 (
 	mkdir -p "$tmp/uroot"

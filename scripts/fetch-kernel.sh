@@ -36,29 +36,21 @@ mipsle) debarch=mipsel flavour=${FLAVOUR:-4kc-malta} ;;
 esac
 meta=linux-image-$flavour
 
-# Modules the image's init loads. Ones missing from a flavour (the flash
-# stack on cloud/arm64/armmp) are skipped and reported as absent.
-# crc32c_generic is listed because ext4/jbd2 only soft-depend on "crc32c"
-# (a crypto alias modinfo's depends= does not show), and there is no
-# modprobe in the image to pull it in at mount time.
-wanted=(crc32c_generic virtio_pci virtio_mmio virtio_net virtio_blk
-	af_packet 8021q bridge ext4 mtd mtdblock block2mtd ubi ubifs jffs2)
+# Which modules the image carries and their load order are decided in Go
+# (firmware/kmod: kmod.RouterModules, their dependencies from each module's
+# .modinfo, and the soft dependencies .modinfo does not show), by
+# firmware/cmd/uroute-modules, built here into $UROUTE_CACHE/bin.
+repo=$(cd "$(dirname "$0")/.." && pwd)
 
-# Dependencies modinfo's depends= does not show, loaded before the module.
-# UBIFS's init allocates its lzo, zstd and deflate compressors through the
-# crypto API and fails without any of them ("cannot initialize compressor
-# zstd, error -2"): on bookworm crypto/zstd is a module everywhere and
-# crypto/deflate on 4kc-malta.
-declare -A softdeps=([ubifs]="lzo zstd deflate")
-
-for tool in apt-get apt-cache dpkg-deb modinfo file; do
+for tool in apt-get apt-cache dpkg-deb go; do
 	if ! command -v "$tool" >/dev/null; then
-		echo "fetch-kernel: $tool missing (modinfo is in Debian's kmod)" >&2
+		echo "fetch-kernel: $tool missing" >&2
 		exit 1
 	fi
 done
 
 cache=${UROUTE_CACHE:-$HOME/.cache/uroute}/kernels
+bindir=${UROUTE_CACHE:-$HOME/.cache/uroute}/bin
 state=$cache/$debarch
 debdir=$cache/debs
 mkdir -p "$state/lists/partial" "$state/cache/archives/partial" \
@@ -69,20 +61,19 @@ mkdir -p "$state/lists/partial" "$state/cache/archives/partial" \
 # an Architectures: field would otherwise hide the mirror from other arches.
 # Regenerated every run so it follows changes to the host's sources.
 srcetc=$state/etc
+# strip_arch: sources.list lines without [arch=...] options (or their
+# deb822 Architectures: fields).
+strip_arch() {
+	case $1 in
+	*.sources) grep -viE '^architectures(-add|-remove)?:' "$1" || true ;;
+	*) sed -E -e ':a' -e 's/(\[[^]]*)\barch(-add|-remove)?=[^] ]*/\1/' -e 'ta' -e 's/\[ *\]//' "$1" ;;
+	esac
+}
 : >"$srcetc/sources.list"
-if [ -f /etc/apt/sources.list ]; then
-	sed -E -e ':a' -e 's/(\[[^]]*)\barch(-add|-remove)?=[^] ]*/\1/' -e 'ta' \
-		-e 's/\[ *\]//' /etc/apt/sources.list >"$srcetc/sources.list"
-fi
+[ ! -f /etc/apt/sources.list ] || strip_arch /etc/apt/sources.list >"$srcetc/sources.list"
 rm -f "$srcetc/sources.list.d/"*
 for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-	[ -f "$f" ] || continue
-	case $f in
-	*.list) sed -E -e ':a' -e 's/(\[[^]]*)\barch(-add|-remove)?=[^] ]*/\1/' \
-		-e 'ta' -e 's/\[ *\]//' "$f" >"$srcetc/sources.list.d/${f##*/}" ;;
-	*.sources) grep -viE '^architectures(-add|-remove)?:' "$f" \
-		>"$srcetc/sources.list.d/${f##*/}" || true ;;
-	esac
+	[ ! -f "$f" ] || strip_arch "$f" >"$srcetc/sources.list.d/${f##*/}"
 done
 
 aptopts=(
@@ -188,84 +179,16 @@ cp "$kimg" "$outdir/vmlinuz"
 cp "$cfg" "$outdir/config"
 echo "$kver" >"$outdir/kernel.version"
 
-# Module names in depends= use '_', file names sometimes '-'.
-norm() { echo "${1//-/_}"; }
-
-declare -A path=() builtin=()
-while IFS= read -r f; do
-	b=${f##*/}
-	path[$(norm "${b%%.ko*}")]=$f
-done < <(find "$moddir/kernel" -name '*.ko*')
-if [ -f "$moddir/modules.builtin" ]; then
-	while IFS= read -r f; do
-		b=${f##*/}
-		builtin[$(norm "${b%%.ko*}")]=1
-	done <"$moddir/modules.builtin"
-fi
-
-rm -rf "$outdir/modules"
-mkdir -p "$outdir/modules"
+mkdir -p "$bindir"
+(cd "$repo" && go build -o "$bindir/uroute-modules" ./firmware/cmd/uroute-modules)
+summary=$("$bindir/uroute-modules" -moddir "$moddir" -out "$outdir/modules")
 order=$outdir/modules/load-order
-: >"$order"
-
-# init uses finit_module without relying on CONFIG_MODULE_DECOMPRESS, so
-# every module is stored uncompressed whatever Debian shipped.
-declare -A state_of=()
-place() {
-	local src=$1 name=${1##*/} dst
-	case $name in
-	*.ko.xz) name=${name%.xz} dst=$outdir/modules/$name; xz -dc "$src" >"$dst" ;;
-	*.ko.zst) name=${name%.zst} dst=$outdir/modules/$name; zstd -qdc "$src" >"$dst" ;;
-	*.ko.gz) name=${name%.gz} dst=$outdir/modules/$name; gzip -dc "$src" >"$dst" ;;
-	*) dst=$outdir/modules/$name; cp "$src" "$dst" ;;
-	esac
-	echo "$name"
-}
-
-# Depth-first post-order: a module is written after all its depends, which
-# is the order finit_module needs. Recursion depth is the dependency depth.
-visit() {
-	local m dep deps name
-	m=$(norm "$1")
-	case ${state_of[$m]:-} in
-	"done") return 0 ;;
-	active)
-		echo "fetch-kernel: dependency cycle at $m" >&2
-		exit 1
-		;;
-	esac
-	state_of[$m]=active
-	name=$(place "${path[$m]}")
-	deps="$(modinfo -F depends "$outdir/modules/$name") ${softdeps[$m]:-}"
-	for dep in ${deps//,/ }; do
-		dep=$(norm "$dep")
-		if [ -n "${path[$dep]:-}" ]; then
-			visit "$dep"
-		elif [ -z "${builtin[$dep]:-}" ]; then
-			echo "fetch-kernel: $m needs $dep, found neither as module nor built in" >&2
-			exit 1
-		fi
-	done
-	state_of[$m]="done"
-	echo "$name" >>"$order"
-}
-
-built=() absent=()
-for w in "${wanted[@]}"; do
-	w=$(norm "$w")
-	if [ -n "${path[$w]:-}" ]; then
-		visit "$w"
-	elif [ -n "${builtin[$w]:-}" ]; then
-		built+=("$w")
-	else
-		absent+=("$w")
-	fi
-done
+built=${summary#*builtin=}
+built=${built%% *}
+absent=${summary##*absent=}
 
 nmods=$(wc -l <"$order")
 modsize=$(du -sh "$outdir/modules" | cut -f1)
 ksize=$(du -h "$outdir/vmlinuz" | cut -f1)
-join() { local IFS=,; echo "${*:-none}"; }
 echo "fetch-kernel: $arch $realpkg $(field "$realpkg" Version) kernel=$kver" \
-	"vmlinuz=$ksize modules=$nmods($modsize) builtin=$(join "${built[@]}")" \
-	"absent=$(join "${absent[@]}") deb=$debstate"
+	"vmlinuz=$ksize modules=$nmods($modsize) builtin=$built absent=$absent deb=$debstate"

@@ -8,7 +8,8 @@
 // routes. The steps are:
 //
 //	mounts   mount proc, sysfs and devtmpfs where they are not mounted yet
-//	modules  load the modules named in /lib/modules/load-order (finit_module)
+//	modules  load the modules named in /lib/modules/uroute/load-order
+//	         (finit_module), each after its dependencies (firmware/kmod)
 //	data     mount the data disk (uroute.data=, default /dev/vda) on /data,
 //	         or a tmpfs there when it cannot be mounted; uroute.datafs=ubifs
 //	         or jffs2 makes the disk flash first (block2mtd, UBI; flash.go)

@@ -1,53 +1,30 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"path"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uroute/uroute/firmware/kmod"
 )
 
+// The image's modules live in their own directory: u-root's init loads
+// every /lib/modules/*.ko in name order before it runs uinit, which fails
+// for every module whose dependencies sort after it (about 160 "Unknown
+// symbol" lines on the console per boot). Out of its reach, they are
+// loaded once, here, in dependency order.
 const (
-	modulesDir = "/lib/modules"
-	loadOrder  = "/lib/modules/load-order"
+	modulesDir = "/lib/modules/uroute"
+	loadOrder  = modulesDir + "/" + kmod.LoadOrderFile
 )
 
-// parseLoadOrder reads a load-order file: one .ko file name per line, in
-// the order to load them. Blank lines and lines starting with '#' are
-// skipped. A name with a directory part is rejected, so every module comes
-// from /lib/modules.
-func parseLoadOrder(text string) ([]string, error) {
-	var names []string
-	var errs []error
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.ContainsRune(line, '/') || line == "." || line == ".." || path.Ext(line) != ".ko" {
-			errs = append(errs, fmt.Errorf("load-order line %d: %q is not a .ko file name", n, line))
-			continue
-		}
-		names = append(names, line)
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	return names, errors.Join(errs...)
-}
-
-// loadModules loads the modules in /lib/modules/load-order with
+// loadModules loads the modules in /lib/modules/uroute/load-order (written
+// by firmware/kmod at build time, each module after its dependencies) with
 // finit_module(2). A module that is already loaded or built in (EEXIST) is
 // skipped quietly. Without a load-order file there is nothing to do.
-//
-// u-root's init has by then already tried every /lib/modules/*.ko in
-// alphabetical order; the ones whose dependencies came later failed there
-// and load here, the rest answer EEXIST.
 func (b *boot) loadModules() error {
 	text, err := os.ReadFile(b.path(loadOrder))
 	if errors.Is(err, os.ErrNotExist) {
@@ -56,7 +33,7 @@ func (b *boot) loadModules() error {
 	if err != nil {
 		return err
 	}
-	names, perr := parseLoadOrder(string(text))
+	names, perr := kmod.ParseLoadOrder(string(text))
 	errs := []error{perr}
 	failed := 0
 	for _, name := range names {

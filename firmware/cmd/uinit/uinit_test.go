@@ -42,28 +42,6 @@ func TestDataConfig(t *testing.T) {
 	}
 }
 
-func TestParseLoadOrder(t *testing.T) {
-	names, err := parseLoadOrder("# comment\nvirtio.ko\n\n  virtio_ring.ko  \nvirtio_net.ko\n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"virtio.ko", "virtio_ring.ko", "virtio_net.ko"}; !reflect.DeepEqual(names, want) {
-		t.Errorf("names = %q, want %q", names, want)
-	}
-	names, err = parseLoadOrder("a.ko\n../evil.ko\nsub/x.ko\nnotamodule\nb.ko\n")
-	if err == nil {
-		t.Error("bad lines accepted")
-	}
-	if want := []string{"a.ko", "b.ko"}; !reflect.DeepEqual(names, want) {
-		t.Errorf("names with bad lines = %q, want %q", names, want)
-	}
-	for _, line := range []string{"line 2", "line 3", "line 4"} {
-		if !strings.Contains(err.Error(), line) {
-			t.Errorf("error %q does not name %s", err, line)
-		}
-	}
-}
-
 func TestMountPoints(t *testing.T) {
 	m := mountPoints("rootfs / rootfs rw 0 0\nproc /proc proc rw 0 0\n/dev/vda /mnt/with\\040space ext4 rw 0 0\nbad\n")
 	for _, p := range []string{"/", "/proc", "/mnt/with space"} {
@@ -224,9 +202,9 @@ func TestLoadModules(t *testing.T) {
 		t.Errorf("no load-order: %v", err)
 	}
 	for _, m := range []string{"a.ko", "builtin.ko", "broken.ko", "z.ko"} {
-		write(t, filepath.Join(root, "lib/modules", m), []byte("\x7fELF"))
+		write(t, filepath.Join(root, "lib/modules/uroute", m), []byte("\x7fELF"))
 	}
-	write(t, filepath.Join(root, "lib/modules/load-order"), []byte("z.ko\nbuiltin.ko\nmissing.ko\nbroken.ko\na.ko\n"))
+	write(t, filepath.Join(root, "lib/modules/uroute/load-order"), []byte("z.ko\nbuiltin.ko\nmissing.ko\nbroken.ko\na.ko\n"))
 	err := b.loadModules()
 	if want := []string{"z.ko", "builtin.ko", "broken.ko", "a.ko"}; !reflect.DeepEqual(fs.modules, want) {
 		t.Errorf("loaded %q, want %q (in load-order)", fs.modules, want)
@@ -304,7 +282,7 @@ func TestMountDataAlreadyMounted(t *testing.T) {
 func TestRunReportsEveryStep(t *testing.T) {
 	root := t.TempDir()
 	write(t, filepath.Join(root, "bin/ifmgrd"), []byte("#!/bin/sh\n"))
-	write(t, filepath.Join(root, "lib/modules/load-order"), []byte("gone.ko\n"))
+	write(t, filepath.Join(root, "lib/modules/uroute/load-order"), []byte("gone.ko\n"))
 	var out bytes.Buffer
 	var started []string
 	b := &boot{

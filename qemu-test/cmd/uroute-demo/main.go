@@ -2,10 +2,11 @@
 // one is at the console (CI, "./scripts/demo.sh </dev/null"). Run from the
 // repository root, it
 //
-//  1. runs scripts/run-qemu.sh amd64 --data FILE --qmp SOCK [ARGS...], which
-//     fetches the kernel, builds the image and boots it under QEMU with two
-//     virtio NICs and the data disk, the serial console on QEMU's stdio,
-//     which is a pair of pipes here;
+//  1. does what scripts/run-qemu.sh amd64 --data FILE --qmp SOCK [ARGS...]
+//     does, through the same code (qemu-test/qemu): fetches the kernel,
+//     builds the image and boots it under QEMU with two virtio NICs and the
+//     data disk, the serial console on QEMU's stdio, which is a pair of
+//     pipes here;
 //  2. waits for the console shell and for ifmgrd to have brought up the
 //     board profile's bridges and VLANs (ifctl list, every second);
 //  3. runs ifctl list, ifctl status and ip -d link in the guest;
@@ -31,7 +32,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"flag"
@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/uroute/uroute/qemu-test/console"
+	"github.com/uroute/uroute/qemu-test/qemu"
 )
 
 // profileLinks are the identities (as ifctl list shows them) of the links
@@ -100,7 +101,7 @@ func noneUp(list string, ids []string) bool {
 const shutdown = "uroute-uinit shutdown"
 
 func main() {
-	data := flag.String("data", "", "data disk image (created by run-qemu.sh if missing)")
+	data := flag.String("data", "", "data disk image (created if missing, as run-qemu.sh does)")
 	qmpDefault := os.Getenv("UROUTE_DEMO_QMP")
 	if qmpDefault == "" {
 		qmpDefault = "/tmp/uroute-demo.qmp"
@@ -151,22 +152,21 @@ func (d *demo) say(format string, a ...any) {
 
 func (d *demo) run(ctx context.Context, runQEMUArgs []string) error {
 	t0 := time.Now()
-	vm, err := startVM(ctx, d.out, runQEMUArgs)
+	opts, err := qemu.ParseOptions(runQEMUArgs)
+	if err != nil {
+		return fmt.Errorf("run-qemu options %q: %w", runQEMUArgs, err)
+	}
+	fmt.Fprintf(d.out, "demo: booting as scripts/run-qemu.sh %s would\n", strings.Join(runQEMUArgs, " "))
+	// The build (or fetch) can take minutes; its output goes to stderr.
+	if err := opts.Prepare(ctx, ".", os.Stderr); err != nil {
+		return fmt.Errorf("kernel and image not ready: %w", err)
+	}
+	vm, err := startVM(ctx, d.out, opts.Spec())
 	if err != nil {
 		return err
 	}
 	d.vm = vm
 	defer vm.kill()
-
-	// The build (or fetch) can take minutes; QEMU's start is when
-	// run-qemu.sh says what it runs.
-	select {
-	case <-vm.qemuStarted:
-	case <-vm.exited:
-		return fmt.Errorf("run-qemu.sh exited before starting QEMU: %v", vm.waitErr)
-	case <-ctx.Done():
-		return fmt.Errorf("kernel and image not ready: %w", context.Cause(ctx))
-	}
 	build := time.Since(t0)
 	qemuStart := time.Now()
 	d.say("demo: kernel and image ready after %v; QEMU started, QMP on %s", build.Round(100*time.Millisecond), d.sock)
@@ -351,29 +351,24 @@ func (w *lineWriter) flush() {
 	}
 }
 
-// vm is run-qemu.sh and then QEMU, its serial console on our pipes.
+// vm is QEMU, its serial console on our pipes.
 type vm struct {
 	cmd *exec.Cmd
 	con *console.Console
 	out io.Writer // where visible console lines go
 
-	qemuStarted chan struct{} // closed when run-qemu.sh starts QEMU
-	exited      chan struct{} // closed when run-qemu.sh/QEMU has exited
-	waitErr     error         // set before exited is closed
+	exited  chan struct{} // closed when QEMU has exited
+	waitErr error         // set before exited is closed
 
 	mu    sync.Mutex      // also orders demo.say with console lines
 	typed map[string]bool // lines typed into the console, not printed again
 	quiet bool            // print only log lines (see logLine)
 }
 
-// startVM runs scripts/run-qemu.sh with args. Its stderr (the build's
-// output, then QEMU's) is copied to ours.
-func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
-	v := &vm{out: out, qemuStarted: make(chan struct{}), exited: make(chan struct{}), typed: map[string]bool{}}
-	v.cmd = exec.Command("./scripts/run-qemu.sh", args...)
-	// Its own process group, so that a kill reaches the build or QEMU,
-	// whichever runs.
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+// startVM starts QEMU for spec. Its stderr is copied to ours.
+func startVM(ctx context.Context, out io.Writer, spec qemu.Spec) (*vm, error) {
+	v := &vm{out: out, exited: make(chan struct{}), typed: map[string]bool{}}
+	v.cmd = spec.Command()
 	stdin, err := v.cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -384,39 +379,13 @@ func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := v.cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(out, "host$ scripts/run-qemu.sh %s\n", strings.Join(args, " "))
+	v.cmd.Stderr = os.Stderr
+	fmt.Fprintf(os.Stderr, "run-qemu: %s\n", spec)
 	if err := v.cmd.Start(); err != nil {
 		return nil, err
 	}
-	var readers sync.WaitGroup
-	readers.Add(2)
 	go func() {
-		defer readers.Done()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		started := false
-		for sc.Scan() {
-			l := sc.Text()
-			v.mu.Lock()
-			fmt.Fprintln(os.Stderr, l)
-			v.mu.Unlock()
-			if !started && strings.HasPrefix(l, "run-qemu: qemu-system") {
-				started = true
-				close(v.qemuStarted)
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	go func() {
-		defer readers.Done()
 		_, _ = io.Copy(v.con, stdout)
-	}()
-	go func() {
-		readers.Wait()
 		err := v.cmd.Wait()
 		v.waitErr = err
 		v.con.Close(err)
@@ -433,17 +402,16 @@ func startVM(ctx context.Context, out io.Writer, args []string) (*vm, error) {
 	return v, nil
 }
 
-// kill stops run-qemu.sh's process group: SIGTERM, then SIGKILL after 5 s.
+// kill stops QEMU: SIGTERM, then SIGKILL after 5 s.
 func (v *vm) kill() {
 	if v.hasExited() {
 		return
 	}
-	pgid := v.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
+	_ = v.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-v.exited:
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-pgid, syscall.SIGKILL)
+		_ = v.cmd.Process.Kill()
 		<-v.exited
 	}
 }
