@@ -12,6 +12,13 @@ command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm) # also qemu
 command -v qemu-system-mipsel >/dev/null || need+=(qemu-system-mips)
 command -v qemu-mips-static >/dev/null || need+=(qemu-user-static) # big-endian MIPS unit tests
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs) # the guests' data disks
+# Router images and the U-Boot boot (docs/upgrade.md): mkimage and
+# mkenvimage, dtc (mkimage -f compiles the .its with it), sfdisk for the
+# flash layout, and Debian's U-Boot for QEMU's arm and arm64 virt.
+command -v mkimage >/dev/null || need+=(u-boot-tools)
+command -v dtc >/dev/null || need+=(device-tree-compiler)
+command -v sfdisk >/dev/null || need+=(fdisk)
+[ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need+=(u-boot-qemu)
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
