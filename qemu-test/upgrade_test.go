@@ -407,9 +407,10 @@ func (u *upgradeRig) tamper(t *testing.T) {
 	u.refused(t, flipped, "signature check failed")
 
 	// Signed by a key the image does not trust.
-	_, priv, _ := ed25519.GenerateKey(nil)
+	otherPub, priv, _ := ed25519.GenerateKey(nil)
 	otherKey := filepath.Join(u.dir, "other-key")
 	os.WriteFile(otherKey, []byte(hex.EncodeToString(priv.Seed())+"\n"), 0o600)
+	os.WriteFile(otherKey+".pub", []byte(hex.EncodeToString(otherPub)+"\n"), 0o644)
 	untrusted := filepath.Join(u.dir, "untrusted.img")
 	script(t, []string{"UROUTE_SIGNING_KEY=" + otherKey}, "sign-image.sh", strings.TrimSuffix(v2, ".img")+".itb", untrusted)
 	u.refused(t, untrusted, "does not trust")

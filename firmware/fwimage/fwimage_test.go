@@ -3,102 +3,17 @@ package fwimage
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/uroute/uroute/firmware/fwimage/fittest"
 )
 
-// fdtWriter builds an FDT blob the way dtc lays one out, for tests that
-// must not depend on mkimage.
-type fdtWriter struct {
-	structs, strs bytes.Buffer
-	off           map[string]uint32
-}
-
-func (w *fdtWriter) u32(v uint32) { _ = binary.Write(&w.structs, binary.BigEndian, v) }
-func (w *fdtWriter) pad() {
-	for w.structs.Len()%4 != 0 {
-		w.structs.WriteByte(0)
-	}
-}
-func (w *fdtWriter) begin(name string) {
-	w.u32(fdtBeginNode)
-	w.structs.WriteString(name + "\x00")
-	w.pad()
-}
-func (w *fdtWriter) end() { w.u32(fdtEndNode) }
-func (w *fdtWriter) prop(name string, v []byte) {
-	if w.off == nil {
-		w.off = map[string]uint32{}
-	}
-	o, ok := w.off[name]
-	if !ok {
-		o = uint32(w.strs.Len())
-		w.off[name] = o
-		w.strs.WriteString(name + "\x00")
-	}
-	w.u32(fdtProp)
-	w.u32(uint32(len(v)))
-	w.u32(o)
-	w.structs.Write(v)
-	w.pad()
-}
-func (w *fdtWriter) str(name, v string) { w.prop(name, []byte(v+"\x00")) }
-
-func (w *fdtWriter) blob() []byte {
-	w.u32(fdtEnd)
-	rsv := make([]byte, 16) // empty memory reservation map
-	offRsv := uint32(fdtHeaderLen)
-	offStruct := offRsv + uint32(len(rsv))
-	offStrings := offStruct + uint32(w.structs.Len())
-	total := offStrings + uint32(w.strs.Len())
-	h := make([]byte, fdtHeaderLen)
-	be := binary.BigEndian
-	for i, v := range []uint32{fdtMagic, total, offStruct, offStrings, offRsv, 17, 16, 0, uint32(w.strs.Len()), uint32(w.structs.Len())} {
-		be.PutUint32(h[4*i:], v)
-	}
-	out := append(h, rsv...)
-	out = append(out, w.structs.Bytes()...)
-	return append(out, w.strs.Bytes()...)
-}
-
-// testFIT is a FIT as build-fit.sh makes them.
 func testFIT(board, arch, version string, kernel, ramdisk []byte) []byte {
-	var w fdtWriter
-	w.begin("")
-	w.str("description", "uroute "+version)
-	w.str("uroute,board", board)
-	w.str("uroute,arch", arch)
-	w.str("uroute,version", version)
-	w.begin("images")
-	for _, img := range []struct {
-		name string
-		data []byte
-	}{{"kernel", kernel}, {"ramdisk", ramdisk}} {
-		w.begin(img.name)
-		w.prop("data", img.data)
-		w.str("arch", fitArch[arch])
-		w.begin("hash-1")
-		w.str("algo", "sha256")
-		sum := sha256.Sum256(img.data)
-		w.prop("value", sum[:])
-		w.end()
-		w.end()
-	}
-	w.end()
-	w.begin("configurations")
-	w.str("default", "uroute")
-	w.begin("uroute")
-	w.str("kernel", "kernel")
-	w.str("ramdisk", "ramdisk")
-	w.end()
-	w.end()
-	w.end()
-	return w.blob()
+	return fittest.FIT(board, arch, version, kernel, ramdisk)
 }
 
 func TestParseFIT(t *testing.T) {

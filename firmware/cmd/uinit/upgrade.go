@@ -241,8 +241,10 @@ func (u upgrade) writeSlot(dev string, fit []byte) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
-		return fmt.Errorf("drop cached blocks before the read-back: %w", err)
+	if st, err := f.Stat(); err == nil && st.Mode()&os.ModeDevice != 0 {
+		if err := unix.IoctlSetInt(int(f.Fd()), unix.BLKFLSBUF, 0); err != nil {
+			return fmt.Errorf("drop cached blocks before the read-back: %w", err)
+		}
 	}
 	back := make([]byte, len(fit))
 	if _, err := f.ReadAt(back, 0); err != nil {
