@@ -53,7 +53,7 @@ func fdtTotalSize(b []byte) (uint32, error) {
 		return 0, fmt.Errorf("%w: %d bytes, shorter than an FDT header", ErrFIT, len(b))
 	}
 	if m := binary.BigEndian.Uint32(b); m != fdtMagic {
-		return 0, fmt.Errorf("%w: magic %#x, want %#x (not a FIT image)", ErrFIT, m, fdtMagic)
+		return 0, fmt.Errorf("%w: magic %#x, want %#x (not a FIT image)", ErrFIT, m, uint32(fdtMagic))
 	}
 	return binary.BigEndian.Uint32(b[4:]), nil
 }
