@@ -169,9 +169,13 @@ func (u upgrade) Run(path string) error {
 	env[fwimage.VarTrial] = target
 	delete(env, fwimage.VarRollback)
 	if u.StopAt == "torn-env" {
-		// Half of the new copy reaches the flash, then the power goes.
+		// The power goes while the new copy is being written: its CRC
+		// and the first bytes of its variables reach the flash, the rest
+		// is still the copy it replaces. (Tearing it later would not
+		// show: the variables fill only the block's first bytes, and
+		// both copies are zero after them.)
 		torn := store
-		torn.Dev = tornWriter{envFile, fwimage.EnvSize / 2}
+		torn.Dev = tornWriter{envFile, 16}
 		_, _ = torn.Save(cur, env)
 		u.stop("torn-env")
 	}
