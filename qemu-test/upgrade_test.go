@@ -415,16 +415,20 @@ func (u *upgradeRig) tamper(t *testing.T) {
 	script(t, []string{"UROUTE_SIGNING_KEY=" + otherKey}, "sign-image.sh", strings.TrimSuffix(v2, ".img")+".itb", untrusted)
 	u.refused(t, untrusted, "does not trust")
 
-	// Another board's image, properly signed.
+	// Another board's image and another architecture's, properly
+	// signed. They are refused on what the FIT says, so their kernel and
+	// initramfs are small stand-ins (a real one costs a minute of gzip
+	// under a loaded TCG host).
+	kernel := filepath.Join(u.dir, "stand-in-kernel")
+	os.WriteFile(kernel, bytes.Repeat([]byte("kernel"), 1000), 0o644)
+	cpio := filepath.Join(u.dir, "stand-in.cpio")
+	os.WriteFile(cpio, newcFile("init", 0o100755, []byte("stand-in")), 0o644)
 	board := filepath.Join(u.dir, "otherboard.itb")
-	script(t, []string{"VERSION=v2", "BOARD=ubnt-edgerouter-x", "KERNEL=" + u.kernel}, "build-fit.sh", u.arch.Name, u.cpio, board)
+	script(t, []string{"VERSION=v2", "BOARD=ubnt-edgerouter-x", "KERNEL=" + kernel}, "build-fit.sh", u.arch.Name, cpio, board)
 	u.refused(t, u.signed(t, board), "for board ubnt-edgerouter-x")
-
-	// Another architecture's, properly signed.
 	otherArch := map[string]string{"arm64": "armv7", "armv7": "arm64"}[u.arch.Name]
-	ka := ArchByName(otherArch)
 	arch := filepath.Join(u.dir, "otherarch.itb")
-	script(t, []string{"VERSION=v2", "KERNEL=" + filepath.Join(ka.KernelDir(), "vmlinuz")}, "build-fit.sh", otherArch, u.cpio, arch)
+	script(t, []string{"VERSION=v2", "KERNEL=" + kernel}, "build-fit.sh", otherArch, cpio, arch)
 	u.refused(t, u.signed(t, arch), "image is for "+otherArch)
 
 	// And the good one still goes in after all that: the upgrade test.
