@@ -14,6 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"crypto/sha256"
+	"encoding/binary"
+
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/uroute/uroute/ifmgr"
 	"github.com/uroute/uroute/qemu-test/qemu"
 )
@@ -53,7 +58,11 @@ func ubootBinary(a Arch) string {
 //     same units;
 //   - rollback: an image whose ifmgrd cannot start, with 2 attempts: it
 //     boots twice, reboots itself each time, and U-Boot falls back to B,
-//     whose status says why; same units.
+//     whose status says why; same units;
+//   - newer-schema: the DB as a newer firmware would leave it (schema 2,
+//     written on the host) under the running firmware (schema 1), as after
+//     a rollback: it boots, serves and marks itself good, running from
+//     memory, and leaves the file as it was; put back, the units return.
 func TestUpgrade(t *testing.T) {
 	arches := ubootArches()
 	if len(arches) == 0 {
@@ -80,6 +89,7 @@ func TestUpgrade(t *testing.T) {
 				{"upgrade", u.upgrade},
 				{"powercut", u.powercut},
 				{"rollback", u.rollback},
+				{"newer-schema", u.newerSchema},
 			} {
 				if !t.Run(st.name, st.fn) {
 					break
@@ -511,4 +521,101 @@ func (u *upgradeRig) rollback(t *testing.T) {
 		t.Errorf("status after the rollback: %+v", st)
 	}
 	t.Logf("status: %s", st.Why)
+}
+
+// dataOffset is the data partition's offset in the image flash
+// (scripts/make-flash.sh: partition 5 at sector 204800).
+const dataOffset = 204800 * 512
+
+// debugfs runs e2fsprogs' debugfs on the flash's data partition.
+func (u *upgradeRig) debugfs(t *testing.T, write bool, req string) string {
+	t.Helper()
+	args := []string{"-R", req}
+	if write {
+		args = append([]string{"-w"}, args...)
+	}
+	args = append(args, fmt.Sprintf("%s?offset=%d", u.flash, dataOffset))
+	out, err := exec.Command("debugfs", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs %s: %v\n%s", req, err, out)
+	}
+	return string(out)
+}
+
+// getDB copies the allocation DB out of the (powered-off) flash.
+func (u *upgradeRig) getDB(t *testing.T, to string) []byte {
+	t.Helper()
+	os.Remove(to)
+	u.debugfs(t, false, "dump -p /uroute/ifmgr.db "+to)
+	b, err := os.ReadFile(to)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("no DB copied out of the data partition: %v", err)
+	}
+	return b
+}
+
+// putDB replaces the allocation DB on the flash with the file from.
+func (u *upgradeRig) putDB(t *testing.T, from string) {
+	t.Helper()
+	u.debugfs(t, true, "rm /uroute/ifmgr.db")
+	u.debugfs(t, true, "write "+from+" /uroute/ifmgr.db")
+}
+
+func (u *upgradeRig) newerSchema(t *testing.T) {
+	u.vm.Use(t)
+	u.vm.Type("uroute-uinit shutdown\n")
+	if err := u.vm.WaitExit(u.arch.Scale(60 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	orig := filepath.Join(u.dir, "ifmgr.db")
+	u.getDB(t, orig)
+	newer := filepath.Join(u.dir, "ifmgr-v2.db")
+	b, _ := os.ReadFile(orig)
+	if err := os.WriteFile(newer, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(newer, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		if meta == nil {
+			return fmt.Errorf("no meta bucket")
+		}
+		return meta.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.putDB(t, newer)
+	want, _ := os.ReadFile(newer)
+
+	if got := u.boot(t); got != "B" {
+		t.Fatalf("U-Boot booted slot %s, want B", got)
+	}
+	list := u.serve(t)
+	if !strings.Contains(u.vm.Console(), "allocation DB is from newer firmware") {
+		t.Errorf("ifmgrd did not say the DB is from newer firmware")
+	}
+	for _, rule := range []string{"bridge/lan", "bridge/guest"} {
+		if !isUp(list, rule, "") {
+			t.Errorf("%s not up: the router does not serve:\n%s", rule, formatList(list))
+		}
+	}
+	if st := u.ifmgrStatus(t); st.DB == "/data/uroute/ifmgr.db" {
+		t.Errorf("ifmgrd writes the newer DB: %+v", st)
+	}
+	u.vm.Type("uroute-uinit shutdown\n")
+	if err := u.vm.WaitExit(u.arch.Scale(60 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.getDB(t, filepath.Join(u.dir, "after.db")); sha256.Sum256(got) != sha256.Sum256(want) {
+		t.Fatalf("the newer firmware's DB was modified by the older one")
+	}
+
+	// The newer firmware's DB back as it was: every unit returns.
+	u.putDB(t, orig)
+	u.expectBoot(t, "B", "v2")
 }
