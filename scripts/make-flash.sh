@@ -17,7 +17,7 @@
 #
 # Run QEMU with -bios /usr/lib/u-boot/qemu_ARCH/u-boot.bin
 # -drive if=pflash,unit=1,file=OUTDIR/nor.img and the disk on virtio-blk-pci
-# (scripts/run-qemu.sh --uboot does).
+# (scripts/run-router.sh does).
 #
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps
 # the boot script, so the same inputs give the same bytes (the data
