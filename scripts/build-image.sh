@@ -23,6 +23,10 @@
 #   EXTRA_CMDS="C"  also build these ./firmware/cmd commands into /bin (test
 #                   tools a router does not carry: the crash test's
 #                   uroute-crashload)
+#   UPGRADE_KEYS=F  trusted firmware signing keys (hex ed25519 public keys,
+#                   one a line) to install as /etc/uroute/upgrade.pub;
+#                   without it the image refuses every upgrade
+#                   (docs/upgrade.md)
 #
 # u-root is pinned in go.mod (a tool dependency). Same inputs give the same
 # bytes: u-root zeroes the cpio metadata (mtime, uid, inode) and builds with
@@ -101,6 +105,9 @@ files=(
 for cmd in "${extra_cmds[@]}"; do
 	files+=(-files "$tmp/bin/$cmd:bin/$cmd")
 done
+if [ -n "${UPGRADE_KEYS:-}" ]; then
+	files+=(-files "$UPGRADE_KEYS:etc/uroute/upgrade.pub")
+fi
 if [ -n "${MODULES_DIR:-}" ]; then
 	# Kernel modules (*.ko) and their load-order file, for uinit.
 	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }

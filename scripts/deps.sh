@@ -24,6 +24,13 @@ done
 command -v fakeroot-sysv >/dev/null || need+=(fakeroot)
 command -v mipsel-linux-gnu-gcc >/dev/null || need+=(gcc-mipsel-linux-gnu)
 [ -e /usr/mipsel-linux-gnu/lib/libc.a ] || need+=(libc6-dev-mipsel-cross)
+# Router images and the U-Boot boot (docs/upgrade.md): mkimage and
+# mkenvimage, dtc (mkimage -f compiles the .its with it), sfdisk for the
+# flash layout, and Debian's U-Boot for QEMU's arm and arm64 virt.
+command -v mkimage >/dev/null || need+=(u-boot-tools)
+command -v dtc >/dev/null || need+=(device-tree-compiler)
+command -v sfdisk >/dev/null || need+=(fdisk)
+[ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need+=(u-boot-qemu)
 if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq

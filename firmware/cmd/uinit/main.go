@@ -29,6 +29,10 @@
 //
 // "uinit shutdown [-r]" is the router's clean power-off (or reboot): it
 // stops the supervised ifmgrd, syncs and unmounts /data, then reboot(2)s.
+//
+// "uinit upgrade IMAGE" and "uinit status" are the A/B firmware upgrade
+// and its report, on a router booted by U-Boot (upgrade.go, bootenv.go,
+// docs/upgrade.md).
 package main
 
 import (
@@ -47,6 +51,12 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "shutdown" {
 		os.Exit(shutdownMain(os.Args[2:], os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "upgrade" {
+		os.Exit(upgradeMain(os.Args[2:], os.Stdout))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "status" {
+		os.Exit(statusMain(os.Args[2:], os.Stdout))
 	}
 	fs := flag.NewFlagSet("uinit", flag.ExitOnError)
 	root := fs.String("root", "/", "root directory that all paths are taken relative to (for tests)")

@@ -22,7 +22,7 @@ func startSupervisor(argv []string, out io.Writer) error {
 	if err != nil {
 		self = "/bin/uinit"
 	}
-	args := append([]string{"supervise", "--"}, argv...)
+	args := append([]string{"supervise", "-boot-check", "--"}, argv...)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -54,6 +54,9 @@ type supervisor struct {
 	Run   func() error
 	Sleep func(time.Duration)
 	Now   func() time.Time
+	// Exited, if set, hears of every exit of the program (the A/B boot
+	// check counts them).
+	Exited func(error)
 }
 
 // Loop runs the program until it has been restarted MaxRestarts times in a
@@ -72,6 +75,9 @@ func (s *supervisor) Loop() error {
 		}
 		if err == nil {
 			err = errors.New("exited with status 0")
+		}
+		if s.Exited != nil {
+			s.Exited(err)
 		}
 		if ran >= s.Policy.StableAfter {
 			restarts = 0
@@ -100,6 +106,7 @@ func superviseMain(args []string, out io.Writer) int {
 	fs.DurationVar(&p.Backoff, "backoff", defaultBackoff, "first wait before a restart")
 	fs.DurationVar(&p.MaxBackoff, "max-backoff", defaultMaxBackoff, "longest wait before a restart")
 	fs.DurationVar(&p.StableAfter, "stable-after", defaultStableAfter, "a run this long resets the restart count")
+	check := fs.Bool("boot-check", false, "on a U-Boot A/B boot, mark the slot good once the program (ifmgrd) has converged (bootenv.go)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -159,6 +166,20 @@ func superviseMain(args []string, out io.Writer) int {
 		},
 		Sleep: time.Sleep,
 		Now:   time.Now,
+	}
+	if *check {
+		if cmdline, err := os.ReadFile("/proc/cmdline"); err == nil {
+			if boot, err := abBootFrom(string(cmdline)); err == nil {
+				exits := make(chan error, 16)
+				s.Exited = func(err error) {
+					select {
+					case exits <- err:
+					default:
+					}
+				}
+				go bootCheck(boot, out, exits)
+			}
+		}
 	}
 	if err := s.Loop(); err != nil && !errors.Is(err, errStopped) {
 		return 1
