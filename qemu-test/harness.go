@@ -276,15 +276,29 @@ func Boot(t testing.TB, c Config) *VM {
 	return vm
 }
 
-// prefixWriter adds QEMU's stderr to the console log.
+// prefixWriter adds QEMU's stderr to the console log, a whole line at a
+// time with prefix before it: QEMU writes a message in pieces
+// ("qemu-system-arm:", " warning: ", "hub 0 ..."), which must not be
+// prefixed one by one.
 type prefixWriter struct {
 	w      io.Writer
 	prefix string
+	mu     sync.Mutex
+	buf    []byte
 }
 
 func (w *prefixWriter) Write(p []byte) (int, error) {
-	_, _ = w.w.Write([]byte(w.prefix + string(p)))
-	return len(p), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		_, _ = w.w.Write([]byte(w.prefix + string(w.buf[:i+1])))
+		w.buf = w.buf[i+1:]
+	}
 }
 
 func (vm *VM) read(r io.Reader) {
