@@ -240,7 +240,7 @@ func Boot(t testing.TB, c Config) *VM {
 		_ = os.Remove(c.QMP)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
-	cmd := exec.CommandContext(ctx, c.Arch.QEMU, c.Args()...)
+	cmd := c.Spec().Command(ctx)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
