@@ -402,7 +402,8 @@ func (lc *lifecycle) cutDuringStorm(t *testing.T, round int, rng *rand.Rand, max
 		lc.vm.Spawn(fmt.Sprintf("/tmp/storm%d", i), "sh", "-c", "for i in $(seq 1 300); do ifctl create bridge > /dev/null; done")
 	}
 	if _, _, err := lc.vm.WaitLine(from, regexp.MustCompile(`msg=created name=bridge`), lc.arch.Scale(30*time.Second)); err != nil {
-		t.Fatalf("round %d: the storm did not start: %v", round, err)
+		out, _, _ := lc.vm.Run("cat /tmp/storm0 /tmp/storm1; ps", lc.arch.Scale(10*time.Second))
+		t.Fatalf("round %d: the storm did not start: %v; the loops' output and ps:\n%s", round, err, out)
 	}
 	delay := lc.arch.Scale(time.Duration(rng.Int64N(int64(maxDelay))))
 	time.Sleep(delay)
