@@ -182,7 +182,7 @@ type Config struct {
 	Data           string        // data disk image (virtio-blk, /dev/vda); none if ""
 	QMP            string        // QMP unix socket path; none if ""
 	Mem            int           // MB, default Arch.Mem
-	Timeout        time.Duration // QEMU is killed after it; default 180 s, scaled
+	Timeout        time.Duration // QEMU is killed after it; default 15 min, scaled (a bound for a hung guest, not a speed check)
 	Append         string        // extra kernel parameters
 	// Devices come after the standard ones, in order: a qemu.Disk here
 	// is /dev/vdb when Data is set (/dev/vda otherwise), a qemu.PFlash or
@@ -234,7 +234,7 @@ type VM struct {
 func Boot(t testing.TB, c Config) *VM {
 	t.Helper()
 	if c.Timeout == 0 {
-		c.Timeout = c.Arch.Scale(180 * time.Second)
+		c.Timeout = c.Arch.Scale(15 * time.Minute)
 	}
 	if c.QMP != "" {
 		_ = os.Remove(c.QMP)

@@ -21,7 +21,7 @@ func TestConsoleStress(t *testing.T) {
 		kernel := Requirements(t, a)
 		vm := Boot(t, Config{Arch: a, Kernel: kernel, Initrd: BuildImage(t, a, Profile("qemu-vlan-hub")),
 			Timeout: a.Scale(time.Duration(n) * 20 * time.Second)})
-		if _, err := vm.WaitShell(a.Scale(120 * time.Second)); err != nil {
+		if _, err := vm.WaitShell(a.Scale(300 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		to := a.Scale(20 * time.Second)
