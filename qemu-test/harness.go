@@ -182,7 +182,7 @@ type Config struct {
 	Data           string        // data disk image (virtio-blk, /dev/vda); none if ""
 	QMP            string        // QMP unix socket path; none if ""
 	Mem            int           // MB, default Arch.Mem
-	Timeout        time.Duration // QEMU is killed after it; default 180 s, scaled
+	Timeout        time.Duration // QEMU is killed after it; default 15 min, scaled (a bound for a hung guest, not a speed check)
 	Append         string        // extra kernel parameters
 	// Devices come after the standard ones, in order: a qemu.Disk here
 	// is /dev/vdb when Data is set (/dev/vda otherwise), a qemu.PFlash or
@@ -234,13 +234,13 @@ type VM struct {
 func Boot(t testing.TB, c Config) *VM {
 	t.Helper()
 	if c.Timeout == 0 {
-		c.Timeout = c.Arch.Scale(180 * time.Second)
+		c.Timeout = c.Arch.Scale(15 * time.Minute)
 	}
 	if c.QMP != "" {
 		_ = os.Remove(c.QMP)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
-	cmd := exec.CommandContext(ctx, c.Arch.QEMU, c.Args()...)
+	cmd := c.Spec().Command(ctx)
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -276,15 +276,29 @@ func Boot(t testing.TB, c Config) *VM {
 	return vm
 }
 
-// prefixWriter adds QEMU's stderr to the console log.
+// prefixWriter adds QEMU's stderr to the console log, a whole line at a
+// time with prefix before it: QEMU writes a message in pieces
+// ("qemu-system-arm:", " warning: ", "hub 0 ..."), which must not be
+// prefixed one by one.
 type prefixWriter struct {
 	w      io.Writer
 	prefix string
+	mu     sync.Mutex
+	buf    []byte
 }
 
 func (w *prefixWriter) Write(p []byte) (int, error) {
-	_, _ = w.w.Write([]byte(w.prefix + string(p)))
-	return len(p), nil
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		_, _ = w.w.Write([]byte(w.prefix + string(w.buf[:i+1])))
+		w.buf = w.buf[i+1:]
+	}
 }
 
 func (vm *VM) read(r io.Reader) {

@@ -80,3 +80,18 @@ func TestConfigArgs(t *testing.T) {
 		t.Errorf("firmware boot:\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestPrefixWriterWholeLines(t *testing.T) {
+	var out strings.Builder
+	w := &prefixWriter{w: &out, prefix: "qemu: "}
+	for _, piece := range []string{"qemu-system-arm:", " warning: ", "hub 2 is not connected to host network\nqemu-system-arm: warning: hub 0", " is not connected to host network\n"} {
+		w.Write([]byte(piece))
+	}
+	want := "qemu: qemu-system-arm: warning: hub 2 is not connected to host network\nqemu: qemu-system-arm: warning: hub 0 is not connected to host network\n"
+	if out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	if got := errorLines(strings.Split(strings.TrimSpace(out.String()), "\n")); len(got) != 0 {
+		t.Errorf("QEMU's hub warnings count as errors: %q", got)
+	}
+}

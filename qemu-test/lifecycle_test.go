@@ -99,7 +99,9 @@ func (lc *lifecycle) boot(t *testing.T) []ifmgr.Info {
 	lc.vm = Boot(lc.top, Config{Arch: lc.arch, Kernel: lc.kernel, Initrd: lc.initrd,
 		NICs: nics, Data: lc.data, QMP: lc.qmp, Append: lc.append, Mem: lc.mem, Devices: lc.devices})
 	lc.vm.Use(t)
-	ready, err := lc.vm.WaitShell(lc.arch.Scale(120 * time.Second))
+	// Generous: on a loaded 2-core host, boots that take 5 s alone were
+	// seen taking 90 s (amd64) and 140 s (malta); see scripts/boot-times.sh.
+	ready, err := lc.vm.WaitShell(lc.arch.Scale(300 * time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,8 +391,16 @@ func (lc *lifecycle) shutdown(t *testing.T) {
 	if err := lc.vm.WaitExit(lc.arch.Scale(30 * time.Second)); err != nil {
 		t.Fatalf("clean reboot: %v", err)
 	}
-	if !strings.Contains(lc.vm.Console(), "uinit: shutdown: rebooting") {
-		t.Errorf("no \"uinit: shutdown: rebooting\" on the console")
+	// The clean path: the supervisor stopped ifmgrd, then reboot(2).
+	// uinit's own "rebooting" line can die in the UART with the machine
+	// (seen on malta even after tcdrain), so the kernel's line for the
+	// same reboot(2) counts too.
+	con := lc.vm.Console()
+	if !strings.Contains(con, "uinit: ifmgrd: stopped") {
+		t.Errorf("no \"uinit: ifmgrd: stopped\" on the console: ifmgrd was not stopped before the reboot")
+	}
+	if !strings.Contains(con, "uinit: shutdown: rebooting") && !strings.Contains(con, "reboot: Restarting system") {
+		t.Errorf("neither \"uinit: shutdown: rebooting\" nor the kernel's \"reboot: Restarting system\" on the console")
 	}
 }
 
@@ -407,7 +417,8 @@ func (lc *lifecycle) cutDuringStorm(t *testing.T, round int, rng *rand.Rand, max
 		lc.vm.Spawn(fmt.Sprintf("/tmp/storm%d", i), "sh", "-c", "for i in $(seq 1 300); do ifctl create bridge > /dev/null; done")
 	}
 	if _, _, err := lc.vm.WaitLine(from, regexp.MustCompile(`msg=created name=bridge`), lc.arch.Scale(30*time.Second)); err != nil {
-		t.Fatalf("round %d: the storm did not start: %v", round, err)
+		out, _, _ := lc.vm.Run("cat /tmp/storm0 /tmp/storm1; ps", lc.arch.Scale(10*time.Second))
+		t.Fatalf("round %d: the storm did not start: %v; the loops' output and ps:\n%s", round, err, out)
 	}
 	delay := lc.arch.Scale(time.Duration(rng.Int64N(int64(maxDelay))))
 	time.Sleep(delay)

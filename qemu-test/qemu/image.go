@@ -147,6 +147,17 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 		os.Remove(tmp)
 		return Image{}, fmt.Errorf("build-image.sh %s: %w", m.Name, err)
 	}
+	// A source edited during the build: the image is of neither key.
+	// Used this once, never cached under the key computed before.
+	if again, err := ImageKey(repo, m, profile, modules); err != nil || again != key {
+		uncached := filepath.Join(dir, "uncached-"+name)
+		if err := os.Rename(tmp, uncached); err != nil {
+			return Image{}, err
+		}
+		fmt.Fprintf(log, "qemu: inputs changed during the build; %s is not cached\n", uncached)
+		img.Path, img.Built, img.Took = uncached, true, time.Since(start)
+		return img, nil
+	}
 	if err := os.Rename(tmp, img.Path); err != nil {
 		return Image{}, err
 	}

@@ -78,6 +78,9 @@ func ParseOptions(args []string) (Options, error) {
 	if len(args) == 0 {
 		return o, fmt.Errorf("%w: no ARCH", ErrUsage)
 	}
+	if args[0] == "-h" || args[0] == "--help" {
+		return o, ErrHelp
+	}
 	m, err := MachineByName(args[0])
 	if err != nil {
 		return o, fmt.Errorf("%w: %v", ErrUsage, err)
@@ -205,6 +208,7 @@ func (o *Options) Prepare(ctx context.Context, repo string, log io.Writer) error
 			}
 		}
 	}
+	derivedInitrd := o.Initrd == ""
 	if o.Initrd == "" {
 		if !exists(filepath.Join(kdir, "modules", "load-order")) {
 			if o.DryRun {
@@ -236,7 +240,8 @@ func (o *Options) Prepare(ctx context.Context, repo string, log io.Writer) error
 		}
 	}
 	for _, f := range []string{o.Kernel, o.Initrd} {
-		if !exists(f) {
+		// A dry run names the image it would build.
+		if !exists(f) && !(o.DryRun && f == o.Initrd && derivedInitrd) {
 			return fmt.Errorf("no such file %s", f)
 		}
 	}

@@ -13,12 +13,14 @@
 package qemu
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -148,8 +150,15 @@ func (s Spec) Args() []string {
 	return c.args
 }
 
-// Command is the QEMU process for s (not started).
-func (s Spec) Command() *exec.Cmd { return exec.Command(s.Machine.QEMU, s.Args()...) }
+// Command is the QEMU process for s (not started), ended with ctx. QEMU
+// is also killed when the process that started it dies (a test binary
+// killed by its -timeout, a demo interrupted): a guest left running would
+// take CPU from every later guest on the machine.
+func (s Spec) Command(ctx context.Context) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, s.Machine.QEMU, s.Args()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
 
 // String is the command line as a shell would take it.
 func (s Spec) String() string {

@@ -88,8 +88,10 @@ func TestParseOptionsErrors(t *testing.T) {
 			t.Errorf("%q: err %v, want ErrUsage", args, err)
 		}
 	}
-	if _, err := ParseOptions([]string{"amd64", "--help"}); !errors.Is(err, ErrHelp) {
-		t.Errorf("--help: %v", err)
+	for _, args := range [][]string{{"amd64", "--help"}, {"--help"}, {"-h"}} {
+		if _, err := ParseOptions(args); !errors.Is(err, ErrHelp) {
+			t.Errorf("%q: %v", args, err)
+		}
 	}
 }
 

@@ -47,6 +47,12 @@ func shutdownMain(args []string, out io.Writer) int {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
 	fmt.Fprintf(out, "uinit: shutdown: %s\n", map[bool]string{true: "rebooting", false: "powering off"}[*reboot])
+	// The line sits in the tty's output buffer until the UART has sent
+	// it; reboot(2) does not wait, and the line was seen lost on malta.
+	// tcdrain (TCSBRK 1) waits for it. Not a tty (tests): nothing to do.
+	if f, ok := out.(*os.File); ok {
+		_ = unix.IoctlSetInt(int(f.Fd()), unix.TCSBRK, 1)
+	}
 	if err := unix.Reboot(cmd); err != nil {
 		fmt.Fprintf(out, "uinit: shutdown: reboot(2): %v\n", err)
 		return 1

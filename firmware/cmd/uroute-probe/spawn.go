@@ -38,6 +38,10 @@ func spawnMain(args []string) error {
 		return fmt.Errorf("spawn: %w", err)
 	}
 	defer null.Close()
+	// argv[0] is the path found: u-root's busybox binary picks the
+	// command by following argv[0]'s symlinks, and "sh" alone names none
+	// (/bin/sh -> /bbin/gosh), so "spawn F sh -c ..." would start nothing.
+	argv = append([]string{path}, argv[1:]...)
 	proc, err := os.StartProcess(path, argv, &os.ProcAttr{
 		Files: []*os.File{null, out, out},
 		Sys:   &syscall.SysProcAttr{Setsid: true},

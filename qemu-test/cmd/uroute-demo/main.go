@@ -368,7 +368,7 @@ type vm struct {
 // startVM starts QEMU for spec. Its stderr is copied to ours.
 func startVM(ctx context.Context, out io.Writer, spec qemu.Spec) (*vm, error) {
 	v := &vm{out: out, exited: make(chan struct{}), typed: map[string]bool{}}
-	v.cmd = spec.Command()
+	v.cmd = spec.Command(context.WithoutCancel(ctx)) // kill() ends it, SIGTERM first
 	stdin, err := v.cmd.StdinPipe()
 	if err != nil {
 		return nil, err
