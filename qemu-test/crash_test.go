@@ -184,48 +184,11 @@ func crashTest(t *testing.T, a Arch) {
 	}
 }
 
-// buildCrashImage is BuildImage with the workload command added
-// (build-image.sh's EXTRA_CMDS), cached by the same content key under its
-// own name: $UROUTE_CACHE/images/KERNELDIR-crash-KEY.cpio.
+// buildCrashImage is the image with the workload command added
+// (build-image.sh's EXTRA_CMDS), cached by content like every image.
 func buildCrashImage(t *testing.T, a Arch) string {
 	t.Helper()
-	imageMu.Lock()
-	defer imageMu.Unlock()
-	start := time.Now()
-	profile := Profile("qemu-vlan-hub")
-	modules := filepath.Join(a.KernelDir(), "modules")
-	key, err := qemu.ImageKey(RepoRoot(), a, profile, modules)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := filepath.Join(CacheDir(), "images", filepath.Base(a.KernelDir())+"-crash-")
-	out := prefix + key[:16] + ".cpio"
-	if _, err := os.Stat(out); err == nil {
-		t.Logf("reusing %s (same inputs)", out)
-		return out
-	}
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid())
-	cmd := exec.Command(filepath.Join(RepoRoot(), "scripts", "build-image.sh"), a.Name, tmp)
-	cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR="+modules, "EXTRA_CMDS=uroute-crashload")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		t.Fatalf("build-image.sh: %v\n%s", err, b)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		t.Fatal(err)
-	}
-	// Older crash images of this kernel dir are of no further use.
-	old, _ := filepath.Glob(prefix + strings.Repeat("?", 16) + ".cpio")
-	for _, f := range old {
-		if f != out {
-			os.Remove(f)
-		}
-	}
-	t.Logf("built %s in %v", out, time.Since(start).Round(100*time.Millisecond))
-	return out
+	return BuildImageVariant(t, a, Profile("qemu-vlan-hub"), qemu.Variant{Name: "crash", Env: []string{"EXTRA_CMDS=uroute-crashload"}})
 }
 
 // makeCrashDisk makes the ext4 data disk with everything initialised by

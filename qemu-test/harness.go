@@ -121,10 +121,18 @@ var imageMu sync.Mutex
 // with nothing changed builds nothing).
 func BuildImage(t testing.TB, a Arch, profile string) string {
 	t.Helper()
+	return BuildImageVariant(t, a, profile, qemu.Variant{})
+}
+
+// BuildImageVariant is BuildImage for a test's image with more in it
+// (qemu.Variant: the crash test's workload command, the upgrade test's
+// trusted key), cached by content like every image.
+func BuildImageVariant(t testing.TB, a Arch, profile string, v qemu.Variant) string {
+	t.Helper()
 	imageMu.Lock()
 	defer imageMu.Unlock()
 	var log bytes.Buffer
-	img, err := qemu.BuildImage(context.Background(), RepoRoot(), a, profile, &log)
+	img, err := qemu.BuildImageVariant(context.Background(), RepoRoot(), a, profile, v, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.Bytes())
 	}

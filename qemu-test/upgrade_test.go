@@ -146,23 +146,14 @@ func script(t *testing.T, env []string, name string, args ...string) string {
 }
 
 // buildTrustingImage is the arch's image with the stock board profile and
-// pub as its trusted upgrade key, cached like BuildImage's.
+// pub as its trusted upgrade key, cached by content like every image.
 func buildTrustingImage(t *testing.T, a Arch, pub string) string {
-	imageMu.Lock()
-	defer imageMu.Unlock()
-	out := filepath.Join(CacheDir(), "image-"+filepath.Base(a.KernelDir())+"-upgrade.cpio")
-	if built[out] {
-		return out
+	t.Helper()
+	profile, err := qemu.BoardProfile(RepoRoot(), a)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(out); err == nil && os.Getenv("UROUTE_QEMU_REUSE") == "1" {
-		return out
-	}
-	start := time.Now()
-	script(t, []string{"UPGRADE_KEYS=" + pub, "MODULES_DIR=" + filepath.Join(a.KernelDir(), "modules")},
-		"build-image.sh", a.Name, out)
-	built[out] = true
-	t.Logf("built %s in %v", out, time.Since(start).Round(100*time.Millisecond))
-	return out
+	return BuildImageVariant(t, a, profile, qemu.Variant{Name: "upgrade", Env: []string{"UPGRADE_KEYS=" + pub}, Files: []string{pub}})
 }
 
 // fit builds a FIT of version from cpio, with overlay (a gzip'ed cpio

@@ -120,16 +120,55 @@ type Image struct {
 // holds one with the same ImageKey. Images of older keys for the same
 // kernel and profile are removed, all but the newest two.
 func BuildImage(ctx context.Context, repo string, m Machine, profile string, log io.Writer) (Image, error) {
+	return BuildImageVariant(ctx, repo, m, profile, Variant{}, log)
+}
+
+// Variant is what a test's image has beyond BuildImage's inputs: more of
+// build-image.sh's environment (EXTRA_CMDS=uroute-crashload,
+// UPGRADE_KEYS=FILE) and the files that environment brings in. Name keeps
+// its images apart in the cache; Env and the bytes of Files go into the
+// key, so a changed upgrade key is a new image.
+type Variant struct {
+	Name  string
+	Env   []string
+	Files []string
+}
+
+// key is ImageKey extended by the variant (ImageKey itself for none).
+func (v Variant) key(repo string, m Machine, profile, modules string) (string, error) {
+	key, err := ImageKey(repo, m, profile, modules)
+	if err != nil || (v.Name == "" && len(v.Env) == 0 && len(v.Files) == 0) {
+		return key, err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", key, v.Name)
+	for _, e := range v.Env {
+		fmt.Fprintf(h, "env %s\x00", e)
+	}
+	for _, f := range v.Files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("image key: %w", err)
+		}
+		fmt.Fprintf(h, "file %d\x00", len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// BuildImageVariant is BuildImage for an image with more in it (Variant),
+// cached the same way under its own name.
+func BuildImageVariant(ctx context.Context, repo string, m Machine, profile string, v Variant, log io.Writer) (Image, error) {
 	start := time.Now()
 	modules := filepath.Join(m.KernelDir(), "modules")
 	if _, err := os.Stat(filepath.Join(modules, "load-order")); err != nil {
 		return Image{}, fmt.Errorf("kernel modules: %w (scripts/fetch-kernel.sh %s %s)", err, m.Name, m.KernelDir())
 	}
-	key, err := ImageKey(repo, m, profile, modules)
+	key, err := v.key(repo, m, profile, modules)
 	if err != nil {
 		return Image{}, err
 	}
-	img := Image{Path: ImagePath(m, profile, key), Key: key}
+	img := Image{Path: imagePath(m, profile, v.Name, key), Key: key}
 	dir, name := filepath.Split(img.Path)
 	prefix := name[:len(name)-len(key[:16])-len(".cpio")]
 	if _, err := os.Stat(img.Path); err == nil {
@@ -142,6 +181,7 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 	tmp := img.Path + fmt.Sprintf(".tmp%d", os.Getpid())
 	cmd := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "build-image.sh"), m.Name, tmp)
 	cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR="+modules)
+	cmd.Env = append(cmd.Env, v.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {
 		os.Remove(tmp)
@@ -149,7 +189,7 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 	}
 	// A source edited during the build: the image is of neither key.
 	// Used this once, never cached under the key computed before.
-	if again, err := ImageKey(repo, m, profile, modules); err != nil || again != key {
+	if again, err := v.key(repo, m, profile, modules); err != nil || again != key {
 		uncached := filepath.Join(dir, "uncached-"+name)
 		if err := os.Rename(tmp, uncached); err != nil {
 			return Image{}, err
@@ -169,8 +209,16 @@ func BuildImage(ctx context.Context, repo string, m Machine, profile string, log
 // ImagePath is where BuildImage keeps the image of key:
 // $UROUTE_CACHE/images/KERNELDIR-PROFILE-KEY.cpio.
 func ImagePath(m Machine, profile, key string) string {
-	name := filepath.Base(m.KernelDir()) + "-" + strings.TrimSuffix(filepath.Base(profile), ".toml") + "-" + key[:16] + ".cpio"
-	return filepath.Join(CacheDir(), "images", name)
+	return imagePath(m, profile, "", key)
+}
+
+// imagePath is ImagePath with a variant's name after the profile's.
+func imagePath(m Machine, profile, variant, key string) string {
+	name := filepath.Base(m.KernelDir()) + "-" + strings.TrimSuffix(filepath.Base(profile), ".toml")
+	if variant != "" {
+		name += "-" + variant
+	}
+	return filepath.Join(CacheDir(), "images", name+"-"+key[:16]+".cpio")
 }
 
 // BoardProfile is the profile build-image.sh installs by default:
