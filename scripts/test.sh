@@ -91,11 +91,22 @@ reproducible() {
 		sha256sum "$fresh" | cut -d' ' -f1 | tee "$img.reproducible" &&
 		rm -f "$fresh"
 }
+# fit_reproducible: the arm64 router image (FIT) built twice from the same
+# initramfs and kernel has the same bytes (mkimage stamps
+# SOURCE_DATE_EPOCH, the last commit's time).
+fit_reproducible() {
+	local img
+	img=$("$cache/bin/uroute-image" arm64 qemu-test/profiles/qemu-vlan-hub.toml) &&
+		./scripts/build-fit.sh arm64 "$img" "$log/1.itb" &&
+		./scripts/build-fit.sh arm64 "$img" "$log/2.itb" &&
+		cmp "$log/1.itb" "$log/2.itb" &&
+		sha256sum "$log/1.itb" | cut -d' ' -f1
+}
 qemu_suite() {
 	# -v: the boot phases and convergence times of a passing run are
 	# worth reading; a failing guest's whole console is printed with its
 	# test.
-	UROUTE_QEMU=1 go test -count=1 -v -timeout 40m ./qemu-test/ 2>&1 | tee "$log/qemu.log"
+	UROUTE_QEMU=1 go test -count=1 -v -timeout 75m ./qemu-test/ 2>&1 | tee "$log/qemu.log"
 	return "${PIPESTATUS[0]}"
 }
 
@@ -104,7 +115,10 @@ stage "gofmt" gofmt_check
 stage "go vet (amd64, big-endian mips)" vet
 stage "staticcheck" go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 stage "go test (unit and host-kernel tests)" go test -count=1 -p 1 -timeout 30m "$@" ./...
+stage "fuzz: every target for 5 s (scripts/fuzz.sh)" ./scripts/fuzz.sh
 stage "big-endian MIPS: ifmgr/... and persist under qemu-user" ./scripts/test-mips-be.sh
 stage "kernels (fetch-kernel.sh, 5 kernels)" fetch_kernels
 stage "the image is reproducible (mipsle, two builds)" reproducible
+stage "the FIT is reproducible (arm64, two builds)" fit_reproducible
+stage "Buildroot: check-package, defconfigs, offline malta build" ./scripts/buildroot-check.sh
 stage "QEMU suite (amd64, arm64, armv7, mipsle)" qemu_suite
