@@ -56,7 +56,7 @@ func printTable(w io.Writer, rep *Report) {
 	}
 	tw.Flush()
 	if rep.Profile != "" {
-		fmt.Fprintf(w, "\nCPU profile of ifmgrd (top 25)\n%s", rep.Profile)
+		fmt.Fprintf(w, "\nCPU profile of ifmgrd (top 30 by cumulative time)\n%s", rep.Profile)
 	}
 }
 

@@ -41,7 +41,7 @@ func (b *bench) where() error {
 		if _, _, err := b.instrumented(work, n, []string{"-cpuprofile", prof, "--"}, nil); err != nil {
 			return fmt.Errorf("profile %s: %w", work, err)
 		}
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", filepath.Join(b.c.Bin, "ifmgrd-debug"), prof).CombinedOutput()
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=30", filepath.Join(b.c.Bin, "ifmgrd-debug"), prof).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("pprof: %v: %s", err, out)
 		}

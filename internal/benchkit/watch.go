@@ -374,3 +374,9 @@ func (wa *Watch) WaitMet(name string, timeout time.Duration) (time.Time, error) 
 	}
 	return at, nil
 }
+
+// WaitFor waits until ok holds for the current links (called under the
+// watch's lock; it must not keep the map).
+func (wa *Watch) WaitFor(ok func(links map[uint32]kernel.Link) bool, timeout time.Duration) error {
+	return wa.until(func() bool { return ok(wa.links) }, timeout)
+}
