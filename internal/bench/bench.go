@@ -82,7 +82,9 @@ func (b *bench) run() error {
 				return err
 			}
 		}
-		if b.c.Sections["teardown"] {
+	}
+	if b.c.Sections["teardown"] {
+		for _, n := range b.c.TearNs {
 			if err := b.section("teardown", n, b.teardownContenders()); err != nil {
 				return err
 			}
@@ -131,7 +133,11 @@ type runCtx struct {
 func (b *bench) section(name string, n int, cs []contender) error {
 	times := map[string][]float64{}
 	extras := map[string]any{}
-	for rep := range b.c.Reps {
+	reps := b.c.Reps
+	if n > 1000 {
+		reps = 1 // the N=4000 runs take minutes each on a shared machine
+	}
+	for rep := range reps {
 		for _, c := range cs {
 			if c.slow && n > b.c.SlowMax {
 				continue

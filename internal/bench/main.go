@@ -21,6 +21,7 @@ import (
 
 type config struct {
 	Ns       []int
+	TearNs   []int // teardown is slow in the kernel (an RCU grace period per link): its own counts
 	Reps     int
 	Events   int
 	Bin      string // ifmgrd, ifctl, ifmgrd-debug
@@ -59,9 +60,10 @@ type Report struct {
 
 func main() {
 	var c config
-	var ns, sections string
+	var ns, tns, sections string
 	flag.StringVar(&ns, "n", "100,1000", "interface counts, comma separated")
-	flag.IntVar(&c.Reps, "reps", 2, "repetitions per contender (alternated A B A B)")
+	flag.StringVar(&tns, "teardown-n", "100,300", "interface counts for the teardown section")
+	flag.IntVar(&c.Reps, "reps", 2, "repetitions per contender (alternated A B A B); counts above 1000 run once")
 	flag.IntVar(&c.Events, "events", 1000, "link-appears events for the latency figure")
 	flag.StringVar(&c.Bin, "bin", "", "directory with ifmgrd, ifctl and ifmgrd-debug")
 	flag.StringVar(&c.Out, "json", "bench.json", "JSON output file")
@@ -70,13 +72,7 @@ func main() {
 	flag.StringVar(&c.Networkd, "networkd", "/lib/systemd/systemd-networkd", "systemd-networkd binary (\"\" to skip)")
 	flag.IntVar(&c.SlowMax, "slow-max", 1000000, "run one-ip-per-op and networkd only for N up to this")
 	flag.Parse()
-	for _, s := range strings.Split(ns, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n <= 0 {
-			fatal(fmt.Errorf("-n: bad count %q", s))
-		}
-		c.Ns = append(c.Ns, n)
-	}
+	c.Ns, c.TearNs = counts("-n", ns), counts("-teardown-n", tns)
 	c.Sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {
 		c.Sections[strings.TrimSpace(s)] = true
@@ -108,6 +104,18 @@ func main() {
 		fatal(err)
 	}
 	fmt.Printf("\nJSON: %s\n", c.Out)
+}
+
+func counts(flagName, list string) []int {
+	var ns []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			fatal(fmt.Errorf("%s: bad count %q", flagName, s))
+		}
+		ns = append(ns, n)
+	}
+	return ns
 }
 
 func fatal(err error) {

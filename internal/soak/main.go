@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -117,6 +118,15 @@ func main() {
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		sum.Load = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
+	// Interrupted, the soak still removes its namespace and daemon.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		s.close()
+		os.RemoveAll(work)
+		os.Exit(130)
+	}()
 	err = s.run(*bin, work, *duration, *every, sum)
 	s.close()
 	if err != nil {
@@ -378,20 +388,31 @@ func (s *soak) convergedWith(extra string) error {
 
 func (s *soak) sample() (sample, error) {
 	x := sample{T: time.Since(s.start).Seconds(), Cycles: s.cycles, NewIDs: s.newIDs}
-	// The last status request's connection goroutine and socket must not
-	// be counted: they end just after the answer. Give them a moment, and
-	// read the debug figures before this sample's own status request.
-	time.Sleep(200 * time.Millisecond)
-	d, err := benchkit.ReadDebug(s.dbg)
-	if err != nil {
-		return x, err
-	}
-	x.Goroutines, x.HeapAlloc = d.Goroutines, d.HeapAlloc
+	// A request's connection goroutine and socket, or a link event being
+	// handled, come and go around a sample; a leak stays. So goroutines
+	// and fds are the least of five readings 100 ms apart, taken before
+	// this sample's own status request.
 	pid := s.daemon.Process.Pid
-	if x.RSS, x.Threads, err = benchkit.ProcStatus(pid); err != nil {
-		return x, err
+	for i := range 5 {
+		time.Sleep(100 * time.Millisecond)
+		d, err := benchkit.ReadDebug(s.dbg)
+		if err != nil {
+			return x, err
+		}
+		fds, err := benchkit.OpenFDs(pid)
+		if err != nil {
+			return x, err
+		}
+		if i == 0 || d.Goroutines < x.Goroutines {
+			x.Goroutines = d.Goroutines
+		}
+		if i == 0 || fds < x.FDs {
+			x.FDs = fds
+		}
+		x.HeapAlloc = d.HeapAlloc
 	}
-	if x.FDs, err = benchkit.OpenFDs(pid); err != nil {
+	var err error
+	if x.RSS, x.Threads, err = benchkit.ProcStatus(pid); err != nil {
 		return x, err
 	}
 	c, err := api.Dial(s.sock)
