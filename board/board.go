@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/uroute/uroute/ifmgr/ifname"
 )
 
 // ErrInvalid is wrapped by every error Parse and Load return for a profile
@@ -30,11 +31,11 @@ var ErrInvalid = errors.New("invalid board profile")
 const (
 	DefaultBridgeTemplate = "bridge%d"
 	DefaultVLANTemplate   = "vlan%d"
-	// MaxUnit is the largest unit a cloner may allow (FreeBSD's if_clone
-	// default, and ifmgr's).
-	MaxUnit = 32767
-	// MaxNameLen is IFNAMSIZ-1, the longest kernel interface name.
-	MaxNameLen = 15
+	// MaxUnit is the largest unit a cloner may allow: ifname.MaxUnit.
+	MaxUnit = ifname.MaxUnit
+	// MaxNameLen is IFNAMSIZ-1, the longest kernel interface name:
+	// ifname.MaxNameLen.
+	MaxNameLen = ifname.MaxNameLen
 )
 
 // Cloner names: the keys of Profile.Cloners.
@@ -232,33 +233,33 @@ func (v *validator) profile(tree map[string]any) *Profile {
 	for i, t := range bridgeTables {
 		p.Bridges = append(p.Bridges, v.bridge(t, i))
 	}
-	seen := map[string]int{}
-	for i, b := range p.Bridges {
-		if b.Name == "" {
-			continue
-		}
-		if j, dup := seen[b.Name]; dup {
-			v.errorf([]string{"bridge", strconv.Itoa(i), "name"}, fmt.Sprintf("bridge %q", b.Name), "name", "duplicate: bridge rule %q is already defined at line %d", b.Name, p.Bridges[j].Line)
-			continue
-		}
-		seen[b.Name] = i
-	}
+	seen := v.uniqueNames("bridge", len(p.Bridges), func(i int) (string, int) { return p.Bridges[i].Name, p.Bridges[i].Line })
 
 	for i, t := range v.tables(tree, "port") {
 		p.Ports = append(p.Ports, v.port(t, i, seen))
 	}
-	seenPort := map[string]int{}
-	for i, pr := range p.Ports {
-		if pr.Name == "" {
-			continue
-		}
-		if j, dup := seenPort[pr.Name]; dup {
-			v.errorf([]string{"port", strconv.Itoa(i), "name"}, fmt.Sprintf("port %q", pr.Name), "name", "duplicate: port rule %q is already defined at line %d", pr.Name, p.Ports[j].Line)
-			continue
-		}
-		seenPort[pr.Name] = i
-	}
+	v.uniqueNames("port", len(p.Ports), func(i int) (string, int) { return p.Ports[i].Name, p.Ports[i].Line })
 	return p
+}
+
+// uniqueNames reports every rule of a kind ("bridge", "port") whose name an
+// earlier rule already has, and returns the first rule of each name, by
+// name. rule(i) is the name and line of the i-th of n rules.
+func (v *validator) uniqueNames(kind string, n int, rule func(i int) (name string, line int)) map[string]int {
+	seen := map[string]int{}
+	for i := 0; i < n; i++ {
+		name, _ := rule(i)
+		if name == "" {
+			continue
+		}
+		if j, dup := seen[name]; dup {
+			_, first := rule(j)
+			v.errorf([]string{kind, strconv.Itoa(i), "name"}, fmt.Sprintf("%s %q", kind, name), "name", "duplicate: %s rule %q is already defined at line %d", kind, name, first)
+			continue
+		}
+		seen[name] = i
+	}
+	return seen
 }
 
 // tables returns tree[key] as an array of tables ([[key]] or key = [{...}]).
@@ -318,8 +319,8 @@ func (v *validator) cloners(raw any, p *Profile) {
 		if raw, ok := ct["template"]; ok {
 			s, ok := v.str(raw, sub(path, "template"), rule, "template")
 			if ok {
-				if msg := checkTemplate(s); msg != "" {
-					v.errorf(sub(path, "template"), rule, "template", "%q: %s", s, msg)
+				if _, err := ifname.ParseTemplate(s); err != nil {
+					v.errorf(sub(path, "template"), rule, "template", "%q: %v", s, err)
 					ok = false
 				}
 				spec.Template = s
@@ -338,51 +339,30 @@ func (v *validator) cloners(raw any, p *Profile) {
 			maxOK = ok
 		}
 		if tmplOK && maxOK {
-			if longest := render(spec.Template, spec.Max); len(longest) > MaxNameLen {
+			tmpl, _ := ifname.ParseTemplate(spec.Template) // checked above, or a default
+			if err := tmpl.Fits(spec.Max); err != nil {
 				field := "template"
 				if _, ok := ct["template"]; !ok {
 					field = "max"
 				}
-				v.errorf(sub(path, field), rule, field, "template %q with max %d renders %q, %d bytes: longer than %d (IFNAMSIZ-1)",
-					spec.Template, spec.Max, longest, len(longest), MaxNameLen)
+				v.errorf(sub(path, field), rule, field, "%v", err)
 			}
 		}
 		p.Cloners[name] = spec
 	}
-	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && checkTemplate(b.Template) == "" {
+	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && validTemplate(b.Template) {
 		v.errorf([]string{"cloners", ClonerVLAN, "template"}, "cloners."+ClonerVLAN, "template", "%q is also the bridge template: their names would collide", vl.Template)
 	}
 }
 
-// checkTemplate applies ifmgr's rules for a name template, returning why it
-// is unacceptable or "".
-func checkTemplate(t string) string {
-	if strings.Count(t, "%") != 1 || !strings.Contains(t, "%d") {
-		return "need exactly one %d and no other %"
-	}
-	if t == "%d" {
-		return "a bare number is not an interface name"
-	}
-	for _, r := range t {
-		if r == '/' || r == ':' || r <= ' ' || r == 0x7f {
-			return fmt.Sprintf("%q is not allowed in an interface name", r)
-		}
-	}
-	return ""
-}
-
-func render(tmpl string, unit uint32) string {
-	return strings.Replace(tmpl, "%d", strconv.FormatUint(uint64(unit), 10), 1)
+func validTemplate(t string) bool {
+	_, err := ifname.ParseTemplate(t)
+	return err == nil
 }
 
 func (v *validator) bridge(t map[string]any, i int) BridgeRule {
-	path := []string{"bridge", strconv.Itoa(i)}
-	b := BridgeRule{Line: v.pos.line(path...)}
-	rule := fmt.Sprintf("bridge #%d", i+1)
-	b.Name = v.ruleName(t, path, rule)
-	if b.Name != "" {
-		rule = fmt.Sprintf("bridge %q", b.Name)
-	}
+	var b BridgeRule
+	path, rule := v.ruleHead(t, "bridge", i, &b.Name, &b.Line)
 	v.unknown(t, path, rule, "", "name", "keep_empty", "per_port")
 	for key, dst := range map[string]*bool{"keep_empty": &b.KeepEmpty, "per_port": &b.PerPort} {
 		if raw, ok := t[key]; ok {
@@ -397,6 +377,20 @@ func (v *validator) bridge(t map[string]any, i int) BridgeRule {
 		v.errorf(sub(path, "per_port"), rule, "per_port", "a per-port bridge exists only with its port: it cannot also be keep_empty")
 	}
 	return b
+}
+
+// ruleHead reads what every rule table of a kind ("bridge", "port") starts
+// with: its line and its name (into name and line), and returns its path
+// and how errors call it (by name if it has a good one, else by number).
+func (v *validator) ruleHead(t map[string]any, kind string, i int, name *string, line *int) (path []string, rule string) {
+	path = []string{kind, strconv.Itoa(i)}
+	*line = v.pos.line(path...)
+	rule = fmt.Sprintf("%s #%d", kind, i+1)
+	*name = v.ruleName(t, path, rule)
+	if *name != "" {
+		rule = fmt.Sprintf("%s %q", kind, *name)
+	}
+	return path, rule
 }
 
 // ruleName reads and checks the name key of a rule table, "" if bad.
@@ -418,13 +412,8 @@ func (v *validator) ruleName(t map[string]any, path []string, rule string) strin
 }
 
 func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRule {
-	path := []string{"port", strconv.Itoa(i)}
-	pr := PortRule{Line: v.pos.line(path...)}
-	rule := fmt.Sprintf("port #%d", i+1)
-	pr.Name = v.ruleName(t, path, rule)
-	if pr.Name != "" {
-		rule = fmt.Sprintf("port %q", pr.Name)
-	}
+	var pr PortRule
+	path, rule := v.ruleHead(t, "port", i, &pr.Name, &pr.Line)
 	v.unknown(t, path, rule, "", "name", "match", "bridge", "vlans", "vlan_bridge")
 
 	pr.Match = v.match(t["match"], sub(path, "match"), rule)
@@ -496,8 +485,8 @@ func (v *validator) vlans(raw any, path []string, rule string) []uint16 {
 			v.errorf(ePath, rule, "vlans", "element %d is %s, want an integer", i+1, tomlType(e))
 			continue
 		}
-		if n < 1 || n > 4094 {
-			v.errorf(ePath, rule, "vlans", "%d out of range 1-4094", n)
+		if n < ifname.MinVID || n > ifname.MaxVID {
+			v.errorf(ePath, rule, "vlans", "%d out of range %d-%d", n, ifname.MinVID, ifname.MaxVID)
 			continue
 		}
 		if seen[n] {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+	"github.com/uroute/uroute/ifmgr/ifname"
 )
 
 func FuzzParse(f *testing.F) {
@@ -66,7 +67,8 @@ func checkInvariants(t *testing.T, p *Profile) {
 		t.Fatalf("cloners %v", p.Cloners)
 	}
 	for name, c := range p.Cloners {
-		if checkTemplate(c.Template) != "" || c.Max > MaxUnit || len(render(c.Template, c.Max)) > MaxNameLen {
+		tmpl, err := ifname.ParseTemplate(c.Template)
+		if err != nil || c.Max > MaxUnit || tmpl.Fits(c.Max) != nil {
 			t.Fatalf("cloner %s %+v", name, c)
 		}
 	}

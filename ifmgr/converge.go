@@ -13,50 +13,61 @@ import (
 )
 
 // planLinks describes the observed links to the planner: ownership and
-// identity from ifmgr's records, driver and bus from sysfs.
+// identity from ifmgr's entries, driver and bus from sysfs.
 func (m *Manager) planLinks() []plan.Link {
-	byIndex := make(map[uint32]*entry, len(m.managed))
-	for _, e := range m.managed {
-		if e.index != 0 {
-			byIndex[e.index] = e
-		}
-	}
-	out := make([]plan.Link, 0, len(m.links))
-	for _, l := range m.links {
+	out := make([]plan.Link, 0, m.links.len())
+	m.links.each(func(l kernel.Link) {
 		pl := plan.Link{
-			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, Parent: l.Parent, VLANID: l.VLANID,
+			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
 			Up:  l.Flags&iffUp != 0,
 			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
 		}
-		if e := byIndex[l.Index]; e != nil {
+		if e := m.entries.onLink(l.Index); e != nil {
 			pl.Owned, pl.Identity = true, e.rec.Identity
 		} else if l.Group == m.cfg.OwnerGroup {
 			pl.Owned = true // ours but unrecorded (being adopted): never a port
 		}
 		if m.cfg.Facts != nil && !pl.Owned {
-			// A device's driver and bus do not change under its ifindex;
-			// read sysfs once per link, not once per event batch.
-			f, ok := m.facts[l.Index]
-			if !ok {
-				f.driver, f.bus = m.cfg.Facts(l.Name)
-				m.facts[l.Index] = f
-			}
+			f := m.links.factsOf(l, m.cfg.Facts)
 			pl.Driver, pl.Bus = f.driver, f.bus
 		}
 		out = append(out, pl)
-	}
+	})
 	return out
 }
 
-type linkFacts struct{ driver, bus string }
+// ActionResult is what became of one action of a plan: done (Err nil) or
+// refused, and why. A refused action is a value, not a log line, so that
+// status and the reload dry-run can show it and a caller can decide when to
+// try it again.
+type ActionResult struct {
+	Action plan.Action
+	Err    error // nil: done
+	// Retry: refused because a foreign link holds the name; the identity
+	// has moved to another unit and the next round creates it there.
+	Retry bool
+}
+
+// Done reports whether the action was carried out.
+func (r ActionResult) Done() bool { return r.Err == nil }
+
+// convergeResult is what the last convergence did, for status.
+type convergeResult struct {
+	trigger string
+	rounds  int
+	results []ActionResult
+	dbErr   error // a commit that failed after the actions it recorded
+}
 
 // converge brings the kernel to what the profile derives from the links now
 // present. New identities get units in one transaction, committed before any
 // link is created; known identities reuse their reserved units with no DB
 // write at all. Without a profile, ifmgr manages only what ifctl asks for.
-func (m *Manager) converge(why string) {
+// What it did is kept for status and returned.
+func (m *Manager) converge(why string) convergeResult {
+	res := convergeResult{trigger: why}
 	if m.profile == nil {
-		return
+		return res
 	}
 	// A round can leave work for the next: a name found taken by a foreign
 	// link moves its identity to another unit. Each round either finishes or
@@ -64,157 +75,172 @@ func (m *Manager) converge(why string) {
 	for round := 0; round < 4; round++ {
 		pl := plan.Compute(m.profile, m.planLinks())
 		if len(pl.Actions) == 0 {
-			return
+			break
 		}
-		if !m.apply(pl, why) {
-			return
+		res.rounds++
+		results, err := m.apply(pl, why)
+		res.results = append(res.results, results...)
+		if err != nil {
+			res.dbErr = err
+			break
+		}
+		if !anyRetry(results) {
+			break
 		}
 	}
+	m.lastConverge = res
+	return res
 }
 
-// apply carries out a plan and reports whether another round may help.
-func (m *Manager) apply(pl plan.Plan, why string) (again bool) {
+func anyRetry(results []ActionResult) bool {
+	for _, r := range results {
+		if r.Retry {
+			return true
+		}
+	}
+	return false
+}
+
+// apply carries out a plan in its order (plan.Kind) and returns, per action,
+// what became of it. The error is a failed commit: of the new records
+// (then no create was tried) or of the deletions that name-taken creates
+// queued (then the DB keeps records of links that do not exist, which the
+// next startup drops).
+func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
+	results := make([]ActionResult, len(pl.Actions))
+	for i, a := range pl.Actions {
+		results[i].Action = a
+	}
 	var t txn
-	for _, a := range pl.Actions {
-		if a.Kind != plan.Delete {
-			continue
-		}
-		if err := m.cfg.Kernel.Delete(a.Link); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-			m.log.Error("delete derived link", "name", a.Name, "why", a.Why, "err", err)
-			continue
-		}
-		m.log.Info("deleted", "name", a.Name, "why", a.Why, "trigger", why)
-		if l, ok := m.links[a.Link]; ok {
-			m.forget(l)
-			if e := m.managed[l.Name]; e != nil {
-				e.index = 0 // the record stays: a reservation for when it is wanted again
-			}
-		}
-	}
-
-	for _, a := range pl.Actions {
-		if a.Kind != plan.BringUp {
-			continue
-		}
-		if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-			m.log.Error("bring port up", "name", a.Name, "err", err)
-			continue
-		}
-		if l, ok := m.links[a.Link]; ok {
-			l.Flags |= iffUp
-			m.links[a.Link] = l
-		}
-	}
-
-	type creation struct {
-		target plan.Target
-		e      *entry
-	}
-	var creates []creation
-	for _, a := range pl.Actions {
-		if a.Kind != plan.Create {
-			continue
-		}
-		c := m.byCloner[a.Target.Cloner]
-		if c == nil {
-			m.log.Error("profile derives an interface of an unknown cloner", "cloner", a.Target.Cloner)
-			continue
-		}
-		e := m.byIdentity[a.Target.Key()]
-		if e == nil {
-			u, err := m.alloc[c.Name].AllocLowest()
-			if err != nil {
-				m.log.Error("no unit for a derived interface", "identity", a.Target.Key(), "err", err)
+	var creates []int // indexes of the Create actions that have an entry
+	for i, a := range pl.Actions {
+		switch a.Kind {
+		case plan.Delete:
+			results[i].Err = m.deleteDerived(a, why)
+		case plan.BringUp:
+			results[i].Err = m.bringUp(a)
+		case plan.Create:
+			if err := m.reserve(a.Target, &t); err != nil {
+				results[i].Err = err
 				continue
 			}
-			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: a.Target.Identity, VID: a.Target.VID}
-			if p, ok := m.links[a.Target.Parent]; ok && a.Target.VID != 0 {
-				rec.Parent = p.Name
-			}
-			e = &entry{rec: rec, cloner: c}
-			m.addEntry(e)
-			t.puts = append(t.puts, rec)
+			creates = append(creates, i)
 		}
-		creates = append(creates, creation{a.Target, e})
 	}
 	if len(t.puts) > 0 {
 		// The table changes anyway: stamp what is present and retire the
 		// reservations absent longest, in the same transaction.
-		t.puts = m.stampAndRetire(t.puts, &t.dels)
+		m.stampAndRetire(&t)
 	}
 	if err := m.commit(&t, "derive "+why); err != nil {
-		for _, cr := range creates {
-			if cr.e.index == 0 && containsRecord(t.puts, cr.e.rec) {
-				m.removeEntry(cr.e)
-				m.alloc[cr.e.cloner.Name].Free(cr.e.rec.Unit)
+		for _, i := range creates {
+			e := m.entries.withIdentity(pl.Actions[i].Target.Key())
+			if e != nil && e.index == 0 && containsRecord(t.puts, e.rec) {
+				m.unallocate(e)
 			}
+			results[i].Err = fmt.Errorf("%w: %w", ErrPersist, err)
 		}
-		return false
+		return results, err
 	}
 
-	for _, cr := range creates {
-		name := cr.e.cloner.IfName(cr.e.rec.Unit)
-		var l kernel.Link
-		var err error
-		if cr.target.Cloner == board.ClonerVLAN {
-			l, err = m.cfg.Kernel.CreateVLAN(name, cr.target.Parent, cr.target.VID, m.cfg.OwnerGroup)
-		} else {
-			l, err = m.cfg.Kernel.CreateBridge(name, m.cfg.OwnerGroup)
-		}
-		if errors.Is(err, kernel.ErrExists) && m.nameExists(name) {
-			// A foreign link sits on the reserved name: it keeps it, the
-			// identity moves to a new unit in the next round.
-			var t2 txn
-			m.settle(name, &t2)
-			m.commit(&t2, "name taken")
-			again = true
-			continue
-		}
+	for _, i := range creates {
+		target := pl.Actions[i].Target
+		e := m.entries.withIdentity(target.Key())
+		l, err := m.createLink(e, target.ParentIndex, target.VID, &t, why)
 		if err != nil {
-			m.log.Error("create derived interface", "name", name, "identity", cr.target.Key(), "err", err)
+			results[i].Err, results[i].Retry = err, errors.Is(err, ErrNameTaken)
+			if !results[i].Retry {
+				m.log.Error("create derived interface", "name", e.name(), "identity", target.Key(), "err", err)
+			}
 			continue
 		}
-		m.observe(l)
-		cr.e.index = l.Index
-		m.setAlias(l.Index, cr.e.rec.Identity)
-		if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
-			m.log.Warn("bring link up", "name", name, "err", err)
+		if target.Master != "" {
+			results[i].Err = m.join(l.Index, e.name(), target.Master)
 		}
-		if cr.target.Master != "" {
-			m.join(l.Index, name, cr.target.Master)
-		}
-		m.log.Info("created", "name", name, "ifindex", l.Index, "identity", cr.target.Key(), "trigger", why)
 	}
 
-	for _, a := range pl.Actions {
+	for i, a := range pl.Actions {
 		switch a.Kind {
 		case plan.SetMaster:
-			m.join(a.Link, a.Name, a.Master)
+			results[i].Err = m.join(a.Link, a.Name, a.Master)
 		case plan.Release:
-			if err := m.cfg.Kernel.SetMaster(a.Link, 0); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-				m.log.Error("release port", "name", a.Name, "err", err)
-			}
-
+			results[i].Err = m.releasePort(a)
 		}
 	}
-	return again
+	return results, m.commit(&t, "name taken")
+}
+
+// deleteDerived deletes a link the profile no longer derives. Its record
+// stays: a reservation for when it is wanted again.
+func (m *Manager) deleteDerived(a plan.Action, why string) error {
+	if err := m.cfg.Kernel.Delete(a.Link); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+		m.log.Error("delete derived link", "name", a.Name, "why", a.Why, "err", err)
+		return fmt.Errorf("delete %s: %w: %w", a.Name, ErrKernel, err)
+	}
+	m.log.Info("deleted", "name", a.Name, "why", a.Why, "trigger", why)
+	if e := m.entries.onLink(a.Link); e != nil {
+		m.entries.detach(e)
+	}
+	m.links.forget(a.Link)
+	return nil
+}
+
+func (m *Manager) bringUp(a plan.Action) error {
+	if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+		m.log.Error("bring port up", "name", a.Name, "err", err)
+		return fmt.Errorf("set %s up: %w: %w", a.Name, ErrKernel, err)
+	}
+	m.links.markUp(a.Link)
+	return nil
+}
+
+func (m *Manager) releasePort(a plan.Action) error {
+	if err := m.cfg.Kernel.SetMaster(a.Link, 0); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+		m.log.Error("release port", "name", a.Name, "err", err)
+		return fmt.Errorf("release %s: %w: %w", a.Name, ErrKernel, err)
+	}
+	return nil
+}
+
+// reserve makes sure a target has an entry: a known identity keeps its
+// reserved unit (no DB write), a new one gets the lowest free unit and a
+// record in t.
+func (m *Manager) reserve(target plan.Target, t *txn) error {
+	c := m.byCloner[target.Cloner]
+	if c == nil {
+		m.log.Error("profile derives an interface of an unknown cloner", "cloner", target.Cloner)
+		return fmt.Errorf("cloner %q: %w", target.Cloner, ErrUnknownKind)
+	}
+	if m.entries.withIdentity(target.Key()) != nil {
+		return nil
+	}
+	u, err := m.alloc[c.Name].AllocLowest()
+	if err != nil {
+		m.log.Error("no unit for a derived interface", "identity", target.Key(), "err", err)
+		return fmt.Errorf("%s for %s: %w", c.Name, target.Key(), err)
+	}
+	rec := persist.Record{Cloner: c.Name, Unit: u, Identity: target.Identity, VID: target.VID}
+	if p, ok := m.links.get(target.ParentIndex); ok && target.VID != 0 {
+		rec.ParentName = p.Name
+	}
+	m.entries.add(&entry{rec: rec, cloner: c})
+	t.puts = append(t.puts, rec)
+	return nil
 }
 
 // join makes a link a port of the bridge with the given identity.
-func (m *Manager) join(index uint32, name, bridge string) {
-	b := m.byIdentity[bridge]
+func (m *Manager) join(index uint32, name, bridge string) error {
+	b := m.entries.withIdentity(bridge)
 	if b == nil || b.index == 0 {
 		m.log.Warn("bridge to join is missing", "port", name, "bridge", bridge)
-		return
+		return fmt.Errorf("join %s to %s: bridge missing: %w", name, bridge, ErrNoSuchLink)
 	}
 	if err := m.cfg.Kernel.SetMaster(index, b.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-		m.log.Error("join bridge", "port", name, "bridge", b.cloner.IfName(b.rec.Unit), "err", err)
-		return
+		m.log.Error("join bridge", "port", name, "bridge", b.name(), "err", err)
+		return fmt.Errorf("join %s to %s: %w: %w", name, b.name(), ErrKernel, err)
 	}
-	if l, ok := m.links[index]; ok {
-		l.Master = b.index
-		m.links[index] = l
-	}
+	m.links.setMaster(index, b.index)
+	return nil
 }
 
 func containsRecord(recs []persist.Record, r persist.Record) bool {
@@ -259,30 +285,30 @@ const DefaultMaxAbsent = 256
 // clock (not wall time: routers boot without an RTC), stamps the new records
 // and every present derived record with it, and then retires the absent
 // reservations with the oldest stamps beyond the bound.
-func (m *Manager) stampAndRetire(puts []persist.Record, dels *[]persist.RecordKey) []persist.Record {
+func (m *Manager) stampAndRetire(t *txn) {
 	m.clock++
 	fresh := map[persist.RecordKey]bool{}
-	for i := range puts {
-		puts[i].LastSeen = m.clock
-		fresh[puts[i].Key()] = true
-		if e := m.byIdentity[puts[i].Identity.Key()]; e != nil {
-			e.rec.LastSeen = m.clock
+	for i := range t.puts {
+		t.puts[i].LastSeen = m.clock
+		fresh[t.puts[i].Key()] = true
+		if e := m.entries.withIdentity(t.puts[i].Identity.Key()); e != nil {
+			m.entries.stamp(e, m.clock)
 		}
 	}
 	absent := map[string][]*entry{}
-	for _, e := range m.managed {
+	m.entries.each(func(e *entry) {
 		if !plan.Derived(e.rec.Identity) || fresh[e.rec.Key()] {
-			continue
+			return
 		}
 		if e.index != 0 {
 			if e.rec.LastSeen < m.clock {
-				e.rec.LastSeen = m.clock
-				puts = append(puts, e.rec)
+				m.entries.stamp(e, m.clock)
+				t.puts = append(t.puts, e.rec)
 			}
-			continue
+			return
 		}
 		absent[e.cloner.Name] = append(absent[e.cloner.Name], e)
-	}
+	})
 	limit := m.cfg.MaxAbsent
 	if limit <= 0 {
 		limit = DefaultMaxAbsent
@@ -298,11 +324,8 @@ func (m *Manager) stampAndRetire(puts []persist.Record, dels *[]persist.RecordKe
 			return list[i].rec.Unit < list[j].rec.Unit
 		})
 		for _, e := range list[:len(list)-limit] {
-			m.removeEntry(e)
-			m.alloc[e.cloner.Name].Free(e.rec.Unit)
-			*dels = append(*dels, e.rec.Key())
-			m.log.Info("reservation retired", "name", e.cloner.IfName(e.rec.Unit), "identity", e.rec.Identity.Key(), "last_seen", e.rec.LastSeen)
+			m.release(e, t)
+			m.log.Info("reservation retired", "name", e.name(), "identity", e.rec.Identity.Key(), "last_seen", e.rec.LastSeen)
 		}
 	}
-	return puts
 }

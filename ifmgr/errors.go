@@ -3,6 +3,7 @@ package ifmgr
 import (
 	"errors"
 
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"github.com/uroute/uroute/ifmgr/units"
 )
 
@@ -16,20 +17,23 @@ var (
 	ErrNameTaken    = units.ErrHeld
 	ErrNotAllocated = units.ErrNotAllocated
 
-	ErrNameTooLong  = errors.New("interface name longer than 15 bytes (IFNAMSIZ-1)")
-	ErrBadName      = errors.New("not a valid interface name")
+	// The rules of names and VLAN ids live in ifname; these are the same
+	// values, so errors.Is matches whichever layer refused.
+	ErrNameTooLong = ifname.ErrNameTooLong // wraps ErrBadName
+	ErrBadName     = ifname.ErrBadName
+	ErrBadVID      = ifname.ErrBadVID
+	ErrBadTemplate = ifname.ErrBadTemplate
+
 	ErrUnknownKind  = errors.New("unknown interface kind")
 	ErrNotOwned     = errors.New("interface is not managed by ifmgr")
 	ErrFromProfile  = errors.New("interface is derived from the board profile: change the profile instead")
 	ErrBadProfile   = errors.New("board profile refused")
 	ErrNoSuchLink   = errors.New("no such interface")
-	ErrBadVID       = errors.New("VLAN id out of range 1-4094")
 	ErrVLANExists   = errors.New("VLAN id already exists on that parent")
 	ErrBadParent    = errors.New("parent cannot carry a VLAN")
 	ErrPersist      = errors.New("cannot record the allocation")
 	ErrKernel       = errors.New("kernel refused the change")
 	ErrClosed       = errors.New("ifmgr is shutting down")
-	ErrBadTemplate  = errors.New("bad cloner name template")
 	ErrBadRequest   = errors.New("bad request")
 	ErrQueueTimeout = errors.New("request not taken before its deadline")
 )

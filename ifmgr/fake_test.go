@@ -112,11 +112,11 @@ func (k *fakeKernel) add(l kernel.Link) (kernel.Link, error) {
 	}
 	if l.Kind == "vlan" {
 		for _, o := range k.links {
-			if o.Kind == "vlan" && o.Parent == l.Parent && o.VLANID == l.VLANID {
+			if o.Kind == "vlan" && o.IfLink == l.IfLink && o.VLANID == l.VLANID {
 				return kernel.Link{}, fmt.Errorf("vlan %d: %w", l.VLANID, kernel.ErrExists)
 			}
 		}
-		if _, ok := k.links[l.Parent]; !ok {
+		if _, ok := k.links[l.IfLink]; !ok {
 			return kernel.Link{}, errors.New("no parent")
 		}
 	}
@@ -147,7 +147,7 @@ func (k *fakeKernel) CreateBridge(name string, group uint32) (kernel.Link, error
 }
 
 func (k *fakeKernel) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error) {
-	return k.create(kernel.Link{Name: name, Kind: "vlan", Group: group, Parent: parent, VLANID: vid})
+	return k.create(kernel.Link{Name: name, Kind: "vlan", Group: group, IfLink: parent, VLANID: vid})
 }
 
 func (k *fakeKernel) modify(i uint32, f func(*kernel.Link)) error {
@@ -208,7 +208,7 @@ func (k *fakeKernel) Delete(i uint32) error {
 	}
 	// The kernel takes a parent's VLANs with it.
 	for j, c := range k.links {
-		if c.Kind == "vlan" && c.Parent == i {
+		if c.Kind == "vlan" && c.IfLink == i {
 			delete(k.links, j)
 			k.emit(kernel.EventDel, c)
 		}

@@ -86,33 +86,36 @@ type Config struct {
 
 // Manager owns the allocators, the store and the writing netlink socket.
 // All of them are touched only from the goroutine running Run.
+//
+// Which goroutine runs what, by name:
+//
+//   - Exported methods (Create, Destroy, List, Status, Resync, Reload,
+//     RejectProfile) are the client side: any goroutine may call them; they
+//     only queue a request (requestQueue.call) and wait for its answer.
+//   - Run is the owner goroutine, and every unexported method of Manager
+//     runs on it and only on it, as do the methods of the state it holds
+//     (linkTable, entryTable, units.Allocator, txn). Nothing else touches
+//     that state, so none of it needs a lock.
+//   - The one other goroutine, which reads the watcher socket, runs
+//     forwardEvents: a function, not a method, so it cannot reach the state.
 type Manager struct {
-	cfg  Config
-	log  *slog.Logger
-	reqs chan *request
-	done chan struct{} // closed when the owner goroutine has answered its last request
+	cfg Config
+	log *slog.Logger
+	q   requestQueue
 
 	// Owner-goroutine state.
-	cloners    []*Cloner
-	byCloner   map[string]*Cloner
-	alloc      map[string]*units.Allocator
-	links      map[uint32]kernel.Link // observed kernel links by ifindex
-	byIfName   map[string]uint32      // observed name -> ifindex
-	managed    map[string]*entry      // managed interfaces by name
-	byIdentity map[string]*entry      // the same, by identity key
-	resyncs    map[string]uint64      // resync count by reason
-	events     chan []kernel.Event    // watcher -> owner, for status
-	facts      map[uint32]linkFacts   // sysfs facts of observed links, by ifindex
-	clock      uint64                 // logical clock of LastSeen stamps: the highest on record
-	profile    *board.Profile
-	rejected   string // the last refused profile and why, for status
-	started    bool
-}
-
-type entry struct {
-	rec    persist.Record
-	cloner *Cloner
-	index  uint32 // 0 until the kernel link exists
+	cloners      []*Cloner
+	byCloner     map[string]*Cloner
+	alloc        map[string]*units.Allocator // unit spaces, by cloner name
+	links        linkTable                   // the kernel's links as last read
+	entries      entryTable                  // the managed interfaces
+	resyncs      map[string]uint64           // resync count by reason
+	events       chan []kernel.Event         // watcher -> owner, for status
+	clock        uint64                      // logical clock of LastSeen stamps: the highest on record
+	profile      *board.Profile
+	rejected     string         // the last refused profile and why, for status
+	lastConverge convergeResult // what the last convergence did, for status
+	started      bool
 }
 
 // New checks the configuration; Run does the work.
@@ -139,25 +142,21 @@ func New(cfg Config) (*Manager, error) {
 		cfg.ResyncTick = 5 * time.Minute
 	}
 	m := &Manager{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		reqs:       make(chan *request, cfg.QueueLen),
-		done:       make(chan struct{}),
-		byCloner:   map[string]*Cloner{},
-		alloc:      map[string]*units.Allocator{},
-		links:      map[uint32]kernel.Link{},
-		byIfName:   map[string]uint32{},
-		managed:    map[string]*entry{},
-		byIdentity: map[string]*entry{},
-		facts:      map[uint32]linkFacts{},
-		resyncs:    map[string]uint64{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		q:        requestQueue{reqs: make(chan *request, cfg.QueueLen), done: make(chan struct{})},
+		byCloner: map[string]*Cloner{},
+		alloc:    map[string]*units.Allocator{},
+		links:    newLinkTable(),
+		entries:  newEntryTable(),
+		resyncs:  map[string]uint64{},
 	}
 	for _, c := range cfg.Cloners {
 		if _, dup := m.byCloner[c.Name]; dup {
 			return nil, fmt.Errorf("ifmgr: cloner %q configured twice", c.Name)
 		}
 		for _, o := range m.cloners {
-			if o.prefix == c.prefix && o.suffix == c.suffix {
+			if o.template.SameNames(c.template) {
 				return nil, fmt.Errorf("ifmgr: cloners %q and %q share template %q", o.Name, c.Name, c.Template())
 			}
 		}
@@ -176,7 +175,7 @@ func New(cfg Config) (*Manager, error) {
 // still queued are answered ErrClosed. Run returns only when every goroutine
 // it started has exited.
 func (m *Manager) Run(ctx context.Context) error {
-	defer close(m.done)
+	defer close(m.q.done)
 	if m.started {
 		return errors.New("ifmgr: Run called twice")
 	}
@@ -186,7 +185,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.events = events
 	watchDone := make(chan struct{})
 	if m.cfg.Watcher != nil {
-		go m.forwardEvents(events, watchDone)
+		go forwardEvents(m.cfg.Watcher, m.log, events, watchDone)
 		forwarded := events
 		defer func() {
 			m.cfg.Watcher.Close()
@@ -216,7 +215,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			m.refuseQueued()
 			return nil
-		case r := <-m.reqs:
+		case r := <-m.q.reqs:
 			batch := m.takeBatch(r)
 			// Kernel news first: a request should see every change the
 			// watcher has already delivered, e.g. a foreign name gone.
@@ -255,11 +254,11 @@ func (m *Manager) drainEvents(events chan []kernel.Event) chan []kernel.Event {
 
 // forwardEvents is the only other goroutine: it reads the watcher socket and
 // hands the events to the owner, never touching state itself.
-func (m *Manager) forwardEvents(out chan<- []kernel.Event, done chan<- struct{}) {
+func forwardEvents(w Watcher, log *slog.Logger, out chan<- []kernel.Event, done chan<- struct{}) {
 	defer close(done)
 	defer close(out)
 	for failures := 0; ; {
-		evs, err := m.cfg.Watcher.Receive()
+		evs, err := w.Receive()
 		switch {
 		case errors.Is(err, kernel.ErrClosed):
 			return
@@ -268,7 +267,7 @@ func (m *Manager) forwardEvents(out chan<- []kernel.Event, done chan<- struct{})
 			// the kernel; back off so a broken socket cannot spin.
 			failures++
 			if failures > 100 {
-				m.log.Error("link watcher keeps failing; giving up on it", "err", err)
+				log.Error("link watcher keeps failing; giving up on it", "err", err)
 				return
 			}
 			evs = []kernel.Event{{Type: kernel.EventResync, Reason: err.Error()}}
@@ -288,7 +287,7 @@ func (m *Manager) takeBatch(first *request) []*request {
 	batch := []*request{first}
 	for len(batch) < m.cfg.BatchMax {
 		select {
-		case r := <-m.reqs:
+		case r := <-m.q.reqs:
 			batch = append(batch, r)
 		default:
 			return batch
@@ -300,7 +299,7 @@ func (m *Manager) takeBatch(first *request) []*request {
 func (m *Manager) refuseQueued() {
 	for {
 		select {
-		case r := <-m.reqs:
+		case r := <-m.q.reqs:
 			r.answer(response{err: ErrClosed})
 		default:
 			return
@@ -323,7 +322,7 @@ func (m *Manager) startup() error {
 			m.log.Warn("record not loaded", "cloner", rec.Cloner, "unit", rec.Unit, "err", err)
 			continue
 		}
-		m.addEntry(&entry{rec: rec, cloner: c})
+		m.entries.add(&entry{rec: rec, cloner: c})
 		m.clock = max(m.clock, rec.LastSeen)
 	}
 	m.log.Info("allocation records loaded", "records", len(recs), "db", m.cfg.Store.Path())
@@ -359,29 +358,43 @@ const (
 	opReject
 )
 
+// request is one client call on its way to the owner. Each op reads only
+// its own payload field.
 type request struct {
 	ctx     context.Context
 	op      opKind
-	create  CreateRequest
-	name    string
-	profile *board.Profile
-	dryRun  bool
+	create  CreateRequest // opCreate
+	destroy string        // opDestroy: the interface name
+	reload  reloadRequest // opReload
+	refused error         // opReject: why the profile failed to load
 	reply   chan response
+}
+
+type reloadRequest struct {
+	profile *board.Profile // nil: no profile
+	dryRun  bool
 }
 
 func (r *request) answer(res response) { r.reply <- res } // buffered: never blocks the owner
 
+// requestQueue is the client side of the owner loop: the channel requests
+// travel on, and done, closed when the owner has answered its last request.
+type requestQueue struct {
+	reqs chan *request
+	done chan struct{}
+}
+
 // call queues a request and waits for the answer. If ctx ends after the owner
 // took the request, the change still completes (no half-done state); only the
 // answer is dropped.
-func (m *Manager) call(ctx context.Context, r *request) response {
+func (q *requestQueue) call(ctx context.Context, r *request) response {
 	r.ctx = ctx
 	r.reply = make(chan response, 1)
 	select {
-	case m.reqs <- r:
+	case q.reqs <- r:
 	case <-ctx.Done():
 		return response{err: fmt.Errorf("%w: %w", ErrQueueTimeout, ctx.Err())}
-	case <-m.done:
+	case <-q.done:
 		return response{err: ErrClosed}
 	}
 	select {
@@ -389,7 +402,7 @@ func (m *Manager) call(ctx context.Context, r *request) response {
 		return res
 	case <-ctx.Done():
 		return response{err: ctx.Err()}
-	case <-m.done:
+	case <-q.done:
 		select {
 		case res := <-r.reply:
 			return res
@@ -436,12 +449,12 @@ func (m *Manager) serve(batch []*request) {
 			}
 		case opReload:
 			for _, r := range group {
-				r.answer(m.reload(r.profile, r.dryRun))
+				r.answer(m.reload(r.reload.profile, r.reload.dryRun))
 			}
 		case opReject:
 			for _, r := range group {
-				m.rejected = r.name
-				m.log.Error("board profile refused; the one in force stays", "err", r.name)
+				m.rejected = r.refused.Error()
+				m.log.Error("board profile refused; the one in force stays", "err", r.refused)
 				r.answer(response{})
 			}
 		}
@@ -451,40 +464,38 @@ func (m *Manager) serve(batch []*request) {
 
 // Info describes one managed interface.
 type Info struct {
-	Name     string `json:"name"`
-	Kind     string `json:"kind"`
-	Cloner   string `json:"cloner"`
-	Unit     uint32 `json:"unit"`
-	Identity string `json:"identity"`
-	Index    uint32 `json:"ifindex,omitempty"`
-	Parent   string `json:"parent,omitempty"`
-	VID      uint16 `json:"vid,omitempty"`
-	State    string `json:"state"`
+	Name     string      `json:"name"`
+	Kind     kernel.Kind `json:"kind"`
+	Cloner   string      `json:"cloner"`
+	Unit     uint32      `json:"unit"`
+	Identity string      `json:"identity"`
+	Index    uint32      `json:"ifindex,omitempty"`
+	Parent   string      `json:"parent,omitempty"` // a VLAN's parent link, by name
+	VID      uint16      `json:"vid,omitempty"`
+	State    string      `json:"state"`
 }
 
 func (m *Manager) info(e *entry) Info {
 	in := Info{
-		Name:     e.cloner.IfName(e.rec.Unit),
+		Name:     e.name(),
 		Kind:     e.cloner.Kind,
 		Cloner:   e.cloner.Name,
 		Unit:     e.rec.Unit,
 		Identity: e.rec.Identity.Key(),
 		Index:    e.index,
-		Parent:   e.rec.Parent,
+		Parent:   e.rec.ParentName,
 		VID:      e.rec.VID,
 		State:    "absent",
 	}
-	if l, ok := m.links[e.index]; ok && e.index != 0 {
+	if l, ok := m.links.get(e.index); ok {
 		in.State = linkState(l)
 	}
 	return in
 }
 
 func (m *Manager) list() []Info {
-	out := make([]Info, 0, len(m.managed))
-	for _, e := range m.managed {
-		out = append(out, m.info(e))
-	}
+	out := make([]Info, 0, m.entries.len())
+	m.entries.each(func(e *entry) { out = append(out, m.info(e)) })
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Cloner != out[j].Cloner {
 			return out[i].Cloner < out[j].Cloner
@@ -507,6 +518,42 @@ type Status struct {
 	Links      int               `json:"links"`
 	Profile    string            `json:"profile,omitempty"`          // board and file in force
 	Rejected   string            `json:"profile_rejected,omitempty"` // the last refused profile and why
+	// LastConverge is what the last convergence to the profile did (absent
+	// without a profile).
+	LastConverge *ConvergeReport `json:"last_converge,omitempty"`
+}
+
+// ConvergeReport tells what one convergence did: how many actions were
+// done, and each refused action with its error.
+type ConvergeReport struct {
+	Trigger string         `json:"trigger"`
+	Rounds  int            `json:"rounds"`
+	Done    int            `json:"done"`
+	Failed  []ActionReport `json:"failed,omitempty"`
+	DBError string         `json:"db_error,omitempty"` // a commit that failed
+}
+
+// ActionReport is a refused action: the action as a plan line and why.
+type ActionReport struct {
+	Action string `json:"action"`
+	Error  string `json:"error"`
+	// Retry: a foreign link held the name; a later round used another unit.
+	Retry bool `json:"retry,omitempty"`
+}
+
+func (r convergeResult) report() *ConvergeReport {
+	rep := &ConvergeReport{Trigger: r.trigger, Rounds: r.rounds}
+	for _, res := range r.results {
+		if res.Done() {
+			rep.Done++
+			continue
+		}
+		rep.Failed = append(rep.Failed, ActionReport{Action: res.Action.String(), Error: res.Err.Error(), Retry: res.Retry})
+	}
+	if r.dbErr != nil {
+		rep.DBError = r.dbErr.Error()
+	}
+	return rep
 }
 
 // ClonerStatus reports one cloner's unit space.
@@ -525,17 +572,18 @@ func (m *Manager) status() Status {
 		Commits:    m.cfg.Store.Commits(),
 		Managed:    map[string]int{},
 		Resyncs:    map[string]uint64{},
-		QueueDepth: len(m.reqs),
+		QueueDepth: len(m.q.reqs),
 		EventDepth: len(m.events),
-		Links:      len(m.links),
+		Links:      m.links.len(),
 	}
-	for _, e := range m.managed {
+	m.entries.each(func(e *entry) {
 		if e.index != 0 {
-			st.Managed[e.cloner.Kind]++
+			st.Managed[string(e.cloner.Kind)]++
 		}
-	}
+	})
 	if m.profile != nil {
 		st.Profile = m.profile.Board + " (" + m.profile.Source + ")"
+		st.LastConverge = m.lastConverge.report()
 	}
 	st.Rejected = m.rejected
 	for _, c := range m.cloners {
@@ -558,51 +606,56 @@ type CreateRequest struct {
 
 // Create makes an interface and returns what was made.
 func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
-	res := m.call(ctx, &request{op: opCreate, create: req})
+	res := m.q.call(ctx, &request{op: opCreate, create: req})
 	return res.info, res.err
 }
 
 // Destroy deletes a managed interface and frees its unit. Interfaces ifmgr
 // does not own are refused, never deleted.
 func (m *Manager) Destroy(ctx context.Context, name string) error {
-	return m.call(ctx, &request{op: opDestroy, name: name}).err
+	return m.q.call(ctx, &request{op: opDestroy, destroy: name}).err
 }
 
 // List returns the managed interfaces, by cloner then unit.
 func (m *Manager) List(ctx context.Context) ([]Info, error) {
-	res := m.call(ctx, &request{op: opList})
+	res := m.q.call(ctx, &request{op: opList})
 	return res.list, res.err
 }
 
 // Status returns counters and the state of every cloner.
 func (m *Manager) Status(ctx context.Context) (Status, error) {
-	res := m.call(ctx, &request{op: opStatus})
+	res := m.q.call(ctx, &request{op: opStatus})
 	return res.status, res.err
 }
 
 // Resync re-reads the kernel and converges, as after a lost event.
 func (m *Manager) Resync(ctx context.Context) error {
-	return m.call(ctx, &request{op: opResync}).err
+	return m.q.call(ctx, &request{op: opResync}).err
 }
 
 // Reload puts a new board profile in force (nil: manage only what ifctl
-// asks for) and converges, touching only what the change affects. With
-// dryRun it returns the plan without applying it. It answers the plan's
-// actions, one line each.
+// asks for) and converges, touching only what the change affects. It
+// answers the actions taken, one line each, a refused one followed by
+// " -- failed: " and why. With dryRun it applies nothing and answers the
+// plan, an action refused by the last convergence followed by
+// " -- failed last time: " and why.
 func (m *Manager) Reload(ctx context.Context, p *board.Profile, dryRun bool) ([]string, error) {
-	res := m.call(ctx, &request{op: opReload, profile: p, dryRun: dryRun})
+	res := m.q.call(ctx, &request{op: opReload, reload: reloadRequest{profile: p, dryRun: dryRun}})
 	return res.plan, res.err
 }
 
 // RejectProfile records a profile that failed to load, for status; the
 // profile in force stays.
 func (m *Manager) RejectProfile(ctx context.Context, why error) error {
-	return m.call(ctx, &request{op: opReject, name: why.Error()}).err
+	if why == nil {
+		return fmt.Errorf("%w: a profile refused without a reason", ErrBadRequest)
+	}
+	return m.q.call(ctx, &request{op: opReject, refused: why}).err
 }
 
 func (m *Manager) reload(p *board.Profile, dryRun bool) response {
 	if dryRun {
-		return response{plan: m.planLines(p)}
+		return response{plan: m.planLines(p, m.lastConverge.results)}
 	}
 	unchanged := m.profile != nil && p != nil && m.profile.Equal(p)
 	if err := m.setProfile(p); err != nil {
@@ -613,19 +666,36 @@ func (m *Manager) reload(p *board.Profile, dryRun bool) response {
 	if unchanged {
 		return response{} // nothing to touch
 	}
-	lines := m.planLines(p)
-	m.converge("reload")
+	var lines []string
+	for _, r := range m.converge("reload").results {
+		line := r.Action.String()
+		if !r.Done() {
+			line += " -- failed: " + r.Err.Error()
+		}
+		lines = append(lines, line)
+	}
 	return response{plan: lines}
 }
 
-// planLines renders what profile p would do to the links now present.
-func (m *Manager) planLines(p *board.Profile) []string {
+// planLines renders what profile p would do to the links now present,
+// marking the actions that failed last time.
+func (m *Manager) planLines(p *board.Profile, last []ActionResult) []string {
 	if p == nil {
 		return nil
 	}
+	failed := map[string]error{}
+	for _, r := range last {
+		if !r.Done() {
+			failed[r.Action.String()] = r.Err
+		}
+	}
 	var lines []string
 	for _, a := range plan.Compute(p, m.planLinks()).Actions {
-		lines = append(lines, a.String())
+		line := a.String()
+		if err := failed[line]; err != nil {
+			line += " -- failed last time: " + err.Error()
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }

@@ -362,7 +362,7 @@ func TestBatchIsOneCommit(t *testing.T) {
 			names <- in.Name
 		}()
 	}
-	for len(m.reqs) < n {
+	for len(m.q.reqs) < n {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -471,7 +471,7 @@ func TestCancelledRequestIsNotExecuted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error)
 	go func() { _, err := m.Create(ctx, CreateRequest{Name: "bridge"}); errc <- err }()
-	for len(m.reqs) == 0 {
+	for len(m.q.reqs) == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
@@ -510,4 +510,26 @@ func TestShutdownLeavesNoGoroutine(t *testing.T) {
 	if _, err := m.Create(context.Background(), CreateRequest{Name: "bridge"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("after shutdown: %v, want ErrClosed", err)
 	}
+}
+
+// A link of ifmgr's own (marker group and kind) that the tables did not know
+// takes the name being created: it is adopted under the identity its alias
+// carries, never handed to the request, and the wildcard moves on.
+func TestOwnLinkTakesNameDuringCreate(t *testing.T) {
+	k := newFakeKernel()
+	k.beforeCreate = func(name string) {
+		if name == "bridge1" {
+			k.add(kernel.Link{Name: name, Kind: kernel.KindBridge, Group: DefaultOwnerGroup, Alias: aliasText(persist.Identity{Name: "bridge1"})})
+		}
+	}
+	s := newFakeStore()
+	h := start(t, k, s, DefaultMaxUnit)
+	h.mustCreate("bridge", "bridge0")
+	h.mustCreate("bridge", "bridge2")
+	k.beforeCreate = nil
+	list, _ := h.m.List(context.Background())
+	if len(list) != 3 || list[1].Name != "bridge1" || list[1].Identity != "name=bridge1" || list[1].State == "absent" {
+		t.Fatalf("own link not adopted: %+v", list)
+	}
+	h.checkConsistent()
 }

@@ -72,7 +72,7 @@ func TestProfilePortAppearsAndReplugs(t *testing.T) {
 	if br := k.names()["bridge1"]; l.Master != br.Index {
 		t.Errorf("eth0 not a port of the lan bridge: master %d", l.Master)
 	}
-	if v := k.names()["vlan0"]; v.Master != k.names()["bridge0"].Index || v.Parent != eth.Index {
+	if v := k.names()["vlan0"]; v.Master != k.names()["bridge0"].Index || v.IfLink != eth.Index {
 		t.Errorf("vlan 10 not on eth0 in the guest bridge: %+v", v)
 	}
 	commits := s.Commits()
@@ -216,5 +216,82 @@ per_port = true
 	h.settle()
 	if s.Commits() != commits {
 		t.Error("a known dongle's return wrote the DB")
+	}
+}
+
+// A refused action is a value: status shows it with its error, the reload
+// dry-run marks it, a reload shows what failed, and the next convergence
+// that succeeds clears it.
+func TestRefusedActionsAreReported(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	ctx := context.Background()
+	k.failCreate = func(name string) error {
+		if strings.HasPrefix(name, "vlan") {
+			return errors.New("ENOMEM")
+		}
+		return nil
+	}
+	k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01")})
+	h.settle()
+	st, err := h.m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := st.LastConverge
+	if lc == nil || len(lc.Failed) != 2 {
+		t.Fatalf("last converge: %+v", lc)
+	}
+	for _, f := range lc.Failed {
+		if !strings.HasPrefix(f.Action, "create vlan") || !strings.Contains(f.Error, "ENOMEM") || f.Retry {
+			t.Errorf("failed action %+v", f)
+		}
+	}
+	p := mustProfile(t, testProfile)
+	dry, err := h.m.Reload(ctx, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := 0
+	for _, line := range dry {
+		if strings.Contains(line, " -- failed last time: ") && strings.Contains(line, "ENOMEM") {
+			marked++
+		}
+	}
+	if marked != 2 {
+		t.Errorf("dry run marks %d refused actions, want 2: %q", marked, dry)
+	}
+	changed := mustProfile(t, strings.Replace(testProfile, "vlans = [10, 20]", "vlans = [10, 30]", 1))
+	lines, err := h.m.Reload(ctx, changed, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, line := range lines {
+		if strings.Contains(line, " -- failed: ") {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Errorf("reload shows %d failures, want 2: %q", failed, lines)
+	}
+	k.mu.Lock()
+	k.failCreate = nil
+	k.mu.Unlock()
+	if err := h.m.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = h.m.Status(ctx)
+	if lc := st.LastConverge; lc == nil || len(lc.Failed) != 0 || lc.Done != 2 {
+		t.Fatalf("after the kernel accepts: %+v", lc)
+	}
+	vlans := 0
+	for _, in := range h.present() {
+		if in.Kind == kernel.KindVLAN {
+			vlans++
+		}
+	}
+	if vlans != 2 {
+		t.Errorf("%d VLANs present, want 2", vlans)
 	}
 }

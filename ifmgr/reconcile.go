@@ -18,6 +18,9 @@ type txn struct {
 
 func (t *txn) empty() bool { return len(t.puts) == 0 && len(t.dels) == 0 }
 
+// commit writes t in one durable transaction and empties it. A failure is
+// logged here, with why, and returned: every caller decides what it means
+// for the work that depended on it.
 func (m *Manager) commit(t *txn, why string) error {
 	if t.empty() {
 		return nil
@@ -41,23 +44,11 @@ func (m *Manager) resync(reason string) error {
 	}
 	m.resyncs[reason]++
 	names := map[string]bool{}
-	for name := range m.byIfName {
-		names[name] = true
-	}
-	for name := range m.managed {
-		names[name] = true
-	}
-	m.links = make(map[uint32]kernel.Link, len(links))
-	m.byIfName = make(map[string]uint32, len(links))
+	m.links.names(func(n string) { names[n] = true })
+	m.entries.each(func(e *entry) { names[e.name()] = true })
+	m.links.replace(links)
 	for _, l := range links {
-		m.links[l.Index] = l
-		m.byIfName[l.Name] = l.Index
 		names[l.Name] = true
-	}
-	for idx := range m.facts {
-		if _, ok := m.links[idx]; !ok {
-			delete(m.facts, idx) // events for it were lost: do not keep it for years
-		}
 	}
 	for _, c := range m.cloners {
 		m.alloc[c.Name].EachHeld(func(u uint32) bool {
@@ -75,7 +66,7 @@ func (m *Manager) resync(reason string) error {
 	if drift > 0 && reason != "startup" {
 		m.log.Warn("resync found drift", "reason", reason, "names", drift)
 	}
-	m.log.Info("resync", "reason", reason, "links", len(links), "managed", len(m.managed), "drift", drift)
+	m.log.Info("resync", "reason", reason, "links", len(links), "managed", m.entries.len(), "drift", drift)
 	err = m.commit(&t, "resync "+reason)
 	m.converge("resync " + reason)
 	return err
@@ -95,9 +86,9 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
 	}
 	for idx := range touched {
-		if old, ok := m.links[idx]; ok {
+		if old, ok := m.links.get(idx); ok {
 			names[old.Name] = true
-			m.forget(old)
+			m.links.forget(idx)
 		}
 		l, err := m.cfg.Kernel.LinkByIndex(idx)
 		switch {
@@ -108,31 +99,18 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 			m.resync("event-read-failed")
 			return
 		}
-		m.observe(l)
+		m.links.observe(l)
 		names[l.Name] = true
 	}
 	var t txn
 	for name := range names {
 		m.settle(name, &t)
 	}
-	m.commit(&t, "link events")
+	// A failed commit is logged by commit; the memory state is already
+	// right, and the records it would have fixed are fixed again by the
+	// next startup's settle, which reads the same kernel.
+	_ = m.commit(&t, "link events")
 	m.converge("link events")
-}
-
-func (m *Manager) observe(l kernel.Link) {
-	if old, ok := m.links[l.Index]; ok && old.Name != l.Name {
-		m.forget(old)
-	}
-	m.links[l.Index] = l
-	m.byIfName[l.Name] = l.Index
-}
-
-func (m *Manager) forget(l kernel.Link) {
-	delete(m.links, l.Index)
-	delete(m.facts, l.Index)
-	if m.byIfName[l.Name] == l.Index {
-		delete(m.byIfName, l.Name)
-	}
 }
 
 // owned is the kernel-only test of ownership: the marker group, set
@@ -161,9 +139,8 @@ func (m *Manager) settle(name string, t *txn) bool {
 		return false
 	}
 	a := m.alloc[c.Name]
-	idx, present := m.byIfName[name]
-	l := m.links[idx]
-	e := m.managed[name]
+	l, present := m.links.named(name)
+	e := m.entries.named(name)
 	changed := false
 
 	switch {
@@ -174,27 +151,27 @@ func (m *Manager) settle(name string, t *txn) bool {
 		}
 		if e == nil {
 			rec := persist.Record{Cloner: c.Name, Unit: u, Identity: identityFromAlias(l.Alias, name)}
-			if l.Kind == "vlan" {
+			if l.Kind == kernel.KindVLAN {
 				rec.VID = l.VLANID
-				if p, ok := m.links[l.Parent]; ok {
-					rec.Parent = p.Name
+				if p, ok := m.links.get(l.IfLink); ok {
+					rec.ParentName = p.Name
 				}
 			}
 			if err := a.Alloc(u); err != nil {
 				m.log.Error("cannot adopt own link", "name", name, "err", err)
 				return changed
 			}
-			if other := m.byIdentity[rec.Identity.Key()]; other != nil {
-				m.log.Warn("two links claim one identity; the second is kept under its own name", "name", name, "identity", rec.Identity.Key(), "other", other.cloner.IfName(other.rec.Unit))
+			if other := m.entries.withIdentity(rec.Identity.Key()); other != nil {
+				m.log.Warn("two links claim one identity; the second is kept under its own name", "name", name, "identity", rec.Identity.Key(), "other", other.name())
 				rec.Identity = persist.Identity{Name: name}
 			}
 			e = &entry{rec: rec, cloner: c}
-			m.addEntry(e)
+			m.entries.add(e)
 			t.puts = append(t.puts, rec)
 			m.log.Info("adopted own link without a record", "name", name, "identity", rec.Identity.Key())
 			changed = true
 		}
-		e.index = l.Index
+		m.entries.attach(e, l.Index)
 		if !strings.HasPrefix(l.Alias, aliasPrefix) {
 			m.setAlias(l.Index, e.rec.Identity) // the crash fell between create and alias
 		}
@@ -222,7 +199,7 @@ func (m *Manager) settle(name string, t *txn) bool {
 			// A reservation: the hardware may come back and must get the
 			// same unit without a DB write.
 			if e.index != 0 {
-				e.index = 0
+				m.entries.detach(e)
 				changed = true
 			}
 		default:
@@ -233,14 +210,28 @@ func (m *Manager) settle(name string, t *txn) bool {
 	return changed
 }
 
+// drop forgets a managed interface: its entry, its unit and (in t) its
+// record.
 func (m *Manager) drop(e *entry, t *txn, why string) {
-	name := e.cloner.IfName(e.rec.Unit)
-	m.removeEntry(e)
-	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
-		m.log.Error("free unit", "name", name, "err", err)
-	}
+	m.release(e, t)
+	m.log.Info("record dropped", "name", e.name(), "why", why)
+}
+
+// release takes e out of the entry table, frees its unit and queues the
+// deletion of its record: the one way a committed allocation ends.
+func (m *Manager) release(e *entry, t *txn) {
+	m.unallocate(e)
 	t.dels = append(t.dels, e.rec.Key())
-	m.log.Info("record dropped", "name", name, "why", why)
+}
+
+// unallocate takes e out of the entry table and frees its unit, for an
+// allocation whose record never committed (or whose deletion release
+// queues).
+func (m *Manager) unallocate(e *entry) {
+	m.entries.remove(e)
+	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
+		m.log.Error("free unit", "name", e.name(), "err", err)
+	}
 }
 
 func (m *Manager) setAlias(index uint32, id persist.Identity) {
@@ -262,16 +253,4 @@ func identityFromAlias(alias, name string) persist.Identity {
 		return id
 	}
 	return persist.Identity{Name: name}
-}
-
-func (m *Manager) addEntry(e *entry) {
-	m.managed[e.cloner.IfName(e.rec.Unit)] = e
-	m.byIdentity[e.rec.Identity.Key()] = e
-}
-
-func (m *Manager) removeEntry(e *entry) {
-	delete(m.managed, e.cloner.IfName(e.rec.Unit))
-	if m.byIdentity[e.rec.Identity.Key()] == e {
-		delete(m.byIdentity, e.rec.Identity.Key())
-	}
 }

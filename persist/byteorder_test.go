@@ -2,12 +2,8 @@ package persist
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -26,43 +22,11 @@ func byteOrderFixtureRecords() []Record {
 //	GOARCH=mips GOMIPS=softfloat go test -c -o /tmp/persist.mips ./persist
 //	cd persist && PERSIST_WRITE_FIXTURE=testdata/mips-be.db.gz qemu-mips /tmp/persist.mips -test.run WriteByteOrderFixture
 func TestWriteByteOrderFixture(t *testing.T) {
-	out := os.Getenv("PERSIST_WRITE_FIXTURE")
-	if out == "" {
-		t.Skip("set PERSIST_WRITE_FIXTURE to regenerate " + mipsFixture)
-	}
-	path := filepath.Join(t.TempDir(), "units.db")
-	s := mustOpen(t, path)
-	mustApply(t, s, byteOrderFixtureRecords(), nil)
-	s.Close()
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
-	zw.Write(readFile(t, path))
-	zw.Close()
-	writeFile(t, out, buf.Bytes())
+	writeFixture(t, "PERSIST_WRITE_FIXTURE", mipsFixture, byteOrderFixtureRecords())
 }
 
 func TestBigEndianFixture(t *testing.T) {
-	zf, err := os.Open(mipsFixture)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer zf.Close()
-	zr, err := gzip.NewReader(zf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "units.db")
-	writeFile(t, path, raw)
-	opts, _ := testOptions()
-	s, rec, err := Open(path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, rec, raw, _ := openFixture(t, mipsFixture)
 	if binary.NativeEndian.Uint16([]byte{0, 1}) == 1 { // big-endian: the file is native
 		if rec != (Recovery{}) {
 			t.Fatalf("native file recovered: %+v", rec)

@@ -2,7 +2,9 @@ package persist
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -83,8 +85,8 @@ func bridge(unit uint32) Record {
 }
 
 func vlan(unit uint32, parent string, vid uint16) Record {
-	return Record{Cloner: "vlan", Unit: unit, Identity: Identity{Parent: parent, VID: vid},
-		Parent: parent, VID: vid}
+	return Record{Cloner: "vlan", Unit: unit, Identity: Identity{VID: vid},
+		ParentName: parent, VID: vid}
 }
 
 func readFile(t testing.TB, path string) []byte {
@@ -168,3 +170,52 @@ func bucketRoot(t testing.TB, b []byte, name string) uint64 {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// writeFixture writes recs to a new DB and stores it gzipped where the
+// environment variable env says; without it the test is skipped. Fixtures
+// are made once, by the code whose files they stand for.
+func writeFixture(t *testing.T, env, fixture string, recs []Record) {
+	t.Helper()
+	out := os.Getenv(env)
+	if out == "" {
+		t.Skip("set " + env + " to regenerate " + fixture)
+	}
+	path := filepath.Join(t.TempDir(), "units.db")
+	s := mustOpen(t, path)
+	mustApply(t, s, recs, nil)
+	s.Close()
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(readFile(t, path))
+	zw.Close()
+	writeFile(t, out, buf.Bytes())
+}
+
+// openFixture unpacks a gzipped DB fixture into a temporary file and opens
+// it, returning the store, what Open recovered, the fixture's bytes and the
+// store's log.
+func openFixture(t testing.TB, fixture string) (*Store, Recovery, []byte, *logBuf) {
+	t.Helper()
+	zf, err := os.Open(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zf.Close()
+	zr, err := gzip.NewReader(zf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "units.db")
+	writeFile(t, path, raw)
+	opts, logs := testOptions()
+	s, rec, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, rec, raw, logs
+}

@@ -7,15 +7,16 @@ import (
 
 // Identity is what a unit allocation serves. Exactly the fields that make up
 // the identity are set; the same identity after a restart maps back to the same
-// unit. Today ifctl sets Name; hardware-derived allocations (hotplug) use
-// Rule with PermMAC or BusPath, and VLANs add Parent and VID.
+// unit. ifctl sets Name; the board profile's allocations set Rule, plus the
+// port's hardware (PermMAC or BusPath) for per-port bridges and VLANs, plus
+// VID for VLANs. (Schema 1 also had a "parent" field that nothing ever set;
+// old JSON that has one still decodes, the field is ignored.)
 type Identity struct {
-	Name    string `json:"name,omitempty"`   // explicit interface name asked for through ifctl
-	Rule    string `json:"rule,omitempty"`   // board-profile rule that derived the interface
-	PermMAC string `json:"mac,omitempty"`    // permanent MAC of the hardware it follows
-	BusPath string `json:"bus,omitempty"`    // bus path of the hardware it follows
-	Parent  string `json:"parent,omitempty"` // identity key (or name) of a VLAN's parent
-	VID     uint16 `json:"vid,omitempty"`    // 802.1Q VLAN id on Parent
+	Name    string `json:"name,omitempty"` // explicit interface name asked for through ifctl
+	Rule    string `json:"rule,omitempty"` // board-profile rule that derived the interface
+	PermMAC string `json:"mac,omitempty"`  // permanent MAC of the hardware it follows
+	BusPath string `json:"bus,omitempty"`  // bus path of the hardware it follows
+	VID     uint16 `json:"vid,omitempty"`  // 802.1Q VLAN id on the port
 }
 
 // Key is a canonical string form of the identity, used as an index key and in
@@ -31,7 +32,6 @@ func (id Identity) Key() string {
 	add("rule", id.Rule)
 	add("mac", id.PermMAC)
 	add("bus", id.BusPath)
-	add("parent", id.Parent)
 	if id.VID != 0 {
 		add("vid", fmt.Sprint(id.VID))
 	}
@@ -44,11 +44,13 @@ type Record struct {
 	Unit     uint32   `json:"unit"`
 	Identity Identity `json:"id"`
 	// Kind-specific creation parameters, so startup can re-create or verify.
-	Parent string `json:"parent_dev,omitempty"` // parent link name of a VLAN
-	VID    uint16 `json:"vid,omitempty"`
-	// LastSeen is a logical clock value (boot counter / event counter, never
-	// wall time: routers boot without an RTC) of when the identity was last
-	// present. Reserved for the hotplug issue's retirement of stale entries.
+	ParentName string `json:"parent_dev,omitempty"` // name of a VLAN's parent link when it was made
+	VID        uint16 `json:"vid,omitempty"`
+	// LastSeen is a logical clock value (never wall time: routers boot
+	// without an RTC) of when a profile-derived identity was last present.
+	// ifmgr advances the clock only in transactions that allocate anyway
+	// (converge.go stampAndRetire), and retires the absent reservations with
+	// the oldest stamps beyond a bound; ifctl records leave it 0.
 	LastSeen uint64 `json:"seen,omitempty"`
 }
 

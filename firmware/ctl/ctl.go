@@ -15,6 +15,7 @@ import (
 
 	"github.com/uroute/uroute/ifmgr"
 	"github.com/uroute/uroute/ifmgr/api"
+	"github.com/uroute/uroute/ifmgr/ifname"
 )
 
 const usage = `usage: ifctl [--socket PATH] COMMAND [ARGS]
@@ -121,8 +122,10 @@ func run(args []string, stdout, _ io.Writer) error {
 	if len(pos) != wantArgs {
 		return usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd, wantArgs, len(pos))}
 	}
-	if cmd == "create" && vid != 0 && (vid < 1 || vid > 4094) {
-		return fmt.Errorf("create %s: vid %d: %w", pos[0], vid, ifmgr.ErrBadVID)
+	if cmd == "create" && vid != 0 {
+		if err := ifname.ValidVID(vid); err != nil {
+			return fmt.Errorf("create %s: %w", pos[0], err)
+		}
 	}
 
 	c, err := api.Dial(*socket)
@@ -206,5 +209,14 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	}
 	for _, r := range slices.Sorted(maps.Keys(st.Resyncs)) {
 		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
+	}
+	if lc := st.LastConverge; lc != nil {
+		fmt.Fprintf(w, "last converge (%s): %d rounds, %d actions done, %d failed\n", lc.Trigger, lc.Rounds, lc.Done, len(lc.Failed))
+		for _, f := range lc.Failed {
+			fmt.Fprintf(w, "  failed: %s: %s\n", f.Action, f.Error)
+		}
+		if lc.DBError != "" {
+			fmt.Fprintf(w, "  DB commit failed: %s\n", lc.DBError)
+		}
 	}
 }

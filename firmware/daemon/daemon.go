@@ -240,11 +240,11 @@ func clonersFor(o Options, p *board.Profile) ([]*ifmgr.Cloner, error) {
 		b, v := p.Cloners[board.ClonerBridge], p.Cloners[board.ClonerVLAN]
 		bt, bm, vt, vm = b.Template, b.Max, v.Template, v.Max
 	}
-	bridge, err := ifmgr.NewCloner(board.ClonerBridge, "bridge", bt, bm)
+	bridge, err := ifmgr.NewCloner(board.ClonerBridge, kernel.KindBridge, bt, bm)
 	if err != nil {
 		return nil, err
 	}
-	vlan, err := ifmgr.NewCloner(board.ClonerVLAN, "vlan", vt, vm)
+	vlan, err := ifmgr.NewCloner(board.ClonerVLAN, kernel.KindVLAN, vt, vm)
 	if err != nil {
 		return nil, err
 	}
@@ -257,6 +257,8 @@ type backend struct {
 	*ifmgr.Manager
 	config string
 }
+
+var _ api.Backend = (*backend)(nil)
 
 func (b *backend) Reload(ctx context.Context, dryRun bool) ([]string, error) {
 	if b.config == "" {

@@ -21,7 +21,10 @@ import (
 // ErrPermission is answered to a peer whose credentials are refused.
 var ErrPermission = errors.New("permission denied")
 
-// Backend is what the server forwards requests to; *ifmgr.Manager is one.
+// Backend is what the server forwards requests to. *ifmgr.Manager is not
+// one by itself: its Reload takes the profile to put in force, while a
+// reload over the socket means "re-read the profile file". ifmgrd's backend
+// (firmware/daemon) embeds the Manager and adds that Reload.
 type Backend interface {
 	Create(ctx context.Context, req ifmgr.CreateRequest) (ifmgr.Info, error)
 	Destroy(ctx context.Context, name string) error

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jsimonetti/rtnetlink/v2"
 	"github.com/mdlayher/netlink"
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"golang.org/x/sys/unix"
 )
 
@@ -25,9 +26,10 @@ var (
 	// ErrDumpInterrupted: every attempt of a link dump was flagged
 	// NLM_F_DUMP_INTR (the link set changed while it was being read).
 	ErrDumpInterrupted = errors.New("link dump interrupted by concurrent changes")
-	// ErrBadName: not a valid interface name (1..15 bytes, no '/', ':' or
-	// white space, not "." or ".."); checked before any kernel call.
-	ErrBadName = errors.New("invalid interface name")
+	// ErrBadName: not a valid interface name (ifname.Valid, the kernel's
+	// dev_valid_name); checked before any kernel call. The same value as
+	// ifname.ErrBadName and ifmgr.ErrBadName.
+	ErrBadName = ifname.ErrBadName
 )
 
 // dumpAttempts is how many times Links tries a dump that keeps coming back
@@ -166,7 +168,7 @@ func (c *Conn) CreateBridge(name string, group uint32) (Link, error) {
 	}
 	l, err := c.create(name, group, rtnetlink.LinkAttributes{
 		Name: name,
-		Info: &rtnetlink.LinkInfo{Kind: "bridge"},
+		Info: &rtnetlink.LinkInfo{Kind: string(KindBridge)},
 	})
 	if err != nil {
 		return Link{}, wrap(err, "create bridge %q", name)
@@ -193,8 +195,8 @@ func (c *Conn) CreateVLAN(name string, parent uint32, vid uint16, group uint32) 
 		Name: name,
 		Type: parent, // rtnetlink v2.3.0 encodes LinkAttributes.Type as IFLA_LINK
 		Info: &rtnetlink.LinkInfo{
-			Kind: "vlan",
-			Data: &rtnetlink.LinkData{Name: "vlan", Data: data},
+			Kind: string(KindVLAN),
+			Data: &rtnetlink.LinkData{Name: string(KindVLAN), Data: data},
 		},
 	})
 	if err != nil {
@@ -341,17 +343,7 @@ func wrap(err error, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// checkName applies the kernel's dev_valid_name rules, so a bad name fails
-// here and not as a policy error, or a name the kernel would mangle.
-func checkName(name string) error {
-	if name == "" || len(name) >= unix.IFNAMSIZ || name == "." || name == ".." {
-		return fmt.Errorf("%w: %q", ErrBadName, name)
-	}
-	for i := 0; i < len(name); i++ {
-		switch name[i] {
-		case '/', ':', 0, ' ', '\t', '\n', '\v', '\f', '\r':
-			return fmt.Errorf("%w: %q", ErrBadName, name)
-		}
-	}
-	return nil
-}
+// checkName applies the kernel's dev_valid_name rules (ifname.Valid), so a
+// bad name fails here and not as a policy error, or a name the kernel would
+// mangle.
+func checkName(name string) error { return ifname.Valid(name) }

@@ -287,7 +287,7 @@ func TestVethMasterParent(t *testing.T) {
 		t.Fatalf("kinds %q %q", a.Kind, b.Kind)
 	}
 	// veth reports its peer as IFLA_LINK: real bytes through decode.
-	if a.Parent != b.Index || b.Parent != a.Index || a.ParentOtherNS || b.ParentOtherNS {
+	if a.IfLink != b.Index || b.IfLink != a.Index || a.IfLinkOtherNS || b.IfLinkOtherNS {
 		t.Fatalf("parents: a %+v, b %+v", a, b)
 	}
 	t.Logf("veth a: %+v", a)
@@ -357,7 +357,7 @@ func TestCreateVLANHost(t *testing.T) {
 	l, err := c.CreateVLAN("tvp.5", p.Index, 5, 4)
 	if err == nil {
 		// A kernel with 8021q: check what came back.
-		if l.Kind != "vlan" || l.VLANID != 5 || l.Parent != p.Index || l.Group != 4 {
+		if l.Kind != "vlan" || l.VLANID != 5 || l.IfLink != p.Index || l.Group != 4 {
 			t.Fatalf("created %+v", l)
 		}
 		t.Logf("8021q present: %+v", l)

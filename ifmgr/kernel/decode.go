@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/mdlayher/netlink"
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"golang.org/x/sys/unix"
 )
 
@@ -81,9 +82,9 @@ func decode(b []byte) (Link, error) {
 		case unix.IFLA_PERM_ADDRESS:
 			l.PermMAC = hwAddr(ad.Bytes())
 		case unix.IFLA_LINK:
-			l.Parent = ad.Uint32()
+			l.IfLink = ad.Uint32()
 		case unix.IFLA_LINK_NETNSID:
-			l.ParentOtherNS = true
+			l.IfLinkOtherNS = true
 		case unix.IFLA_MASTER:
 			l.Master = ad.Uint32()
 		case unix.IFLA_GROUP:
@@ -97,7 +98,7 @@ func decode(b []byte) (Link, error) {
 				for nad.Next() {
 					switch nad.Type() {
 					case unix.IFLA_INFO_KIND:
-						l.Kind = nad.String()
+						l.Kind = Kind(nad.String())
 					case unix.IFLA_INFO_DATA:
 						vlanData = nad.Bytes()
 					}
@@ -109,7 +110,7 @@ func decode(b []byte) (Link, error) {
 	if err := ad.Err(); err != nil {
 		return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
 	}
-	if l.Kind == "vlan" && vlanData != nil {
+	if l.Kind == KindVLAN && vlanData != nil {
 		vid, _, _, err := DecodeVLANData(vlanData)
 		if err != nil {
 			return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
@@ -129,8 +130,9 @@ func hwAddr(b []byte) net.HardwareAddr {
 	return net.HardwareAddr(b)
 }
 
-// ErrBadVID is returned for an 802.1Q VLAN ID outside 1..4094.
-var ErrBadVID = errors.New("VLAN ID outside 1..4094")
+// ErrBadVID is returned for an 802.1Q VLAN ID outside 1..4094: the same
+// value as ifname.ErrBadVID and ifmgr.ErrBadVID.
+var ErrBadVID = ifname.ErrBadVID
 
 // EncodeVLANData returns the IFLA_INFO_DATA payload for IFLA_INFO_KIND "vlan":
 // IFLA_VLAN_ID (u16, host order) and IFLA_VLAN_PROTOCOL (ETH_P_8021Q, __be16:
@@ -138,8 +140,8 @@ var ErrBadVID = errors.New("VLAN ID outside 1..4094")
 // nla_get_be16). The payload is the nested attributes themselves, without the
 // IFLA_INFO_DATA header; rtnetlink.LinkData adds that header.
 func EncodeVLANData(vid uint16) ([]byte, error) {
-	if vid < 1 || vid > 4094 {
-		return nil, fmt.Errorf("%w: %d", ErrBadVID, vid)
+	if err := ifname.ValidVID(int(vid)); err != nil {
+		return nil, err
 	}
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.NativeEndian

@@ -226,7 +226,7 @@ var vlanWant = Link{
 	Kind:   "vlan",
 	Group:  7,
 	MAC:    net.HardwareAddr{2, 0, 0, 0, 0, 3},
-	Parent: 2,
+	IfLink: 2,
 	VLANID: 3,
 	Flags:  unix.IFF_UP | unix.IFF_BROADCAST | unix.IFF_MULTICAST,
 	Oper:   6,
@@ -534,7 +534,7 @@ func TestCollectDumpInterruptedOnDone(t *testing.T) {
 func linkEqual(a, b Link) bool {
 	return a.Index == b.Index && a.Name == b.Name && a.Kind == b.Kind && a.Group == b.Group &&
 		a.Alias == b.Alias && bytes.Equal(a.MAC, b.MAC) && bytes.Equal(a.PermMAC, b.PermMAC) &&
-		a.Parent == b.Parent && a.ParentOtherNS == b.ParentOtherNS && a.VLANID == b.VLANID &&
+		a.IfLink == b.IfLink && a.IfLinkOtherNS == b.IfLinkOtherNS && a.VLANID == b.VLANID &&
 		a.Master == b.Master && a.Flags == b.Flags && a.Oper == b.Oper
 }
 

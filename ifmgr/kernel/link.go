@@ -9,20 +9,30 @@ import "net"
 type Link struct {
 	Index   uint32
 	Name    string
-	Kind    string // IFLA_INFO_KIND: "bridge", "vlan", "veth", "" for plain hardware
+	Kind    Kind   // IFLA_INFO_KIND: "bridge", "vlan", "veth", "" for plain hardware
 	Group   uint32 // IFLA_GROUP: ifmgr's ownership marker, set atomically at creation
 	Alias   string // IFLA_IFALIAS: ifmgr writes the identity an interface serves here
 	MAC     net.HardwareAddr
 	PermMAC net.HardwareAddr // IFLA_PERM_ADDRESS, when the driver reports one
-	Parent  uint32           // IFLA_LINK: lower device of a VLAN, peer of a veth (0 if none)
+	IfLink  uint32           // IFLA_LINK (sysfs iflink): lower device of a VLAN, peer of a veth (0 if none)
 	VLANID  uint16           // IFLA_VLAN_ID for kind "vlan"
 	Master  uint32           // IFLA_MASTER: bridge this link is a port of (0 if none)
 	Flags   uint32           // ifi_flags (IFF_UP, IFF_RUNNING, ...)
 	Oper    uint8            // IFLA_OPERSTATE
 
-	// ParentOtherNS is set when the kernel also reports IFLA_LINK_NETNSID:
-	// Parent is then an ifindex in another network namespace (a veth whose
+	// IfLinkOtherNS is set when the kernel also reports IFLA_LINK_NETNSID:
+	// IfLink is then an ifindex in another network namespace (a veth whose
 	// peer lives elsewhere, a VLAN moved away from its lower device) and must
 	// not be looked up here.
-	ParentOtherNS bool
+	IfLinkOtherNS bool
 }
+
+// Kind is a link's IFLA_INFO_KIND, the name of the kernel driver that made
+// it (rtnetlink's LinkDriver.Kind). ifmgr creates two; it observes any.
+type Kind string
+
+// The kinds ifmgr creates.
+const (
+	KindBridge Kind = "bridge"
+	KindVLAN   Kind = "vlan"
+)

@@ -11,22 +11,23 @@ import (
 	"strings"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
 
 // Link is one observed kernel link with the facts port matching needs.
 type Link struct {
-	Index   uint32
-	Name    string
-	Kind    string
-	Master  uint32 // ifindex of the bridge it is a port of, 0 if none
-	Parent  uint32 // VLAN lower device
-	VLANID  uint16
-	Up      bool   // administratively up (IFF_UP)
-	MAC     string // current address, lower-case
-	PermMAC string // permanent address, lower-case; "" for virtual links
-	Driver  string
-	Bus     string
+	Index       uint32
+	Name        string
+	Kind        kernel.Kind
+	Master      uint32 // ifindex of the bridge it is a port of, 0 if none
+	ParentIndex uint32 // VLAN: ifindex of its lower device (kernel.Link.IfLink)
+	VLANID      uint16
+	Up          bool   // administratively up (IFF_UP)
+	MAC         string // current address, lower-case
+	PermMAC     string // permanent address, lower-case; "" for virtual links
+	Driver      string
+	Bus         string
 	// Owned: the link carries ifmgr's ownership marker; Identity is what
 	// it serves (zero if unknown).
 	Owned    bool
@@ -35,23 +36,29 @@ type Link struct {
 
 // Target is one interface the profile wants to exist.
 type Target struct {
-	Identity persist.Identity
-	Cloner   string // board.ClonerBridge or board.ClonerVLAN
-	Parent   uint32 // VLAN: ifindex of the port it sits on
-	VID      uint16
-	Master   string // identity key of the bridge it joins, "" for none
+	Identity    persist.Identity
+	Cloner      string // board.ClonerBridge or board.ClonerVLAN
+	ParentIndex uint32 // VLAN: ifindex of the port it sits on
+	VID         uint16
+	Master      string // identity key of the bridge it joins, "" for none
 }
 
 // Key is the target's identity key.
 func (t Target) Key() string { return t.Identity.Key() }
 
-// Kind of action, in the order a plan lists them.
+// Kind of action, in the order a plan lists them (Compute builds the list
+// in this order, and ifmgr applies it in this order).
 type Kind int
 
 const (
 	// Delete removes an owned link the profile no longer derives. Deletes
 	// come first, so a re-created interface can take back its own name.
 	Delete Kind = iota
+	// BringUp sets a port administratively up: a router's ports carry
+	// traffic, and VLANs on a down port are down too. Ports go up before
+	// anything is created on them: a VLAN cannot be set up on a down parent
+	// (ENETDOWN), and follows its parent up by itself.
+	BringUp
 	// Create makes a target, bridges before VLANs, and enslaves it to
 	// Target.Master if set.
 	Create
@@ -60,21 +67,17 @@ const (
 	SetMaster
 	// Release takes an existing link out of an ifmgr bridge.
 	Release
-	// BringUp sets a port administratively up: a router's ports carry
-	// traffic, and VLANs on a down port are down too. Listed right after
-	// the deletes.
-	BringUp
 )
 
 func (k Kind) String() string {
-	return [...]string{"delete", "create", "set-master", "release", "bring-up"}[k]
+	return [...]string{"delete", "bring-up", "create", "set-master", "release"}[k]
 }
 
 // Action is one step of a plan.
 type Action struct {
 	Kind   Kind
 	Target Target // Create
-	Link   uint32 // Delete, SetMaster, Release
+	Link   uint32 // Delete, BringUp, SetMaster, Release
 	Name   string // the link's current name, for logs and dry runs
 	Master string // SetMaster
 	Why    string
@@ -186,7 +189,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 				portMaster[l.Index] = bridgeFor(rule.Bridge)
 			}
 			for _, vid := range rule.VLANs {
-				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, Parent: l.Index, VID: vid}
+				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, ParentIndex: l.Index, VID: vid}
 				if b, ok := rule.VLANBridge[vid]; ok {
 					t.Master = bridgeFor(b)
 				}
@@ -204,7 +207,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 		case !want:
 			deletes = append(deletes, Action{Kind: Delete, Link: l.Index, Name: l.Name, Why: "no longer derived from the profile"})
 			delete(present, key)
-		case t.Cloner == board.ClonerVLAN && (l.Parent != t.Parent || l.VLANID != t.VID):
+		case t.Cloner == board.ClonerVLAN && (l.ParentIndex != t.ParentIndex || l.VLANID != t.VID):
 			deletes = append(deletes, Action{Kind: Delete, Link: l.Index, Name: l.Name, Why: "VLAN on the wrong parent or id"})
 			delete(present, key)
 		}
@@ -214,6 +217,8 @@ func Compute(p *board.Profile, links []Link) Plan {
 	}
 	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
 	pl.Actions = append(pl.Actions, deletes...)
+	ups := portsDown(p, links)
+	pl.Actions = append(pl.Actions, ups...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
 	var creates []Action
@@ -233,7 +238,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl.Actions = append(pl.Actions, creates...)
 
 	// Memberships of links that exist: ports, and owned VLANs.
-	var joins, ups []Action
+	var joins []Action
 	wantMaster := func(idx uint32, key string, name, why string) {
 		cur := byIndex[idx].Master
 		if key == "" {
@@ -254,12 +259,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 			// A link no rule matches (any more) has no business in a
 			// derived bridge; wantMaster with no bridge releases it.
 			wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
-			if p != nil && !l.Up {
-				if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
-					ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port of the profile is down"})
-				}
-			}
-		case l.Kind == "vlan":
+		case l.Kind == kernel.KindVLAN:
 			if t, ok := pl.Targets[l.Identity.Key()]; ok {
 				if _, kept := present[l.Identity.Key()]; kept {
 					wantMaster(l.Index, t.Master, l.Name, "VLAN of the profile")
@@ -268,11 +268,25 @@ func Compute(p *board.Profile, links []Link) Plan {
 		}
 	}
 	pl.Actions = append(pl.Actions, joins...)
-	// Ports go up before anything is created on them: a VLAN cannot be set
-	// up on a down parent (ENETDOWN), and follows its parent up by itself.
-	at := len(deletes)
-	pl.Actions = append(pl.Actions[:at], append(ups, pl.Actions[at:]...)...)
 	return pl
+}
+
+// portsDown lists the BringUp actions: ports of the profile that are
+// administratively down, by ifindex.
+func portsDown(p *board.Profile, links []Link) []Action {
+	if p == nil {
+		return nil
+	}
+	var ups []Action
+	for _, l := range sortedLinks(links) {
+		if l.Owned || l.Up {
+			continue
+		}
+		if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
+			ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port of the profile is down"})
+		}
+	}
+	return ups
 }
 
 func sortedLinks(links []Link) []Link {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -40,11 +41,11 @@ func eth(idx uint32, name, mac string) Link {
 
 // owned builds the link ifmgr made for a target.
 func owned(idx uint32, name string, id persist.Identity, parent uint32, vid uint16, master uint32) Link {
-	kind := "bridge"
+	kind := kernel.KindBridge
 	if vid != 0 {
-		kind = "vlan"
+		kind = kernel.KindVLAN
 	}
-	return Link{Index: idx, Name: name, Kind: kind, Owned: true, Identity: id, Parent: parent, VLANID: vid, Master: master}
+	return Link{Index: idx, Name: name, Kind: kind, Owned: true, Identity: id, ParentIndex: parent, VLANID: vid, Master: master}
 }
 
 var (
@@ -220,7 +221,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:    "foreign links outside the globs are left alone",
 			profile: p,
-			links:   append(converged(), Link{Index: 30, Name: "br-foreign", Kind: "bridge"}, Link{Index: 31, Name: "vlan9", Kind: "vlan", Parent: 2, VLANID: 99}),
+			links:   append(converged(), Link{Index: 30, Name: "br-foreign", Kind: "bridge"}, Link{Index: 31, Name: "vlan9", Kind: "vlan", ParentIndex: 2, VLANID: 99}),
 			want:    "",
 		},
 	}

@@ -1,0 +1,140 @@
+package ifmgr
+
+import (
+	"github.com/uroute/uroute/persist"
+)
+
+// entry is one managed interface: its committed record, the cloner that
+// names it, and the ifindex of its kernel link (0 while there is none). The
+// fields that place an entry in the entryTable (rec.Cloner, rec.Unit,
+// rec.Identity, index) are changed only by entryTable's methods.
+type entry struct {
+	rec    persist.Record
+	cloner *Cloner
+	index  uint32
+}
+
+// name is the interface name the entry's unit renders.
+func (e *entry) name() string { return e.cloner.IfName(e.rec.Unit) }
+
+// entryTable holds the managed interfaces, by name, by identity and by the
+// ifindex of their link. It belongs to the owner goroutine, and its methods
+// are the only code that changes it. Invariants (checkEntryTable in the
+// tests):
+//
+//   - byName[e.name()] == e for every entry: names are unique (they are the
+//     allocator's units).
+//   - byIdentity[k] is an entry of the table whose key is k, and every
+//     entry's key is in byIdentity. Two entries may share a key only if a
+//     damaged DB says so; the table then leads to one of them and counts the
+//     other in shadowed, and removing the one it leads to brings the other
+//     forward.
+//   - byIndex[i] == e  <=>  e.index == i != 0: one entry per link.
+type entryTable struct {
+	byName     map[string]*entry
+	byIdentity map[string]*entry
+	byIndex    map[uint32]*entry
+	shadowed   int // entries whose key leads to another entry
+}
+
+func newEntryTable() entryTable {
+	return entryTable{byName: map[string]*entry{}, byIdentity: map[string]*entry{}, byIndex: map[uint32]*entry{}}
+}
+
+func (t *entryTable) len() int { return len(t.byName) }
+
+func (t *entryTable) named(name string) *entry { return t.byName[name] }
+
+func (t *entryTable) withIdentity(key string) *entry { return t.byIdentity[key] }
+
+// onLink returns the entry whose kernel link has ifindex index.
+func (t *entryTable) onLink(index uint32) *entry {
+	if index == 0 {
+		return nil
+	}
+	return t.byIndex[index]
+}
+
+// each calls f with every entry, in no particular order. f must not add or
+// remove entries.
+func (t *entryTable) each(f func(*entry)) {
+	for _, e := range t.byName {
+		f(e)
+	}
+}
+
+// add puts a new entry in the table; an entry already under its name is
+// replaced (removed first).
+func (t *entryTable) add(e *entry) {
+	if old := t.byName[e.name()]; old != nil {
+		t.remove(old)
+	}
+	t.byName[e.name()] = e
+	if e.index != 0 {
+		t.attachIndex(e, e.index)
+	}
+	key := e.rec.Identity.Key()
+	if t.byIdentity[key] != nil {
+		t.shadowed++
+		return
+	}
+	t.byIdentity[key] = e
+}
+
+// remove takes an entry out of the table.
+func (t *entryTable) remove(e *entry) {
+	if t.byName[e.name()] != e {
+		return
+	}
+	delete(t.byName, e.name())
+	t.detach(e)
+	key := e.rec.Identity.Key()
+	if t.byIdentity[key] != e {
+		t.shadowed--
+		return
+	}
+	delete(t.byIdentity, key)
+	if t.shadowed == 0 {
+		return
+	}
+	for _, o := range t.byName {
+		if o.rec.Identity.Key() == key {
+			t.byIdentity[key] = o
+			t.shadowed--
+			return
+		}
+	}
+}
+
+// attach records that e's kernel link is index. Another entry that claimed
+// the same ifindex (a stale one: the kernel reuses ifindexes only after
+// wrapping) is detached.
+func (t *entryTable) attach(e *entry, index uint32) {
+	if t.byName[e.name()] != e || index == 0 {
+		return
+	}
+	t.attachIndex(e, index)
+}
+
+func (t *entryTable) attachIndex(e *entry, index uint32) {
+	if e.index != 0 && t.byIndex[e.index] == e {
+		delete(t.byIndex, e.index)
+	}
+	if o := t.byIndex[index]; o != nil && o != e {
+		o.index = 0
+	}
+	e.index = index
+	t.byIndex[index] = e
+}
+
+// detach records that e has no kernel link (any more).
+func (t *entryTable) detach(e *entry) {
+	if e.index != 0 && t.byIndex[e.index] == e {
+		delete(t.byIndex, e.index)
+	}
+	e.index = 0
+}
+
+// stamp sets e's LastSeen (not an index field; through the table so that
+// every change of an entry has one home).
+func (t *entryTable) stamp(e *entry, clock uint64) { e.rec.LastSeen = clock }
