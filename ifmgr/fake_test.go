@@ -21,6 +21,7 @@ type fakeKernel struct {
 	creates int
 	deletes int
 	masters int
+	setups  int // SetUp calls
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -143,7 +144,7 @@ func (k *fakeKernel) create(l kernel.Link) (kernel.Link, error) {
 }
 
 func (k *fakeKernel) CreateBridge(name string, group uint32) (kernel.Link, error) {
-	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group})
+	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, Flags: iffUp}) // as the real one: created up
 }
 
 func (k *fakeKernel) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error) {
@@ -168,6 +169,9 @@ func (k *fakeKernel) SetAlias(i uint32, alias string) error {
 }
 
 func (k *fakeKernel) SetUp(i uint32, up bool) error {
+	k.mu.Lock()
+	k.setups++
+	k.mu.Unlock()
 	return k.modify(i, func(l *kernel.Link) {
 		if up {
 			l.Flags |= 0x1
@@ -285,3 +289,16 @@ func (s *fakeStore) Apply(puts []persist.Record, dels []persist.RecordKey) error
 func (s *fakeStore) Commits() uint64 { s.mu.Lock(); defer s.mu.Unlock(); return s.commits }
 func (s *fakeStore) Path() string    { return persist.MemoryPath }
 func (s *fakeStore) Size() int64     { return 0 }
+
+// nextBridgeName is the name the next wildcard bridge create gets: the lowest
+// bridgeN not in use (the test's links are all ifmgr's).
+func (k *fakeKernel) nextBridgeName() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for u := 0; ; u++ {
+		name := fmt.Sprintf("bridge%d", u)
+		if !k.byNameLocked(name) {
+			return name
+		}
+	}
+}

@@ -27,6 +27,8 @@ type Kernel interface {
 	Links() ([]kernel.Link, error)
 	LinkByIndex(index uint32) (kernel.Link, error)
 	LinkByName(name string) (kernel.Link, error)
+	// CreateBridge returns the bridge already up (IFF_UP in the creating
+	// message): ifmgr sends no RTM_SETLINK for it.
 	CreateBridge(name string, group uint32) (kernel.Link, error)
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
 	SetAlias(index uint32, alias string) error

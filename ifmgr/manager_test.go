@@ -341,6 +341,40 @@ func TestVLAN(t *testing.T) {
 	h.checkConsistent()
 }
 
+// A bridge comes up in the message that creates it (Kernel.CreateBridge):
+// ifmgr sends no RTM_SETLINK for it. A VLAN still gets one: it cannot be
+// created up while its parent may be down.
+func TestBridgeCreatedUpWithoutSetUp(t *testing.T) {
+	h := start(t, newFakeKernel(), newFakeStore(), DefaultMaxUnit)
+	eth, _ := h.k.add(kernel.Link{Name: "eth0", Flags: iffUp})
+	h.settle()
+	for range 3 {
+		h.mustCreate("bridge", h.k.nextBridgeName())
+	}
+	h.k.mu.Lock()
+	setups := h.k.setups
+	up := 0
+	for _, l := range h.k.links {
+		if l.Kind == "bridge" && l.Flags&iffUp != 0 {
+			up++
+		}
+	}
+	h.k.mu.Unlock()
+	if setups != 0 || up != 3 {
+		t.Fatalf("3 bridges: %d up, %d SetUp calls; want 3 up and none", up, setups)
+	}
+	if _, err := h.m.Create(context.Background(), CreateRequest{Name: "vlan", Dev: "eth0", VID: 10}); err != nil {
+		t.Fatal(err)
+	}
+	h.k.mu.Lock()
+	setups = h.k.setups
+	h.k.mu.Unlock()
+	if setups != 1 {
+		t.Fatalf("VLAN on %s: %d SetUp calls, want 1", eth.Name, setups)
+	}
+	h.checkConsistent()
+}
+
 // Requests queued together share one transaction.
 func TestBatchIsOneCommit(t *testing.T) {
 	k, s := newFakeKernel(), newFakeStore()
