@@ -22,6 +22,8 @@ type fakeKernel struct {
 	deletes int
 	masters int
 	setups  int // SetUp calls
+	dumps   int // Links calls
+	gets    int // LinkByIndex calls
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -66,6 +68,7 @@ func (w *fakeWatcher) Close() error { w.once.Do(func() { close(w.closed) }); ret
 func (k *fakeKernel) Links() ([]kernel.Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.dumps++
 	out := make([]kernel.Link, 0, len(k.links))
 	for _, l := range k.links {
 		out = append(out, l)
@@ -77,6 +80,7 @@ func (k *fakeKernel) Links() ([]kernel.Link, error) {
 func (k *fakeKernel) LinkByIndex(i uint32) (kernel.Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.gets++
 	if l, ok := k.links[i]; ok {
 		return l, nil
 	}
