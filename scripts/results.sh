@@ -4,7 +4,7 @@
 # writes the page from their output, with the commands, machine and date.
 #
 #   scripts/results.sh                 full: N = 100,1000,4000, 5-minute soak
-#   scripts/results.sh -quick          N = 100,1000, 2-minute soak (while developing)
+#   scripts/results.sh -quick          N = 1000, teardown N = 100, 300 events, 2-minute soak
 #   scripts/results.sh -page-only      rewrite the page from bench-out/ and soak-out/
 #
 # The soak's plot and samples are kept next to the page (docs/results-soak.*).
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-full}
 case $mode in
 full) bench=(-n 100,1000,4000 -teardown-n 100,300 -events 1000); soak=(-duration 5m) ;;
--quick) bench=(-n 100,1000 -teardown-n 100 -events 300); soak=(-duration 2m) ;;
+-quick) bench=(-n 1000 -teardown-n 100 -events 300); soak=(-duration 2m) ;;
 -page-only) ;;
 *) echo "usage: scripts/results.sh [-quick|-page-only]" >&2; exit 2 ;;
 esac

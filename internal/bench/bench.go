@@ -34,6 +34,7 @@ type bench struct {
 	peers  *benchkit.NS
 	pwatch *benchkit.Watch
 	seq    int
+	save   func() // writes the JSON so far: a run cut short keeps its sections
 }
 
 func newBench(c config, rep *Report) (*bench, error) {
@@ -76,11 +77,13 @@ func (b *bench) run() error {
 			if err := b.section("bringup", n, b.bringupContenders(n)); err != nil {
 				return err
 			}
+			b.save()
 		}
 		if b.c.Sections["create"] {
 			if err := b.section("create", n, b.createContenders()); err != nil {
 				return err
 			}
+			b.save()
 		}
 	}
 	if b.c.Sections["teardown"] {
@@ -88,17 +91,20 @@ func (b *bench) run() error {
 			if err := b.section("teardown", n, b.teardownContenders()); err != nil {
 				return err
 			}
+			b.save()
 		}
 	}
 	if b.c.Sections["latency"] {
 		if err := b.latency(); err != nil {
 			return err
 		}
+		b.save()
 	}
 	if b.c.Sections["where"] {
 		if err := b.where(); err != nil {
 			return err
 		}
+		b.save()
 	}
 	if b.c.Sections["footprint"] {
 		if err := b.footprint(); err != nil {

@@ -12,10 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -89,20 +91,32 @@ func main() {
 		fatal(fmt.Errorf("-bin is required (scripts/bench builds it)"))
 	}
 	rep := &Report{Command: strings.Join(os.Args, " "), Date: time.Now().UTC().Format(time.RFC3339), Machine: machine()}
+	save := func() {
+		data, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(c.Out, append(data, '\n'), 0o644); err != nil {
+			fatal(err)
+		}
+	}
 	b, err := newBench(c, rep)
 	if err != nil {
 		fatal(err)
 	}
+	b.save = save
+	// Interrupted, the bench still removes its namespaces.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		b.close()
+		os.Exit(130)
+	}()
 	err = b.run()
 	b.close()
 	if err != nil {
 		fatal(err)
 	}
 	printTable(os.Stdout, rep)
-	data, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.WriteFile(c.Out, append(data, '\n'), 0o644); err != nil {
-		fatal(err)
-	}
+	save()
 	fmt.Printf("\nJSON: %s\n", c.Out)
 }
 
