@@ -9,6 +9,7 @@ require (
 	github.com/mdlayher/netlink v1.11.2
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
+	golang.org/x/image v0.24.0
 	golang.org/x/sys v0.50.0
 )
 

@@ -62,10 +62,14 @@ func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why st
 		}
 		return kernel.Link{}, err
 	}
-	// The watcher's event for the up (and the carrier that follows)
-	// refreshes the cached flags; no extra round trip here.
-	if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
-		m.log.Warn("bring link up", "name", name, "err", err)
+	// A bridge is created up, in its creating message (Kernel.CreateBridge);
+	// a VLAN cannot be (its parent may be down), so it is set up here. The
+	// watcher's event for the up (and the carrier that follows) refreshes
+	// the cached flags; no extra round trip here.
+	if l.Flags&iffUp == 0 {
+		if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
+			m.log.Warn("bring link up", "name", name, "err", err)
+		}
 	}
 	m.log.Info("created", "name", name, "ifindex", l.Index, "identity", e.rec.Identity.Key(), "trigger", why)
 	return l, nil

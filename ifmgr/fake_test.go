@@ -21,6 +21,9 @@ type fakeKernel struct {
 	creates int
 	deletes int
 	masters int
+	setups  int // SetUp calls
+	dumps   int // Links calls
+	gets    int // LinkByIndex calls
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -65,6 +68,7 @@ func (w *fakeWatcher) Close() error { w.once.Do(func() { close(w.closed) }); ret
 func (k *fakeKernel) Links() ([]kernel.Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.dumps++
 	out := make([]kernel.Link, 0, len(k.links))
 	for _, l := range k.links {
 		out = append(out, l)
@@ -76,6 +80,7 @@ func (k *fakeKernel) Links() ([]kernel.Link, error) {
 func (k *fakeKernel) LinkByIndex(i uint32) (kernel.Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.gets++
 	if l, ok := k.links[i]; ok {
 		return l, nil
 	}
@@ -143,7 +148,7 @@ func (k *fakeKernel) create(l kernel.Link) (kernel.Link, error) {
 }
 
 func (k *fakeKernel) CreateBridge(name string, group uint32) (kernel.Link, error) {
-	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group})
+	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, Flags: iffUp}) // as the real one: created up
 }
 
 func (k *fakeKernel) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error) {
@@ -168,6 +173,9 @@ func (k *fakeKernel) SetAlias(i uint32, alias string) error {
 }
 
 func (k *fakeKernel) SetUp(i uint32, up bool) error {
+	k.mu.Lock()
+	k.setups++
+	k.mu.Unlock()
 	return k.modify(i, func(l *kernel.Link) {
 		if up {
 			l.Flags |= 0x1
@@ -285,3 +293,16 @@ func (s *fakeStore) Apply(puts []persist.Record, dels []persist.RecordKey) error
 func (s *fakeStore) Commits() uint64 { s.mu.Lock(); defer s.mu.Unlock(); return s.commits }
 func (s *fakeStore) Path() string    { return persist.MemoryPath }
 func (s *fakeStore) Size() int64     { return 0 }
+
+// nextBridgeName is the name the next wildcard bridge create gets: the lowest
+// bridgeN not in use (the test's links are all ifmgr's).
+func (k *fakeKernel) nextBridgeName() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for u := 0; ; u++ {
+		name := fmt.Sprintf("bridge%d", u)
+		if !k.byNameLocked(name) {
+			return name
+		}
+	}
+}

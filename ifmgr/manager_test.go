@@ -341,6 +341,40 @@ func TestVLAN(t *testing.T) {
 	h.checkConsistent()
 }
 
+// A bridge comes up in the message that creates it (Kernel.CreateBridge):
+// ifmgr sends no RTM_SETLINK for it. A VLAN still gets one: it cannot be
+// created up while its parent may be down.
+func TestBridgeCreatedUpWithoutSetUp(t *testing.T) {
+	h := start(t, newFakeKernel(), newFakeStore(), DefaultMaxUnit)
+	eth, _ := h.k.add(kernel.Link{Name: "eth0", Flags: iffUp})
+	h.settle()
+	for range 3 {
+		h.mustCreate("bridge", h.k.nextBridgeName())
+	}
+	h.k.mu.Lock()
+	setups := h.k.setups
+	up := 0
+	for _, l := range h.k.links {
+		if l.Kind == "bridge" && l.Flags&iffUp != 0 {
+			up++
+		}
+	}
+	h.k.mu.Unlock()
+	if setups != 0 || up != 3 {
+		t.Fatalf("3 bridges: %d up, %d SetUp calls; want 3 up and none", up, setups)
+	}
+	if _, err := h.m.Create(context.Background(), CreateRequest{Name: "vlan", Dev: "eth0", VID: 10}); err != nil {
+		t.Fatal(err)
+	}
+	h.k.mu.Lock()
+	setups = h.k.setups
+	h.k.mu.Unlock()
+	if setups != 1 {
+		t.Fatalf("VLAN on %s: %d SetUp calls, want 1", eth.Name, setups)
+	}
+	h.checkConsistent()
+}
+
 // Requests queued together share one transaction.
 func TestBatchIsOneCommit(t *testing.T) {
 	k, s := newFakeKernel(), newFakeStore()
@@ -532,4 +566,65 @@ func TestOwnLinkTakesNameDuringCreate(t *testing.T) {
 		t.Fatalf("own link not adopted: %+v", list)
 	}
 	h.checkConsistent()
+}
+
+// burst takes every batch already queued, in order, and no more than that;
+// a closed channel is reported after the batches before it.
+func TestBurstCoalescesQueuedEvents(t *testing.T) {
+	ch := make(chan []kernel.Event, 8)
+	ev := func(i uint32) []kernel.Event {
+		return []kernel.Event{{Type: kernel.EventNew, Link: kernel.Link{Index: i}}}
+	}
+	ch <- ev(2)
+	ch <- ev(3)
+	got, closed := burst(ev(1), ch)
+	if closed || len(got) != 3 || got[0].Link.Index != 1 || got[1].Link.Index != 2 || got[2].Link.Index != 3 {
+		t.Fatalf("burst = %+v, closed %v; want events 1, 2, 3 in order", got, closed)
+	}
+	ch <- ev(4)
+	close(ch)
+	got, closed = burst(ev(5), ch)
+	if !closed || len(got) != 2 || got[1].Link.Index != 4 {
+		t.Fatalf("burst over a closed channel = %+v, closed %v", got, closed)
+	}
+}
+
+// A burst touching most links is re-read with one dump, not a get per link,
+// and the manager ends where the gets would have left it.
+func TestEventBurstReadByDump(t *testing.T) {
+	k := newFakeKernel()
+	h := start(t, k, newFakeStore(), DefaultMaxUnit)
+	var evs []kernel.Event
+	for i := range 2 * dumpOver {
+		l, _ := k.add(kernel.Link{Name: fmt.Sprintf("eth%d", i), Flags: iffUp})
+		evs = append(evs, kernel.Event{Type: kernel.EventNew, Link: l})
+	}
+	h.settle()
+	// The owner stops; the test is the owner now. Rename every link behind
+	// the manager's back and hand it the old events as one burst: only a
+	// re-read shows the new names.
+	h.stop()
+	k.mu.Lock()
+	for i, l := range k.links {
+		l.Name = "x" + l.Name
+		k.links[i] = l
+	}
+	dumps, gets := k.dumps, k.gets
+	k.mu.Unlock()
+	h.m.handleEvents(evs)
+	k.mu.Lock()
+	dumps, gets = k.dumps-dumps, k.gets-gets
+	k.mu.Unlock()
+	if dumps != 1 || gets != 0 {
+		t.Errorf("burst of %d links re-read with %d dumps and %d gets, want 1 dump", len(evs), dumps, gets)
+	}
+	n := 0
+	h.m.links.each(func(l kernel.Link) {
+		if l.Name[0] == 'x' {
+			n++
+		}
+	})
+	if n != len(evs) {
+		t.Fatalf("%d renamed links seen after the burst, want %d", n, len(evs))
+	}
 }

@@ -72,6 +72,10 @@ func (m *Manager) resync(reason string) error {
 	return err
 }
 
+// dumpOver: a burst of events touching more links than this (and more than
+// a quarter of all) is re-read with one dump instead of a get per link.
+const dumpOver = 32
+
 // handleEvents treats events as hints: each named ifindex is re-read from the
 // kernel, and only the names it had or has now are settled.
 func (m *Manager) handleEvents(evs []kernel.Event) {
@@ -85,12 +89,37 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		touched[ev.Link.Index] = true
 		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
 	}
+	// Re-read what the events name: one get per link, or, when a burst
+	// touches a good part of the links (a bulk bring-up), one dump, a single
+	// request however many links it returns.
+	var dumped map[uint32]kernel.Link
+	if len(touched) > max(dumpOver, m.links.len()/4) {
+		links, err := m.cfg.Kernel.Links()
+		if err != nil {
+			m.log.Warn("re-reading links after events failed; resyncing", "links", len(touched), "err", err)
+			m.resync("event-read-failed")
+			return
+		}
+		dumped = make(map[uint32]kernel.Link, len(links))
+		for _, l := range links {
+			dumped[l.Index] = l
+		}
+	}
 	for idx := range touched {
 		if old, ok := m.links.get(idx); ok {
 			names[old.Name] = true
 			m.links.forget(idx)
 		}
-		l, err := m.cfg.Kernel.LinkByIndex(idx)
+		var l kernel.Link
+		var err error
+		if dumped != nil {
+			var ok bool
+			if l, ok = dumped[idx]; !ok {
+				err = kernel.ErrNotFound
+			}
+		} else {
+			l, err = m.cfg.Kernel.LinkByIndex(idx)
+		}
 		switch {
 		case errors.Is(err, kernel.ErrNotFound):
 			continue

@@ -160,13 +160,16 @@ func (c *Conn) getLink(lm rtnetlink.LinkMessage) (Link, error) {
 
 // CreateBridge creates a bridge with IFLA_GROUP = group in the same
 // RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL), so the ownership marker is there from
-// the link's first moment. ErrExists if the name is taken. It returns the new
-// link as the kernel reports it.
+// the link's first moment, and already up: IFF_UP in the message's
+// ifi_flags/ifi_change, which the kernel applies as soon as the link is
+// registered (rtnl_configure_link), so no RTM_SETLINK follows. Opening a
+// bridge cannot fail for want of a lower link. ErrExists if the name is
+// taken. It returns the new link as the kernel reports it.
 func (c *Conn) CreateBridge(name string, group uint32) (Link, error) {
 	if err := checkName(name); err != nil {
 		return Link{}, fmt.Errorf("create bridge %q: %w", name, err)
 	}
-	l, err := c.create(name, group, rtnetlink.LinkAttributes{
+	l, err := c.create(name, group, unix.IFF_UP, rtnetlink.LinkAttributes{
 		Name: name,
 		Info: &rtnetlink.LinkInfo{Kind: string(KindBridge)},
 	})
@@ -191,7 +194,9 @@ func (c *Conn) CreateVLAN(name string, parent uint32, vid uint16, group uint32) 
 	if parent == 0 {
 		return Link{}, fmt.Errorf("create vlan %q: no parent link", name)
 	}
-	l, err := c.create(name, group, rtnetlink.LinkAttributes{
+	// Not created up: a VLAN whose parent is down fails to open (ENETDOWN),
+	// and the kernel would then undo the whole create.
+	l, err := c.create(name, group, 0, rtnetlink.LinkAttributes{
 		Name: name,
 		Type: parent, // rtnetlink v2.3.0 encodes LinkAttributes.Type as IFLA_LINK
 		Info: &rtnetlink.LinkInfo{
@@ -208,11 +213,12 @@ func (c *Conn) CreateVLAN(name string, parent uint32, vid uint16, group uint32) 
 // create sends the RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL|NLM_F_ECHO.
 // Kernels since 6.1 honour NLM_F_ECHO in rtnl_newlink_create and unicast the
 // new link's RTM_NEWLINK back before the ack, which saves a round trip; older
-// ones ignore the flag, and create falls back to a get by name.
-func (c *Conn) create(name string, group uint32, attrs rtnetlink.LinkAttributes) (Link, error) {
+// ones ignore the flag, and create falls back to a get by name. up (IFF_UP
+// or 0) goes into ifi_flags and ifi_change.
+func (c *Conn) create(name string, group, up uint32, attrs rtnetlink.LinkAttributes) (Link, error) {
 	req, err := linkRequest(unix.RTM_NEWLINK,
 		netlink.Request|netlink.Create|netlink.Excl|netlink.Echo,
-		rtnetlink.LinkMessage{Attributes: &attrs},
+		rtnetlink.LinkMessage{Flags: up, Change: up, Attributes: &attrs},
 		func(ae *netlink.AttributeEncoder) {
 			// rtnetlink v2.3.0 decodes IFLA_GROUP (NetDevGroup) but never
 			// encodes it, so it is appended here.

@@ -483,3 +483,21 @@ func TestDumpInterrupted(t *testing.T) {
 		t.Error("never saw NLM_F_DUMP_INTR under churn")
 	}
 }
+
+// A bridge is up from its creating message: the echo says so and so does the
+// kernel, with no RTM_SETLINK sent. A VLAN is not created up (its parent may
+// be down); that path is covered in TestCreateVLANHost and the QEMU guests.
+func TestCreateBridgeUp(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tup0")
+	l, err := c.CreateBridge("tup0", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Flags&unix.IFF_UP == 0 {
+		t.Fatalf("created bridge reported down: flags %#x", l.Flags)
+	}
+	if g := mustLink(t, c, "tup0"); g.Flags&unix.IFF_UP == 0 || g.Group != 7 {
+		t.Fatalf("kernel has %+v, want it up in group 7", g)
+	}
+}

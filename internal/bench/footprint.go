@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/uroute/uroute/internal/benchkit"
+)
+
+// Footprint is ifmgr's cost in flash and memory.
+type Footprint struct {
+	// Binaries: stripped sizes (bytes) by architecture and command, built
+	// as the image builds them (-trimpath -ldflags '-s -w').
+	Binaries map[string]map[string]int64 `json:"binaries"`
+	RSSIdle  int64                       `json:"rss_idle_bytes"`
+	Managed  int                         `json:"managed"`
+	RSSAt    int64                       `json:"rss_managed_bytes"`
+	DBEmpty  int64                       `json:"db_empty_bytes"`
+	DBAt     int64                       `json:"db_managed_bytes"`
+	DBPerRec float64                     `json:"db_bytes_per_record"`
+}
+
+var arches = []struct{ name, goarch, goarm, gomips string }{
+	{"amd64", "amd64", "", ""}, {"arm64", "arm64", "", ""}, {"armv7", "arm", "7", ""}, {"mipsle", "mipsle", "", "softfloat"},
+}
+
+func (b *bench) footprint() error {
+	fp := &Footprint{Binaries: map[string]map[string]int64{}, Managed: 4000}
+	for _, a := range arches {
+		fp.Binaries[a.name] = map[string]int64{}
+		for _, cmd := range []string{"ifmgrd", "ifctl", "uinit"} {
+			out := b.c.path(fmt.Sprintf("size-%s-%s", a.name, cmd))
+			build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./firmware/cmd/"+cmd)
+			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+a.goarch, "GOARM="+a.goarm, "GOMIPS="+a.gomips)
+			if o, err := build.CombinedOutput(); err != nil {
+				return fmt.Errorf("build %s for %s: %v: %s", cmd, a.name, err, o)
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				return err
+			}
+			fp.Binaries[a.name][cmd] = st.Size()
+			os.Remove(out)
+		}
+	}
+
+	b.seq++
+	ns, err := benchkit.NewNS(runNS)
+	if err != nil {
+		return err
+	}
+	r := &runCtx{n: fp.Managed, ns: ns, sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)), db: b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
+	defer os.Remove(r.db)
+	err = b.memory(r, fp)
+	stopDaemon(r)
+	if r.w != nil {
+		r.w.Close()
+	}
+	ns.Delete()
+	if serr := b.settle(0); err == nil {
+		err = serr
+	}
+	b.rep.Footprint = fp
+	return err
+}
+
+// memory: the real ifmgrd, idle with an empty DB, then managing
+// fp.Managed bridges made over its socket. RSS is read after a pause, once
+// the work's garbage had a chance to be collected.
+func (b *bench) memory(r *runCtx, fp *Footprint) error {
+	var err error
+	if r.w, err = benchkit.NewWatch(r.ns); err != nil {
+		return err
+	}
+	if err := b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil); err != nil {
+		return err
+	}
+	if err := waitSocket(r.sock, time.Minute); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	pid := r.daemon.Process.Pid
+	if fp.RSSIdle, _, err = benchkit.ProcStatus(pid); err != nil {
+		return err
+	}
+	if st, err := os.Stat(r.db); err == nil {
+		fp.DBEmpty = st.Size()
+	}
+	if err := createOverSocket(r.sock, fp.Managed, 16); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Second)
+	if fp.RSSAt, _, err = benchkit.ProcStatus(pid); err != nil {
+		return err
+	}
+	if st, err := os.Stat(r.db); err == nil {
+		fp.DBAt = st.Size()
+	}
+	fp.DBPerRec = float64(fp.DBAt-fp.DBEmpty) / float64(fp.Managed)
+	return nil
+}

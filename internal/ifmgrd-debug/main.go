@@ -1,0 +1,69 @@
+// Command ifmgrd-debug is ifmgrd (the same daemon.Main) with two things the
+// bench and the soak need and the router image does not: a CPU profile of the
+// whole run (-cpuprofile) and a socket answering the runtime's goroutine and
+// heap figures (-debug-socket), read by internal/benchkit.ReadDebug. Its
+// flags come first, then "--", then ifmgrd's.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+
+	"github.com/uroute/uroute/firmware/daemon"
+	"github.com/uroute/uroute/internal/benchkit"
+)
+
+func main() {
+	fs := flag.NewFlagSet("ifmgrd-debug", flag.ExitOnError)
+	cpu := fs.String("cpuprofile", "", "write a CPU profile of the run here")
+	dbg := fs.String("debug-socket", "", "answer runtime figures (JSON) on this Unix socket")
+	fs.Parse(os.Args[1:])
+	if *cpu != "" {
+		f, err := os.Create(*cpu)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+			os.Exit(1)
+		}
+	}
+	if *dbg != "" {
+		os.Remove(*dbg)
+		ln, err := net.Listen("unix", *dbg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+			os.Exit(1)
+		}
+		go serve(ln)
+	}
+	code := daemon.Main(fs.Args(), os.Stdout, os.Stderr)
+	if *cpu != "" {
+		pprof.StopCPUProfile()
+	}
+	os.Exit(code)
+}
+
+// serve answers each connection with one JSON object, one at a time: the
+// goroutine count stays the same whether or not anyone asks.
+func serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		json.NewEncoder(c).Encode(benchkit.DebugStats{
+			Goroutines: runtime.NumGoroutine(),
+			HeapAlloc:  ms.HeapAlloc, HeapSys: ms.HeapSys, NumGC: ms.NumGC,
+		})
+		c.Close()
+	}
+}

@@ -1,0 +1,457 @@
+// Command results writes docs/results.md from what scripts/bench and
+// scripts/soak wrote (bench.json, gobench.txt, soak.json): every figure on
+// the page comes from those files, with the command that produced it.
+// scripts/results.sh runs it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The bench's JSON, as far as the page needs it.
+type result struct {
+	Section   string         `json:"section"`
+	Contender string         `json:"contender"`
+	N         int            `json:"n"`
+	Seconds   []float64      `json:"seconds"`
+	Median    float64        `json:"median_s"`
+	Ratio     float64        `json:"ratio_to_baseline"`
+	Baseline  string         `json:"baseline"`
+	Extra     map[string]any `json:"extra"`
+}
+
+type latency struct {
+	Who    string  `json:"who"`
+	Events int     `json:"events"`
+	P50    float64 `json:"p50_ms"`
+	P99    float64 `json:"p99_ms"`
+	Max    float64 `json:"max_ms"`
+}
+
+type whereRow struct {
+	Work    string  `json:"work"`
+	N       int     `json:"n"`
+	Metric  string  `json:"metric"`
+	Value   float64 `json:"value"`
+	PerLink float64 `json:"per_link"`
+}
+
+type footprint struct {
+	Binaries map[string]map[string]int64 `json:"binaries"`
+	RSSIdle  int64                       `json:"rss_idle_bytes"`
+	Managed  int                         `json:"managed"`
+	RSSAt    int64                       `json:"rss_managed_bytes"`
+	DBEmpty  int64                       `json:"db_empty_bytes"`
+	DBAt     int64                       `json:"db_managed_bytes"`
+	DBPerRec float64                     `json:"db_bytes_per_record"`
+}
+
+type report struct {
+	Command   string            `json:"command"`
+	Date      string            `json:"date"`
+	Machine   map[string]string `json:"machine"`
+	Results   []result          `json:"results"`
+	Profile   string            `json:"cpu_profile_top"`
+	Latency   []latency         `json:"event_latency"`
+	Footprint *footprint        `json:"footprint"`
+	Where     []whereRow        `json:"where_time_goes"`
+}
+
+type soakSummary struct {
+	Command        string   `json:"command"`
+	Date           string   `json:"date"`
+	Load           string   `json:"loadavg_at_start"`
+	Duration       float64  `json:"duration_s"`
+	Cycles         int      `json:"cycles"`
+	CyclesPerSec   float64  `json:"cycles_per_s"`
+	Ops            int      `json:"link_ops"`
+	NewIdentities  int      `json:"new_identities"`
+	KnownCommits   uint64   `json:"commits_for_known_identities"`
+	WarmupEnd      float64  `json:"warmup_end_s"`
+	RSSAfterWarmup int64    `json:"rss_after_warmup_bytes"`
+	RSSEnd         int64    `json:"rss_end_bytes"`
+	Goroutines     [2]int   `json:"goroutines_min_max_after_warmup"`
+	FDs            [2]int   `json:"fds_min_max_after_warmup"`
+	DBMaxBytes     int64    `json:"db_max_bytes"`
+	DBEndBytes     int64    `json:"db_end_bytes"`
+	UnitsStart     int      `json:"units_allocated_start"`
+	UnitsEnd       int      `json:"units_allocated_end"`
+	UnitsBound     int      `json:"units_bound"`
+	Failures       []string `json:"failures"`
+}
+
+func main() {
+	benchDir := flag.String("bench", "bench-out", "scripts/bench output directory")
+	soakDir := flag.String("soak", "soak-out", "scripts/soak output directory")
+	png := flag.String("png", "", "the soak plot, as the page links it")
+	cmd := flag.String("cmd", "scripts/results.sh", "the command that made the page")
+	out := flag.String("o", "docs/results.md", "page to write")
+	flag.Parse()
+	var rep report
+	if err := readJSON(*benchDir+"/bench.json", &rep); err != nil {
+		fatal(err)
+	}
+	var soak *soakSummary
+	var s soakSummary
+	if err := readJSON(*soakDir+"/soak.json", &s); err == nil {
+		soak = &s
+	} else if !os.IsNotExist(err) {
+		fatal(err)
+	}
+	gobench, _ := os.ReadFile(*benchDir + "/gobench.txt")
+	f, err := os.Create(*out)
+	if err != nil {
+		fatal(err)
+	}
+	write(f, *cmd, &rep, soak, string(gobench), *png)
+	if err := f.Close(); err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "results:", err)
+	os.Exit(1)
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func (r *report) find(sec, who string, n int) (result, bool) {
+	for _, x := range r.Results {
+		if x.Section == sec && x.Contender == who && x.N == n {
+			return x, true
+		}
+	}
+	return result{}, false
+}
+
+func (r *report) ns(sec string) []int {
+	seen := map[int]bool{}
+	for _, x := range r.Results {
+		if x.Section == sec {
+			seen[x.N] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+func (r *report) where(work, metric string) (whereRow, bool) {
+	for _, w := range r.Where {
+		if w.Work == work && strings.HasPrefix(w.Metric, metric) {
+			return w, true
+		}
+	}
+	return whereRow{}, false
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png string) {
+	p := func(f string, a ...any) { fmt.Fprintf(w, f, a...) }
+	p("# Results: ifmgr under load\n\n")
+	p("Generated by `%s` on %s (do not edit: run it again). Every figure below comes from\n", cmd, r.Date)
+	p("`scripts/bench` (its JSON) and `scripts/soak` (its summary and CSV).\n\n")
+	p("- bench command: `%s`\n", r.Command)
+	if soak != nil {
+		p("- soak command: `%s` (%s, load average at its start %s)\n", soak.Command, soak.Date, soak.Load)
+	}
+	keys := slices.Sorted(maps.Keys(r.Machine))
+	var m []string
+	for _, k := range keys {
+		m = append(m, fmt.Sprintf("%s: %s", k, r.Machine[k]))
+	}
+	p("- machine: %s\n\n", strings.Join(m, "; "))
+	p("The machine is shared (several engineers, QEMU guests, builds): absolute times are noisy,\n")
+	p("so every comparison is a ratio of medians measured side by side in the same run, contenders\n")
+	p("alternated A B A B, each in a fresh network namespace, after waiting for the previous\n")
+	p("namespace's teardown to release the RTNL lock. The load average above is the one at the start.\n\n")
+
+	targets(w, r, soak)
+
+	for _, sec := range []struct{ key, title, what string }{
+		{"bringup", "Bulk bring-up", "One bridge per port, the port enslaved, both up; N veth ports made first. ifmgrd: started with a `per_port` profile (its start, DB creation and first dump included); `ip -batch`: one process, 4 lines per port; one `ip` per operation: 4 processes per port; systemd-networkd 252 (Debian's), in the namespace plus a mount namespace (generated .netdev/.network files bind-mounted over /etc/systemd/network, tmpfs on /run/systemd, /sys read-only). Time: start until the kernel shows every port up in an up bridge (a watcher on RTNLGRP_LINK)."},
+		{"create", "Creates over the control socket", "N bridges created and up. ifmgrd: `create bridge` over 16 concurrent socket connections, each committed to the DB before the link is made (durable); `ip -batch`: `link add` + `link set up` per bridge, not durable."},
+		{"teardown", "Teardown", "N bridges (ifmgr's owner group) removed: one `RTM_DELLINK` for the whole IFLA_GROUP (`ip link del group G`; the kernel unregisters them in one batch, one RCU grace period for all), `ip -batch` with one `link del` each, one `ip link del` process each. Time: until the last is gone from the watcher's view."},
+	} {
+		ns := r.ns(sec.key)
+		if len(ns) == 0 {
+			continue
+		}
+		p("## %s\n\n%s\n\n| N | contender | median s | runs (s) | ratio to %s |\n|---:|---|---:|---|---:|\n", sec.title, sec.what, baselineOf(r, sec.key))
+		for _, n := range ns {
+			for _, x := range r.Results {
+				if x.Section == sec.key && x.N == n {
+					p("| %d | %s | %.3f | %s | %.2fx |\n", n, x.Contender, x.Median, runs(x.Seconds), x.Ratio)
+				}
+			}
+		}
+		p("\n")
+	}
+
+	if len(r.Latency) > 0 {
+		p("## Event latency\n\nA veth port appears (its first RTM_NEWLINK) until its per-port bridge is up with it (the\n")
+		p("watcher sees both). \"kernel\" is the bench itself sending the same four requests on the\n")
+		p("same event: the kernel's own time plus one event delivery. The difference is ifmgr's overhead,\n")
+		p("which includes one DB commit (fsync) per new port identity.\n\n| who | events | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n")
+		for _, l := range r.Latency {
+			p("| %s | %d | %.2f | %.2f | %.2f |\n", l.Who, l.Events, l.P50, l.P99, l.Max)
+		}
+		p("\n")
+	}
+
+	if len(r.Where) > 0 {
+		p("## Where ifmgrd's time goes\n\nMeasured first, before any tuning: the same bring-up and creates once more, under `strace -f -c`\n")
+		p("(counts only; no time taken from these runs) and with a CPU profile (`internal/ifmgrd-debug`,\n")
+		p("which is ifmgrd's daemon.Main plus `-cpuprofile`). `ip -batch` sends 4 requests per port for the\n")
+		p("bring-up and 2 per bridge for the creates. Reads include the watcher's event reads.\n\n| work | N | metric | total | per link |\n|---|---:|---|---:|---:|\n")
+		for _, x := range r.Where {
+			p("| %s | %d | %s | %.0f | %.2f |\n", x.Work, x.N, x.Metric, x.Value, x.PerLink)
+		}
+		if r.Profile != "" {
+			p("\nCPU profile, top functions by cumulative time:\n\n```\n%s```\n", r.Profile)
+		}
+		p("\n")
+	}
+
+	if gobench != "" {
+		p("## Allocator and store (`go test -bench`)\n\n`go test -run '^$' -bench . -benchmem -count 5 ./ifmgr/units ./persist` (medians of 5; the raw\n")
+		p("text is benchstat input: `bench-out/gobench.txt`). AllocFree: one allocate/free pair with n units\n")
+		p("held. ApplyBatch: one durable commit of n records. Open: boot-time load of 10k reservations.\n\n")
+		p("| benchmark | ns/op | B/op | allocs/op | other |\n|---|---:|---:|---:|---|\n")
+		for _, b := range parseGoBench(gobench) {
+			p("| %s | %s | %s | %s | %s |\n", b.name, b.get("ns/op"), b.get("B/op"), b.get("allocs/op"), b.others())
+		}
+		p("\n")
+	}
+
+	if fp := r.Footprint; fp != nil {
+		p("## Footprint\n\nStripped binaries (`go build -trimpath -ldflags='-s -w'`, as the image builds them):\n\n| arch | ifmgrd | ifctl | uinit |\n|---|---:|---:|---:|\n")
+		for _, a := range slices.Sorted(maps.Keys(fp.Binaries)) {
+			s := fp.Binaries[a]
+			p("| %s | %.2f MB | %.2f MB | %.2f MB |\n", a, mb(s["ifmgrd"]), mb(s["ifctl"]), mb(s["uinit"]))
+		}
+		p("\nifmgrd (amd64) RSS idle: **%.1f MB**; managing %d bridges made over its socket: **%.1f MB**.\n", mb(fp.RSSIdle), fp.Managed, mb(fp.RSSAt))
+		p("DB file: %d bytes empty, %d bytes with %d records: **%.0f bytes per record** (bbolt grows the file in\n", fp.DBEmpty, fp.DBAt, fp.Managed, fp.DBPerRec)
+		p("steps, so this is an upper bound at that count). Image sizes per architecture (cpio, xz) are\n")
+		p("`scripts/image-sizes.sh`'s table; the Debian kernel's modules are reported apart there.\n\n")
+	}
+
+	if soak != nil {
+		p("## Soak\n\n`%s`: %.0f s, **%d cycles (%.2f per second)**, %d link operations (`ip` processes), %d new identities.\n", soak.Command, soak.Duration, soak.Cycles, soak.CyclesPerSec, soak.Ops, soak.NewIdentities)
+		p("A cycle: flap one known port, rename one, unplug one, replug one known identity under a new name\n")
+		p("(each step waited on until the kernel shows ifmgrd converged), then plug and unplug one new identity.\n\n")
+		p("| check | figure | verdict |\n|---|---|---|\n")
+		p("| DB commits for flaps, renames, replugs of known identities | %d | %s |\n", soak.KnownCommits, verdict(soak.KnownCommits == 0))
+		p("| units in use: start / end / bound (16 known + kept reservations) | %d / %d / %d | %s |\n", soak.UnitsStart, soak.UnitsEnd, soak.UnitsBound, verdict(soak.UnitsEnd <= soak.UnitsBound && !hasFailure(soak, "units")))
+		growth := soak.RSSEnd - soak.RSSAfterWarmup
+		p("| RSS after warm-up (%.0f s) -> end | %.2f -> %.2f MB (%+d bytes) | %s |\n", soak.WarmupEnd, mb(soak.RSSAfterWarmup), mb(soak.RSSEnd), growth, verdict(growth < 1<<20))
+		p("| goroutines after warm-up (min..max) | %d..%d | %s |\n", soak.Goroutines[0], soak.Goroutines[1], verdict(soak.Goroutines[0] == soak.Goroutines[1]))
+		p("| open fds after warm-up (min..max) | %d..%d | %s |\n", soak.FDs[0], soak.FDs[1], verdict(soak.FDs[0] == soak.FDs[1]))
+		p("| DB file max / end | %d / %d bytes | %s |\n", soak.DBMaxBytes, soak.DBEndBytes, verdict(!hasFailure(soak, "DB grew")))
+		if len(soak.Failures) > 0 {
+			p("\nFailures reported by the soak:\n\n")
+			for _, f := range soak.Failures {
+				p("- %s\n", f)
+			}
+		}
+		if png != "" {
+			p("\n![soak samples](%s)\n\nThe samples behind the plot are the run's `soak.csv`, next to it.\n", png)
+		}
+		p("\n")
+	}
+}
+
+func hasFailure(s *soakSummary, prefix string) bool {
+	for _, f := range s.Failures {
+		if strings.HasPrefix(f, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func baselineOf(r *report, sec string) string {
+	for _, x := range r.Results {
+		if x.Section == sec && x.Baseline != "" {
+			return x.Baseline
+		}
+	}
+	return "baseline"
+}
+
+func runs(xs []float64) string {
+	var s []string
+	for _, x := range xs {
+		s = append(s, fmt.Sprintf("%.3f", x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func mb(b int64) float64 { return float64(b) / 1e6 }
+
+// targets: the project's targets against this run's figures, largest N.
+func targets(w io.Writer, r *report, soak *soakSummary) {
+	p := func(f string, a ...any) { fmt.Fprintf(w, f, a...) }
+	p("## Targets\n\n| target | measured | verdict |\n|---|---|---|\n")
+	ratioRow := func(sec, who string, limit float64, target, why string) {
+		ns := r.ns(sec)
+		for i := len(ns) - 1; i >= 0; i-- {
+			x, ok := r.find(sec, who, ns[i])
+			if !ok {
+				continue
+			}
+			v := verdict(x.Ratio <= limit)
+			if x.Ratio > limit && why != "" {
+				v += ": " + why
+			}
+			p("| %s | %.2fx at N=%d | %s |\n", target, x.Ratio, ns[i], v)
+			return
+		}
+	}
+	bringWhy, createWhy := "", ""
+	if x, ok := r.where("bringup", "netlink requests"); ok {
+		bringWhy = fmt.Sprintf("ifmgrd sends %.1f netlink requests per port where `ip -batch` sends 4, each waited for (see below)", x.PerLink)
+	}
+	if x, ok := r.where("create", "netlink requests"); ok {
+		c, _ := r.where("create", "DB commits")
+		createWhy = fmt.Sprintf("%.1f netlink requests per bridge where `ip -batch` sends 2, and %.0f DB commits (each 2 fsyncs) for %d creates", x.PerLink, c.Value, x.N)
+	}
+	ratioRow("bringup", "ifmgrd profile", 1.0, "profile bring-up <= 1.0x `ip -batch`", bringWhy)
+	ratioRow("create", "ifctl create x16 conns", 1.2, "durable creates <= 1.2x `ip -batch`", createWhy)
+	// 5x faster than networkd and one ip per op: their medians over ifmgrd's.
+	fast := func(other, target string) {
+		ns := r.ns("bringup")
+		for i := len(ns) - 1; i >= 0; i-- {
+			a, ok1 := r.find("bringup", "ifmgrd profile", ns[i])
+			o, ok2 := r.find("bringup", other, ns[i])
+			if ok1 && ok2 && a.Median > 0 {
+				f := o.Median / a.Median
+				p("| %s | %.1fx faster at N=%d | %s |\n", target, f, ns[i], verdict(f >= 5))
+				return
+			}
+		}
+	}
+	fast("systemd-networkd", "bring-up >= 5x faster than systemd-networkd")
+	fast("ip per op", "bring-up >= 5x faster than one `ip` per operation")
+	ns := r.ns("teardown")
+	if len(ns) > 0 {
+		n := ns[len(ns)-1]
+		g, ok1 := r.find("teardown", "one RTM_DELLINK for the group", n)
+		o, ok2 := r.find("teardown", "ip link del per link", n)
+		if ok1 && ok2 && g.Median > 0 {
+			f := o.Median / g.Median
+			p("| teardown >= 2x faster than one `ip link del` each | %.1fx at N=%d (one RTM_DELLINK for the group; ifmgrd does not use it yet) | %s |\n", f, n, verdict(f >= 2))
+		}
+	}
+	for _, l := range r.Latency {
+		if strings.HasPrefix(l.Who, "ifmgr overhead") {
+			why := ""
+			if l.P99 >= 5 {
+				why = ": each new port identity commits (fsyncs) before its bridge is made, on a shared disk"
+			}
+			p("| event latency: p99 overhead < 5 ms | p50 %.2f ms, p99 %.2f ms | %s%s |\n", l.P50, l.P99, verdict(l.P99 < 5), why)
+		}
+	}
+	if x, ok := r.where("bringup", "DB commits"); ok {
+		p("| one DB transaction per bulk bring-up | %.0f commits for %d ports | %s |\n", x.Value, x.N, verdict(x.Value <= 1))
+	}
+	if fp := r.Footprint; fp != nil {
+		p("| RSS <= 8 MB idle | %.1f MB | %s |\n", mb(fp.RSSIdle), verdict(fp.RSSIdle <= 8e6))
+		p("| RSS <= 16 MB with 4000 interfaces | %.1f MB with %d | %s |\n", mb(fp.RSSAt), fp.Managed, verdict(fp.RSSAt <= 16e6))
+	}
+	if soak != nil {
+		p("| zero DB writes for flaps and replugs of known hardware (soak) | %d commits | %s |\n", soak.KnownCommits, verdict(soak.KnownCommits == 0))
+		p("| soak: nothing leaks | %d failures | %s |\n", len(soak.Failures), verdict(len(soak.Failures) == 0))
+	}
+	p("\n")
+}
+
+type goBench struct {
+	name string
+	vals map[string][]float64
+	keys []string
+}
+
+func (b goBench) get(unit string) string {
+	v := b.vals[unit]
+	if len(v) == 0 {
+		return ""
+	}
+	sort.Float64s(v)
+	return strconv.FormatFloat(v[len(v)/2], 'g', 4, 64)
+}
+
+func (b goBench) others() string {
+	var s []string
+	for _, k := range b.keys {
+		if k != "ns/op" && k != "B/op" && k != "allocs/op" {
+			s = append(s, b.get(k)+" "+k)
+		}
+	}
+	return strings.Join(s, ", ")
+}
+
+// parseGoBench groups "BenchmarkX-2  N  v unit  v unit ..." lines by name.
+func parseGoBench(text string) []goBench {
+	var out []goBench
+	idx := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	pkg := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "pkg: ") {
+			pkg = strings.TrimPrefix(line, "pkg: github.com/uroute/uroute/")
+			continue
+		}
+		fs := strings.Fields(line)
+		if len(fs) < 4 || !strings.HasPrefix(fs[0], "Benchmark") {
+			continue
+		}
+		name := pkg + " " + strings.TrimPrefix(fs[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		i, ok := idx[name]
+		if !ok {
+			i = len(out)
+			idx[name] = i
+			out = append(out, goBench{name: name, vals: map[string][]float64{}})
+		}
+		for j := 2; j+1 < len(fs); j += 2 {
+			v, err := strconv.ParseFloat(fs[j], 64)
+			if err != nil {
+				continue
+			}
+			unit := fs[j+1]
+			if _, seen := out[i].vals[unit]; !seen {
+				out[i].keys = append(out[i].keys, unit)
+			}
+			out[i].vals[unit] = append(out[i].vals[unit], v)
+		}
+	}
+	return out
+}

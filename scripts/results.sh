@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates docs/results.md: runs scripts/bench and scripts/soak (root,
+# throw-away network namespaces, ~40 minutes on a loaded 2-core machine) and
+# writes the page from their output, with the commands, machine and date.
+#
+#   scripts/results.sh                 full: N = 100,1000,4000, 5-minute soak
+#   scripts/results.sh -quick          N = 1000, teardown N = 100, 300 events, 2-minute soak
+#   scripts/results.sh -page-only      rewrite the page from bench-out/ and soak-out/
+#
+# The soak's plot and samples are kept next to the page (docs/results-soak.*).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-full}
+case $mode in
+full) bench=(-n 100,1000,4000 -teardown-n 100,300 -events 1000); soak=(-duration 5m) ;;
+-quick) bench=(-n 1000 -teardown-n 100 -events 300); soak=(-duration 2m) ;;
+-page-only) ;;
+*) echo "usage: scripts/results.sh [-quick|-page-only]" >&2; exit 2 ;;
+esac
+if [ "$mode" != -page-only ]; then
+	./scripts/bench -out bench-out "${bench[@]}"
+	./scripts/soak -out soak-out "${soak[@]}" || echo "scripts/results.sh: the soak failed; its failures are on the page" >&2
+fi
+cp soak-out/soak.png docs/results-soak.png 2>/dev/null || true
+cp soak-out/soak.csv docs/results-soak.csv 2>/dev/null || true
+go run ./internal/results -bench bench-out -soak soak-out -png results-soak.png \
+	-cmd "scripts/results.sh $([ "$mode" = full ] || echo "$mode")" -o docs/results.md
+echo "wrote docs/results.md"
