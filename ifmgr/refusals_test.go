@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,3 +97,62 @@ func TestFailedCommitRetried(t *testing.T) {
 		return st.Managed["bridge"] == 2 && st.Managed["vlan"] == 2 && len(st.Refused) == 0
 	})
 }
+
+// Per-port units exhausted (max 9, 15 ports): before, about 1000 ERROR/WARN
+// lines at start and ~26 more per unrelated carrier flap. Now each port
+// without a unit is one refusal, logged once; a flap of an unrelated link
+// logs nothing and tries nothing.
+func TestUnitsExhaustedLoggedOnce(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	var logs syncLog
+	p := mustProfile(t, `
+board = "exhausted"
+[[port]]
+name = "usb"
+match.name = "usb*"
+bridge = "tether"
+[[bridge]]
+name = "tether"
+per_port = true
+[cloners.bridge]
+template = "bridge%d"
+max = 9
+`)
+	for i := 0; i < 15; i++ {
+		k.add(kernel.Link{Name: fmt.Sprintf("usb%d", i), MAC: mac(fmt.Sprintf("02:00:00:00:01:%02x", i))})
+	}
+	other, _ := k.add(kernel.Link{Name: "wan0", MAC: mac("02:00:00:00:02:01")})
+	h := startConfig(t, k, s, Config{Cloners: testCloners(t, 9), Profile: p, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	h.settle()
+	st, _ := h.m.Status(context.Background())
+	if len(st.Refused) != 5 {
+		t.Fatalf("%d refusals, want 5 (15 ports, units 0-9 of which the 10 bridges take all): %+v", len(st.Refused), st.Refused)
+	}
+	complaints := func() int {
+		n := 0
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "level=ERROR") || strings.Contains(line, "level=WARN") {
+				n++
+			}
+		}
+		return n
+	}
+	if n := complaints(); n != 5 {
+		t.Errorf("start logged %d ERROR/WARN lines, want 5 (one per port without a unit):\n%s", n, logs.String())
+	}
+	for i := 0; i < 20; i++ {
+		k.modify(other.Index, func(l *kernel.Link) { l.Flags ^= 0x10000 }) // carrier flap
+	}
+	h.m.Status(context.Background()) // drains the events delivered
+	if n := complaints(); n != 5 {
+		t.Errorf("20 unrelated flaps added %d ERROR/WARN lines:\n%s", n-5, logs.String())
+	}
+}
+
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncLog) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncLog) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
