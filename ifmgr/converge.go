@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
@@ -19,7 +20,7 @@ func (m *Manager) planLinks() []plan.Link {
 	m.links.each(func(l kernel.Link) {
 		pl := plan.Link{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
-			Up:  l.Flags&iffUp != 0,
+			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l),
 			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
 		}
 		if e := m.entries.onLink(l.Index); e != nil {
@@ -43,8 +44,9 @@ func (m *Manager) planLinks() []plan.Link {
 type ActionResult struct {
 	Action plan.Action
 	Err    error // nil: done
-	// Retry: refused because a foreign link holds the name; the identity
-	// has moved to another unit and the next round creates it there.
+	// Retry: refused because a foreign link holds the name (the identity
+	// has moved to another unit and the next round creates it there), or
+	// because the bridge to join is missing (the next round makes it).
 	Retry bool
 }
 
@@ -65,21 +67,32 @@ type convergeResult struct {
 // write at all. Without a profile, ifmgr manages only what ifctl asks for.
 // What it did is kept for status and returned.
 func (m *Manager) converge(why string) convergeResult {
+	defer m.scheduleRetry()
 	res := convergeResult{trigger: why}
 	if m.profile == nil {
+		m.refused.keepOnly(nil, m.log)
 		return res
 	}
+	now := time.Now()
+	planned := map[string]bool{}
 	// A round can leave work for the next: a name found taken by a foreign
 	// link moves its identity to another unit. Each round either finishes or
 	// holds one more unit, so a few rounds always settle.
 	for round := 0; round < 4; round++ {
 		pl := plan.Compute(m.profile, m.planLinks())
-		if len(pl.Actions) == 0 {
+		for _, idx := range pl.InPlace {
+			if l, ok := m.links.get(idx); ok {
+				m.links.markEnslaved(idx, l.Master) // there by a rule: ifmgr's, across restarts too
+			}
+		}
+		due := m.dueActions(pl.Actions, now, planned)
+		if len(due) == 0 {
 			break
 		}
 		res.rounds++
-		results, err := m.apply(pl, why)
+		results, err := m.apply(plan.Plan{Targets: pl.Targets, Actions: due}, why)
 		res.results = append(res.results, results...)
+		m.recordResults(results, now, why)
 		if err != nil {
 			res.dbErr = err
 			break
@@ -88,8 +101,56 @@ func (m *Manager) converge(why string) convergeResult {
 			break
 		}
 	}
+	m.refused.keepOnly(planned, m.log)
 	m.lastConverge = res
 	return res
+}
+
+// dueActions notes every planned action in planned and returns those to try
+// now: all but the refused ones whose backoff runs and whose grounds have not
+// changed since.
+func (m *Manager) dueActions(actions []plan.Action, now time.Time, planned map[string]bool) []plan.Action {
+	var members map[uint32]int
+	due := make([]plan.Action, 0, len(actions))
+	for _, a := range actions {
+		key := a.String()
+		planned[key] = true
+		if m.refused.byAction[key] != nil {
+			if members == nil {
+				members = m.bridgePorts()
+			}
+			if !m.refused.due(a, m.groundsOf(a, members), now) {
+				continue
+			}
+		}
+		due = append(due, a)
+	}
+	return due
+}
+
+// recordResults tells the refusals what became of the actions tried. A
+// name-taken create is progress (the identity moved on), not a refusal.
+func (m *Manager) recordResults(results []ActionResult, now time.Time, why string) {
+	var members map[uint32]int
+	for _, r := range results {
+		if r.Retry || (r.Done() && m.refused.byAction[r.Action.String()] == nil) {
+			continue
+		}
+		if members == nil {
+			members = m.bridgePorts()
+		}
+		m.refused.record(r, m.groundsOf(r.Action, members), now, m.log, why)
+	}
+}
+
+// scheduleRetry arms the timer for the earliest refused action's next try.
+func (m *Manager) scheduleRetry() {
+	next := m.refused.nextDue()
+	if next.IsZero() {
+		m.retry.Stop()
+		return
+	}
+	m.retry.Reset(max(time.Until(next), 0))
 }
 
 func anyRetry(results []ActionResult) bool {
@@ -149,13 +210,11 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		l, err := m.createLink(e, target.ParentIndex, target.VID, &t, why)
 		if err != nil {
 			results[i].Err, results[i].Retry = err, errors.Is(err, ErrNameTaken)
-			if !results[i].Retry {
-				m.log.Error("create derived interface", "name", e.name(), "identity", target.Key(), "err", err)
-			}
 			continue
 		}
 		if target.Master != "" {
 			results[i].Err = m.join(l.Index, e.name(), target.Master)
+			results[i].Retry = errors.Is(results[i].Err, errBridgeGone)
 		}
 	}
 
@@ -163,6 +222,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		switch a.Kind {
 		case plan.SetMaster:
 			results[i].Err = m.join(a.Link, a.Name, a.Master)
+			results[i].Retry = errors.Is(results[i].Err, errBridgeGone)
 		case plan.Release:
 			results[i].Err = m.releasePort(a)
 		}
@@ -174,7 +234,6 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 // stays: a reservation for when it is wanted again.
 func (m *Manager) deleteDerived(a plan.Action, why string) error {
 	if err := m.cfg.Kernel.Delete(a.Link); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-		m.log.Error("delete derived link", "name", a.Name, "why", a.Why, "err", err)
 		return fmt.Errorf("delete %s: %w: %w", a.Name, ErrKernel, err)
 	}
 	m.log.Info("deleted", "name", a.Name, "why", a.Why, "trigger", why)
@@ -187,18 +246,19 @@ func (m *Manager) deleteDerived(a plan.Action, why string) error {
 
 func (m *Manager) bringUp(a plan.Action) error {
 	if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-		m.log.Error("bring port up", "name", a.Name, "err", err)
 		return fmt.Errorf("set %s up: %w: %w", a.Name, ErrKernel, err)
 	}
 	m.links.markUp(a.Link)
+	m.log.Info("brought up", "port", a.Name, "why", a.Why)
 	return nil
 }
 
 func (m *Manager) releasePort(a plan.Action) error {
 	if err := m.cfg.Kernel.SetMaster(a.Link, 0); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-		m.log.Error("release port", "name", a.Name, "err", err)
 		return fmt.Errorf("release %s: %w: %w", a.Name, ErrKernel, err)
 	}
+	m.links.setMaster(a.Link, 0)
+	m.log.Info("released from bridge", "port", a.Name, "why", a.Why)
 	return nil
 }
 
@@ -208,7 +268,6 @@ func (m *Manager) releasePort(a plan.Action) error {
 func (m *Manager) reserve(target plan.Target, t *txn) error {
 	c := m.byCloner[target.Cloner]
 	if c == nil {
-		m.log.Error("profile derives an interface of an unknown cloner", "cloner", target.Cloner)
 		return fmt.Errorf("cloner %q: %w", target.Cloner, ErrUnknownKind)
 	}
 	if m.entries.withIdentity(target.Key()) != nil {
@@ -216,7 +275,6 @@ func (m *Manager) reserve(target plan.Target, t *txn) error {
 	}
 	u, err := m.alloc[c.Name].AllocLowest()
 	if err != nil {
-		m.log.Error("no unit for a derived interface", "identity", target.Key(), "err", err)
 		return fmt.Errorf("%s for %s: %w", c.Name, target.Key(), err)
 	}
 	rec := persist.Record{Cloner: c.Name, Unit: u, Identity: target.Identity, VID: target.VID}
@@ -228,15 +286,27 @@ func (m *Manager) reserve(target plan.Target, t *txn) error {
 	return nil
 }
 
+// errBridgeGone: the bridge to join is not there (deleted from outside,
+// or its create was refused): the join waits for the next round, which
+// makes the bridge, instead of counting as a refusal of its own.
+var errBridgeGone = fmt.Errorf("bridge missing: %w", ErrNoSuchLink)
+
 // join makes a link a port of the bridge with the given identity.
 func (m *Manager) join(index uint32, name, bridge string) error {
 	b := m.entries.withIdentity(bridge)
 	if b == nil || b.index == 0 {
-		m.log.Warn("bridge to join is missing", "port", name, "bridge", bridge)
-		return fmt.Errorf("join %s to %s: bridge missing: %w", name, bridge, ErrNoSuchLink)
+		return fmt.Errorf("join %s to %s: %w", name, bridge, errBridgeGone)
 	}
 	if err := m.cfg.Kernel.SetMaster(index, b.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
-		m.log.Error("join bridge", "port", name, "bridge", b.name(), "err", err)
+		// A stale ifindex (the bridge deleted from outside, its event not
+		// yet read) is not a refusal: say what happened, and let the next
+		// round make the bridge again.
+		if _, rerr := m.cfg.Kernel.LinkByIndex(b.index); errors.Is(rerr, kernel.ErrNotFound) {
+			m.log.Warn("bridge deleted from outside; making it again", "bridge", b.name(), "ifindex", b.index, "identity", bridge)
+			m.links.gone(b.index)
+			m.entries.detach(b)
+			return fmt.Errorf("join %s to %s: %w", name, bridge, errBridgeGone)
+		}
 		return fmt.Errorf("join %s to %s: %w: %w", name, b.name(), ErrKernel, err)
 	}
 	m.links.setMaster(index, b.index)

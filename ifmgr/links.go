@@ -15,10 +15,14 @@ import "github.com/uroute/uroute/ifmgr/kernel"
 //     observed last; the event or resync that follows settles it.
 //   - facts only for indexes in byIndex, and dropped whenever the link is
 //     forgotten or renamed (a renamed ifindex is re-read).
+//   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
+//     join, or found it there by a rule of the profile). It outlives a
+//     forget (a re-read) and goes with the link (gone, replace).
 type linkTable struct {
-	byIndex map[uint32]kernel.Link
-	byName  map[string]uint32
-	facts   map[uint32]linkFacts
+	byIndex  map[uint32]kernel.Link
+	byName   map[string]uint32
+	facts    map[uint32]linkFacts
+	enslaved map[uint32]uint32
 }
 
 // linkFacts is what sysfs says of a link, for port matching. A device's
@@ -26,7 +30,7 @@ type linkTable struct {
 type linkFacts struct{ driver, bus string }
 
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}}
+	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, enslaved: map[uint32]uint32{}}
 }
 
 // get returns the link with ifindex index.
@@ -97,6 +101,17 @@ func (t *linkTable) replace(links []kernel.Link) {
 			delete(t.facts, idx)
 		}
 	}
+	for idx := range t.enslaved {
+		if _, ok := t.byIndex[idx]; !ok {
+			delete(t.enslaved, idx)
+		}
+	}
+}
+
+// gone drops a link the kernel no longer has.
+func (t *linkTable) gone(index uint32) {
+	t.forget(index)
+	delete(t.enslaved, index)
 }
 
 // markUp records a successful set-up without waiting for the event.
@@ -107,12 +122,29 @@ func (t *linkTable) markUp(index uint32) {
 	}
 }
 
-// setMaster records a successful set-master without waiting for the event.
+// setMaster records a successful set-master (ifmgr's own, so the link
+// counts as enslaved by ifmgr) without waiting for the event.
 func (t *linkTable) setMaster(index, master uint32) {
 	if l, ok := t.byIndex[index]; ok {
 		l.Master = master
 		t.byIndex[index] = l
 	}
+	t.markEnslaved(index, master)
+}
+
+// markEnslaved records that ifmgr put link index into bridge master (0:
+// took it out).
+func (t *linkTable) markEnslaved(index, master uint32) {
+	if master == 0 {
+		delete(t.enslaved, index)
+		return
+	}
+	t.enslaved[index] = master
+}
+
+// isEnslaved reports whether ifmgr put l into the bridge it is in now.
+func (t *linkTable) isEnslaved(l kernel.Link) bool {
+	return l.Master != 0 && t.enslaved[l.Index] == l.Master
 }
 
 // factsOf returns a link's sysfs facts, reading them (with read) the first

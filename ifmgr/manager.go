@@ -84,6 +84,11 @@ type Config struct {
 	// MaxAbsent bounds, per cloner, the reservations kept for hardware
 	// that is gone; 0 = DefaultMaxAbsent.
 	MaxAbsent int
+	// RetryMin and RetryMax bound the backoff between attempts at an
+	// action the kernel or the DB refused; 0 = DefaultRetryMin and
+	// DefaultRetryMax. A change of what the action depends on retries it
+	// at once whatever the backoff.
+	RetryMin, RetryMax time.Duration
 }
 
 // Manager owns the allocators, the store and the writing netlink socket.
@@ -117,6 +122,8 @@ type Manager struct {
 	profile      *board.Profile
 	rejected     string         // the last refused profile and why, for status
 	lastConverge convergeResult // what the last convergence did, for status
+	refused      refusals       // refused actions, retried with backoff
+	retry        *time.Timer    // fires when the earliest refused action is due
 	started      bool
 }
 
@@ -152,7 +159,10 @@ func New(cfg Config) (*Manager, error) {
 		links:    newLinkTable(),
 		entries:  newEntryTable(),
 		resyncs:  map[string]uint64{},
+		refused:  newRefusals(cfg.RetryMin, cfg.RetryMax),
+		retry:    time.NewTimer(time.Hour),
 	}
+	m.retry.Stop()
 	for _, c := range cfg.Cloners {
 		if _, dup := m.byCloner[c.Name]; dup {
 			return nil, fmt.Errorf("ifmgr: cloner %q configured twice", c.Name)
@@ -237,6 +247,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case <-tick:
 			m.resync("periodic")
+		case <-m.retry.C:
+			m.converge("retry")
 		}
 	}
 }
@@ -558,6 +570,9 @@ type Status struct {
 	// LastConverge is what the last convergence to the profile did (absent
 	// without a profile).
 	LastConverge *ConvergeReport `json:"last_converge,omitempty"`
+	// Refused lists the planned actions that keep being refused, why, and
+	// when each is tried next (at once if what it depends on changes).
+	Refused []RefusalReport `json:"refused,omitempty"`
 }
 
 // ConvergeReport tells what one convergence did: how many actions were
@@ -621,6 +636,7 @@ func (m *Manager) status() Status {
 	if m.profile != nil {
 		st.Profile = m.profile.Board + " (" + m.profile.Source + ")"
 		st.LastConverge = m.lastConverge.report()
+		st.Refused = m.refused.report()
 	}
 	st.Rejected = m.rejected
 	for _, c := range m.cloners {
@@ -703,6 +719,7 @@ func (m *Manager) reload(p *board.Profile, dryRun bool) response {
 	if unchanged {
 		return response{} // nothing to touch
 	}
+	m.refused.expedite() // a new profile: try everything it plans now
 	var lines []string
 	for _, r := range m.converge("reload").results {
 		line := r.Action.String()
@@ -725,6 +742,9 @@ func (m *Manager) planLines(p *board.Profile, last []ActionResult) []string {
 		if !r.Done() {
 			failed[r.Action.String()] = r.Err
 		}
+	}
+	for key, r := range m.refused.byAction {
+		failed[key] = r.err // deferred by its backoff, so not in last
 	}
 	var lines []string
 	for _, a := range plan.Compute(p, m.planLinks()).Actions {

@@ -49,7 +49,10 @@ func start(t *testing.T, k *fakeKernel, s *fakeStore, bridgeMax uint32) *harness
 // watcher filled in.
 func startConfig(t *testing.T, k *fakeKernel, s *fakeStore, cfg Config) *harness {
 	t.Helper()
-	cfg.Kernel, cfg.Store, cfg.Watcher, cfg.Logger, cfg.ResyncTick = k, s, k.watch(), quietLogger(), -1
+	cfg.Kernel, cfg.Store, cfg.Watcher, cfg.ResyncTick = k, s, k.watch(), -1
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
 	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

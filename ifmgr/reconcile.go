@@ -68,6 +68,9 @@ func (m *Manager) resync(reason string) error {
 	}
 	m.log.Info("resync", "reason", reason, "links", len(links), "managed", m.entries.len(), "drift", drift)
 	err = m.commit(&t, "resync "+reason)
+	if reason == "requested" {
+		m.refused.expedite() // an operator's resync tries everything now
+	}
 	m.converge("resync " + reason)
 	return err
 }
@@ -122,6 +125,7 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		}
 		switch {
 		case errors.Is(err, kernel.ErrNotFound):
+			m.links.gone(idx)
 			continue
 		case err != nil:
 			m.log.Warn("re-reading a link after an event failed; resyncing", "ifindex", idx, "err", err)
@@ -228,6 +232,11 @@ func (m *Manager) settle(name string, t *txn) bool {
 			// A reservation: the hardware may come back and must get the
 			// same unit without a DB write.
 			if e.index != 0 {
+				// ifmgr detaches what it deletes itself before the event,
+				// and a VLAN goes with its port (an unplug) by itself.
+				if _, parentHere := m.links.named(e.rec.ParentName); e.rec.VID == 0 || parentHere {
+					m.log.Warn("deleted from outside", "name", name, "ifindex", e.index, "identity", e.rec.Identity.Key())
+				}
 				m.entries.detach(e)
 				changed = true
 			}

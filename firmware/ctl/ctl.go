@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/uroute/uroute/ifmgr"
 	"github.com/uroute/uroute/ifmgr/api"
@@ -220,6 +221,13 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 		}
 		if lc.DBError != "" {
 			fmt.Fprintf(w, "  DB commit failed: %s\n", lc.DBError)
+		}
+	}
+	if len(st.Refused) > 0 {
+		fmt.Fprintf(w, "refused actions: %d (retried with backoff, at once when what they depend on changes)\n", len(st.Refused))
+		for _, r := range st.Refused {
+			fmt.Fprintf(w, "  refused: %s: %s (%d attempts since %s, next in %s)\n", r.Action, r.Error, r.Attempts,
+				r.Since.Format(time.RFC3339), max(time.Until(r.NextRetry), 0).Round(time.Second))
 		}
 	}
 }

@@ -41,7 +41,10 @@ type Options struct {
 	VLANMax        uint32
 	WatchBuffer    int
 	RequestTimeout time.Duration // how long a client request may wait for the owner
-	Logger         *slog.Logger
+	// RetryMin, RetryMax bound the backoff of refused actions (0: ifmgr's
+	// defaults); tests set them.
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
 	// Ready, if set, is called once the control socket accepts requests.
 	Ready func()
 
@@ -162,6 +165,8 @@ func Run(ctx context.Context, o Options) error {
 		Logger:     log,
 		Profile:    profile,
 		Facts:      func(ifname string) (string, string) { return board.SysfsFacts("/sys", ifname) },
+		RetryMin:   o.RetryMin,
+		RetryMax:   o.RetryMax,
 	})
 	if err != nil {
 		watcher.Close()

@@ -39,8 +39,10 @@ type env struct {
 	db     string
 	socket string
 	group  uint32
-	config string // board profile, if any
-	watch  int    // watcher receive buffer, 0 = default
+	config string        // board profile, if any
+	watch  int           // watcher receive buffer, 0 = default
+	logOut io.Writer     // the daemon's log also goes here, if set
+	retry  time.Duration // backoff of refused actions (min = max), 0 = default
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -72,7 +74,8 @@ func (e *env) start() {
 		// The kernel holds rtnl_lock while it tears down another test's
 		// thousands of bridges (an rcu_barrier per bridge): wait it out.
 		RequestTimeout: 10 * time.Minute, Config: e.config, WatchBuffer: e.watch,
-		Logger: testLogger(), Ready: func() { close(ready) }}
+		RetryMin: e.retry, RetryMax: e.retry,
+		Logger: testLogger(e.logOut), Ready: func() { close(ready) }}
 	go func() { e.done <- Run(ctx, o) }()
 	select {
 	case <-ready:
@@ -82,12 +85,17 @@ func (e *env) start() {
 	}
 }
 
-// testLogger discards the daemon's log unless UROUTE_TEST_LOG=1.
-func testLogger() *slog.Logger {
+// testLogger writes the daemon's log to also (if not nil), and to stderr
+// if UROUTE_TEST_LOG=1.
+func testLogger(also io.Writer) *slog.Logger {
+	out := io.Discard
 	if os.Getenv("UROUTE_TEST_LOG") == "1" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+		out = os.Stderr
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	if also != nil {
+		out = io.MultiWriter(out, also)
+	}
+	return slog.New(slog.NewTextHandler(out, nil))
 }
 
 func (e *env) stop() {

@@ -32,6 +32,11 @@ type Link struct {
 	// it serves (zero if unknown).
 	Owned    bool
 	Identity persist.Identity
+	// Enslaved: ifmgr put this (foreign) link into its current master, a
+	// derived bridge. Only such a port is ever released: a member someone
+	// else put there (hostapd's wlan0, a VM's tap, a container's veth) is
+	// left alone, as for any link no rule matches.
+	Enslaved bool
 }
 
 // Target is one interface the profile wants to exist.
@@ -54,10 +59,12 @@ const (
 	// Delete removes an owned link the profile no longer derives. Deletes
 	// come first, so a re-created interface can take back its own name.
 	Delete Kind = iota
-	// BringUp sets a port administratively up: a router's ports carry
-	// traffic, and VLANs on a down port are down too. Ports go up before
-	// anything is created on them: a VLAN cannot be set up on a down parent
-	// (ENETDOWN), and follows its parent up by itself.
+	// BringUp sets a port administratively up when ifmgr takes it in
+	// (enslaves it, makes a VLAN on it): a router's ports carry traffic,
+	// and VLANs on a down port are down too. Only then: afterwards an
+	// operator's down stands. Ports go up before anything is created on
+	// them: a VLAN cannot be set up on a down parent (ENETDOWN), and
+	// follows its parent up by itself.
 	BringUp
 	// Create makes a target, bridges before VLANs, and enslaves it to
 	// Target.Master if set.
@@ -102,6 +109,11 @@ func (a Action) String() string {
 type Plan struct {
 	Targets map[string]Target // everything the profile wants, by identity key
 	Actions []Action
+	// InPlace lists the ports already in the bridge the profile puts them
+	// in, by ifindex: whoever put them there, they are there by a rule of
+	// the profile, so ifmgr counts them as its own (Link.Enslaved) from
+	// then on, across restarts too.
+	InPlace []uint32
 }
 
 // BridgeIdentity is the identity of the bridge a bridge rule makes.
@@ -217,8 +229,6 @@ func Compute(p *board.Profile, links []Link) Plan {
 	}
 	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
 	pl.Actions = append(pl.Actions, deletes...)
-	ups := portsDown(p, links)
-	pl.Actions = append(pl.Actions, ups...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
 	var creates []Action
@@ -235,20 +245,21 @@ func Compute(p *board.Profile, links []Link) Plan {
 		}
 		return a.Key() < b.Key()
 	})
-	pl.Actions = append(pl.Actions, creates...)
 
 	// Memberships of links that exist: ports, and owned VLANs.
 	var joins []Action
 	wantMaster := func(idx uint32, key string, name, why string) {
 		cur := byIndex[idx].Master
 		if key == "" {
-			// A bridge being deleted releases its ports by itself.
-			if m, ok := byIndex[cur]; ok && cur != 0 && !deleted[cur] && m.Owned && Derived(m.Identity) {
+			// A bridge being deleted releases its ports by itself. Only a
+			// port ifmgr put there is released.
+			if m, ok := byIndex[cur]; ok && cur != 0 && !deleted[cur] && m.Owned && Derived(m.Identity) && byIndex[idx].Enslaved {
 				joins = append(joins, Action{Kind: Release, Link: idx, Name: name, Why: "profile no longer puts it in " + m.Name})
 			}
 			return
 		}
 		if b, ok := present[key]; ok && b.Index == cur {
+			pl.InPlace = append(pl.InPlace, idx)
 			return
 		}
 		joins = append(joins, Action{Kind: SetMaster, Link: idx, Name: name, Master: key, Why: why})
@@ -256,8 +267,8 @@ func Compute(p *board.Profile, links []Link) Plan {
 	for _, l := range sortedLinks(links) {
 		switch {
 		case !l.Owned:
-			// A link no rule matches (any more) has no business in a
-			// derived bridge; wantMaster with no bridge releases it.
+			// A link no rule matches (any more) leaves a derived bridge
+			// if ifmgr put it there; wantMaster with no bridge releases it.
 			wantMaster(l.Index, portMaster[l.Index], l.Name, "port of the profile")
 		case l.Kind == kernel.KindVLAN:
 			if t, ok := pl.Targets[l.Identity.Key()]; ok {
@@ -267,24 +278,35 @@ func Compute(p *board.Profile, links []Link) Plan {
 			}
 		}
 	}
+	// A port goes up when ifmgr takes it in (joins it to a bridge, makes a
+	// VLAN on it), and only then: afterwards an operator's down is
+	// respected, so a port can be disabled with `ip link set lan2 down`.
+	takenIn := map[uint32]bool{}
+	for _, a := range joins {
+		if a.Kind == SetMaster {
+			takenIn[a.Link] = true
+		}
+	}
+	for _, a := range creates {
+		if a.Target.ParentIndex != 0 {
+			takenIn[a.Target.ParentIndex] = true
+		}
+	}
+	pl.Actions = append(pl.Actions, portsDown(links, takenIn)...)
+	pl.Actions = append(pl.Actions, creates...)
 	pl.Actions = append(pl.Actions, joins...)
 	return pl
 }
 
-// portsDown lists the BringUp actions: ports of the profile that are
-// administratively down, by ifindex.
-func portsDown(p *board.Profile, links []Link) []Action {
-	if p == nil {
-		return nil
-	}
+// portsDown lists the BringUp actions: the ports ifmgr takes in now that
+// are administratively down, by ifindex.
+func portsDown(links []Link, takenIn map[uint32]bool) []Action {
 	var ups []Action
 	for _, l := range sortedLinks(links) {
-		if l.Owned || l.Up {
+		if l.Owned || l.Up || !takenIn[l.Index] {
 			continue
 		}
-		if _, matched := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus}); matched {
-			ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port of the profile is down"})
-		}
+		ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port taken in by the profile is down"})
 	}
 	return ups
 }

@@ -83,7 +83,7 @@ func render(pl Plan) string {
 func converged() []Link {
 	return []Link{
 		{Index: 1, Name: "lo"},
-		{Index: 2, Name: "eth0", MAC: mac1, PermMAC: mac1, Master: 10, Up: true},
+		{Index: 2, Name: "eth0", MAC: mac1, PermMAC: mac1, Master: 10, Up: true, Enslaved: true},
 		owned(10, "bridge0", lanBr, 0, 0, 0),
 		owned(11, "bridge1", guestBr, 0, 0, 0),
 		owned(12, "vlan0", VLANIdentity(port1, 10), 2, 10, 11),
@@ -115,14 +115,24 @@ func TestPlan(t *testing.T) {
 				"set-master eth0 -> " + lanBr.Key() + "\n",
 		},
 		{
-			name:    "a port that is down is brought up; a foreign link that is down is not",
+			name:    "a port an operator set down stays down; a foreign link that is down is not touched",
 			profile: p,
 			links: func() []Link {
 				l := append(converged(), Link{Index: 30, Name: "wan0"})
 				l[1].Up = false
 				return l
 			}(),
-			want: "bring-up eth0\n",
+			want: "",
+		},
+		{
+			name:    "a port that is down is brought up when ifmgr takes it in",
+			profile: p,
+			links: func() []Link {
+				l := append(converged(), Link{Index: 30, Name: "wan0"})
+				l[1].Up, l[1].Master = false, 0
+				return l
+			}(),
+			want: "bring-up eth0\nset-master eth0 -> " + lanBr.Key() + "\n",
 		},
 		{
 			name:    "a port that appears down goes up before its VLANs are made",
@@ -217,6 +227,12 @@ func TestPlan(t *testing.T) {
 				owned(20, "bridge5", persist.Identity{Name: "bridge5"}, 0, 0, 0),
 				Link{Index: 21, Name: "bridge6", Kind: "bridge"}),
 			want: "delete bridge0\ndelete bridge1\ndelete vlan0\ndelete vlan1\n",
+		},
+		{
+			name:    "a member ifmgr did not put in its bridge stays there (hostapd's wlan0, a VM's tap)",
+			profile: p,
+			links:   append(converged(), Link{Index: 30, Name: "tap0", Kind: "veth", Master: 10, Up: true}),
+			want:    "",
 		},
 		{
 			name:    "foreign links outside the globs are left alone",
