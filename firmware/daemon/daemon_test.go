@@ -435,7 +435,7 @@ func TestCorruptDBRebuiltFromKernel(t *testing.T) {
 		t.Errorf("bad DB not kept for diagnosis: %v", kept)
 	}
 	// The rebuilt records are on disk, not only in the daemon's memory.
-	st, rec, err := persist.Open(e.db, persist.Options{Logger: testLogger()})
+	st, rec, err := persist.Open(e.db, persist.Options{Logger: testLogger(nil)})
 	if err != nil || rec.Reason != nil {
 		t.Fatalf("reopen the rebuilt DB: %v %+v", err, rec)
 	}

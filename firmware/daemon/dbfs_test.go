@@ -68,7 +68,7 @@ func TestDBOnJFFS2Mirrored(t *testing.T) {
 		t.Errorf("log does not say why:\n%s", logs.String())
 	}
 	// The snapshot alone holds the three bridges.
-	st, rec, err := persist.OpenMirrored(snap, filepath.Join(t.TempDir(), "check.db"), persist.Options{Logger: testLogger()})
+	st, rec, err := persist.OpenMirrored(snap, filepath.Join(t.TempDir(), "check.db"), persist.Options{Logger: testLogger(nil)})
 	if err != nil || rec.Reason != nil {
 		t.Fatalf("reopen snapshot: %v %+v", err, rec)
 	}

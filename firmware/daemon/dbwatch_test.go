@@ -14,7 +14,7 @@ import (
 // dbRecords reads the DB file of a stopped daemon.
 func dbRecords(t *testing.T, path string) []string {
 	t.Helper()
-	s, _, err := persist.Open(path, persist.Options{Logger: testLogger()})
+	s, _, err := persist.Open(path, persist.Options{Logger: testLogger(nil)})
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
