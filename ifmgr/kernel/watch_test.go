@@ -81,14 +81,14 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 
-	ip(t, "link", "set", "twatch0", "name", "twatch1")
+	renameLink(t, c, br.Index, "twatch1")
 	ev = p.await(t, "rename", func(ev Event) bool {
 		return ev.Type == EventNew && ev.Link.Index == br.Index && ev.Link.Name == "twatch1"
 	})
 
 	// Bridge port changes also send AF_BRIDGE messages: they must not show
 	// up as events for the port (in particular no EventDel on release).
-	ip(t, "link", "add", "twv0", "type", "veth", "peer", "name", "twv1")
+	createVeth(t, c, "twv0", "twv1", 0)
 	v := p.await(t, "new twv0", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == "twv0" }).Link
 	if err := c.SetMaster(v.Index, br.Index); err != nil {
 		t.Fatal(err)
