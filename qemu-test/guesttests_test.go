@@ -22,12 +22,25 @@ import (
 // through internal/netnstest, and the host kernel lacks 8021q and bridge
 // VLAN filtering): TestGuestKernelTests runs their test binaries inside
 // each guest, as root, each in its own network namespace (netnstest.Main
-// re-executes the binary with CLONE_NEWNET, as on the host).
-//
-// firmware/daemon is not among them yet: its tests build ifmgrd and ifctl
-// with "go build" and call iproute2's "ip" (-batch, link delete group),
-// neither of which the image has; see qemu-test/GUESTTESTS.md.
-var guestPackages = []string{"ifmgr/kernel", "ifmgr/ifname"}
+// re-executes the binary with CLONE_NEWNET, as on the host). Run, when set,
+// limits a package to the tests the guest can run; the others run on the
+// host (qemu-test/GUESTTESTS.md says which and why).
+var guestPackages = []guestPackage{
+	{Pkg: "ifmgr/kernel"},
+	{Pkg: "ifmgr/ifname"},
+	// The daemon's other tests call iproute2's ip (-batch, link delete
+	// group, veths with groups) and the image has only u-root's: they run
+	// on the host, which has everything but 8021q. The VLAN ones need
+	// 8021q and use netlink only. ifmgrd and ifctl are the image's own.
+	{Pkg: "firmware/daemon", Run: "^(TestVLANEndToEnd|TestProfileVLANsFollowTheirPort|TestCLIContract)$",
+		Env: "UROUTE_TEST_BINDIR=/bin"},
+}
+
+type guestPackage struct {
+	Pkg string
+	Run string // -test.run, "" for all
+	Env string // VAR=value words before the command
+}
 
 // guestSkipAllowed are guest tests that may skip, each with why; any other
 // skip in a guest fails the run: a kernel test that skips on the host must
@@ -68,7 +81,8 @@ func TestGuestKernelTests(t *testing.T) {
 		for _, m := range mods {
 			vm.MustRun("insmod /guesttests/modules/"+m, a.Scale(60*time.Second))
 		}
-		for _, pkg := range guestPackages {
+		for _, gp := range guestPackages {
+			pkg := gp.Pkg
 			t.Run(pkg, func(t *testing.T) {
 				vm.Use(t)
 				runStart := time.Now()
@@ -76,7 +90,11 @@ func TestGuestKernelTests(t *testing.T) {
 				bin := dir + "/" + filepath.Base(pkg) + ".test"
 				// UROUTE_CAPTURE=1: ifmgr/kernel's TestCaptureLinkMessages
 				// prints the kernel's RTM_NEWLINK bytes (fixtures).
-				out, status, err := vm.Run(fmt.Sprintf("cd %s && UROUTE_CAPTURE=1 %s -test.v -test.timeout=%v 2>&1", dir, bin, a.Scale(10*time.Minute)), a.Scale(12*time.Minute))
+				cmd := fmt.Sprintf("cd %s && UROUTE_CAPTURE=1 %s %s -test.v -test.timeout=%v", dir, gp.Env, bin, a.Scale(10*time.Minute))
+				if gp.Run != "" {
+					cmd += " -test.run '" + gp.Run + "'"
+				}
+				out, status, err := vm.Run(cmd+" 2>&1", a.Scale(12*time.Minute))
 				if err != nil {
 					t.Fatalf("%s: %v", bin, err)
 				}
@@ -108,7 +126,8 @@ func buildGuestTests(t *testing.T, a Arch, modFiles map[string]string) string {
 	for k, v := range modFiles {
 		files[k] = v
 	}
-	for _, pkg := range guestPackages {
+	for _, gp := range guestPackages {
+		pkg := gp.Pkg
 		out := filepath.Join(tmp, strings.ReplaceAll(pkg, "/", "_")+".test")
 		cmd := exec.Command("go", "test", "-c", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./"+pkg)
 		cmd.Dir = RepoRoot()
