@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -39,8 +40,10 @@ func need8021q(t *testing.T) {
 }
 
 // addVeth creates a veth pair through netlink (no iproute2: the guests'
-// image has none) and deletes it at the end of the test.
-func addVeth(t *testing.T, name, peer string) {
+// image has none), name with the MAC mac (a veth otherwise gets a random
+// one, and a port's identity includes its MAC: a new MAC is new hardware),
+// and deletes it at the end of the test.
+func addVeth(t *testing.T, name string, mac net.HardwareAddr, peer string) {
 	t.Helper()
 	c, err := rtnetlink.Dial(nil)
 	if err != nil {
@@ -50,7 +53,8 @@ func addVeth(t *testing.T, name, peer string) {
 	err = c.Link.New(&rtnetlink.LinkMessage{
 		Family: unix.AF_UNSPEC,
 		Attributes: &rtnetlink.LinkAttributes{
-			Name: name,
+			Name:    name,
+			Address: mac,
 			Info: &rtnetlink.LinkInfo{Kind: "veth", Data: &driver.Veth{
 				PeerInfo: &rtnetlink.LinkMessage{Family: unix.AF_UNSPEC, Attributes: &rtnetlink.LinkAttributes{Name: peer}},
 			}},
@@ -156,11 +160,14 @@ match.name = "pv*"
 vlans = [10, 20]
 `)
 	e.start()
-	addVeth(t, "pv0", "peer-pv0")
+	mac := net.HardwareAddr{0x02, 0, 0, 0, 0xab, 0x01}
+	addVeth(t, "pv0", mac, "peer-pv0")
+	// The VLANs on pv0 (whatever its ifindex), by VID.
 	vlans := func() map[int]kernel.Link {
 		out := map[int]kernel.Link{}
+		port, err := kernelLinkErr("pv0")
 		for _, l := range kernelOwned(t, e.group) {
-			if l.Kind == "vlan" {
+			if l.Kind == "vlan" && err == nil && l.IfLink == port.Index {
 				out[int(l.VLANID)] = l
 			}
 		}
@@ -179,7 +186,14 @@ vlans = [10, 20]
 	e.checkAgree()
 
 	delLink(t, "pv0")
-	waitFor(t, func() bool { return len(vlans()) == 0 })
+	waitFor(t, func() bool {
+		for _, l := range kernelOwned(t, e.group) {
+			if l.Kind == "vlan" {
+				return false
+			}
+		}
+		return true
+	})
 	list := e.checkAgree()
 	reserved := map[string]bool{}
 	for _, in := range list {
@@ -204,7 +218,7 @@ vlans = [10, 20]
 		}
 	}
 
-	addVeth(t, "pv0", "peer-pv0")
+	addVeth(t, "pv0", mac, "peer-pv0")
 	waitFor(t, func() bool { return len(vlans()) == 2 })
 	port = kernelLink(t, "pv0")
 	for vid, l := range vlans() {
@@ -222,14 +236,18 @@ vlans = [10, 20]
 
 func kernelLink(t *testing.T, name string) kernel.Link {
 	t.Helper()
-	c, err := kernel.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	l, err := c.LinkByName(name)
+	l, err := kernelLinkErr(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
+}
+
+func kernelLinkErr(name string) (kernel.Link, error) {
+	c, err := kernel.Dial()
+	if err != nil {
+		return kernel.Link{}, err
+	}
+	defer c.Close()
+	return c.LinkByName(name)
 }
