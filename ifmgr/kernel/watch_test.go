@@ -123,14 +123,10 @@ func TestWatchEvents(t *testing.T) {
 
 func TestWatchOverrun(t *testing.T) {
 	c := dial(t)
-	// 16 KiB (the kernel doubles it): 200 unread RTM_NEWLINKs overrun it,
-	// yet it holds one. A buffer smaller than one message's skb (1024 gave
-	// 2240 bytes on the armv7 guest) did not recover there: no event and no
-	// second ENOBUFS for 2 minutes. Our reading of af_netlink.c: every
-	// message is dropped, and netlink_overrun sets ENOBUFS only while the
-	// socket is not yet marked congested, a mark only a read that empties
-	// the queue clears.
-	w := watch(t, WatchOptions{ReadBuffer: 16 << 10, NoForce: true})
+	// Open finding (qemu-test/GUESTTESTS.md): in some guest runs (armv7 with
+	// this 1024-byte request, mipsle with 16 KiB) no event and no second
+	// ENOBUFS came for 2 minutes after the first overrun; most runs pass.
+	w := watch(t, WatchOptions{ReadBuffer: 1024, NoForce: true})
 	t.Logf("receive buffer granted: %d bytes", w.ReadBuffer())
 
 	// A burst nobody reads.
