@@ -490,8 +490,14 @@ var (
 	buildErr  error
 )
 
+// binaries is a directory with ifmgrd and ifctl: $UROUTE_TEST_BINDIR (the
+// QEMU guests have no Go toolchain; their image carries both, built from
+// the same tree), else a fresh "go build".
 func binaries(t *testing.T) string {
 	t.Helper()
+	if dir := os.Getenv("UROUTE_TEST_BINDIR"); dir != "" {
+		return dir
+	}
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "uroute-bin")
 		if buildErr != nil {

@@ -35,7 +35,9 @@ func startPump(w *Watcher) *pump {
 // await returns the first event that match accepts, failing after timeout.
 func (p *pump) await(t *testing.T, what string, match func(Event) bool) Event {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
+	// Generous: only a failing test waits it out, and under QEMU's TCG
+	// (the guest runs of qemu-test) a burst of events takes seconds.
+	timeout := time.After(2 * time.Minute)
 	for {
 		select {
 		case ev := <-p.events:
@@ -81,14 +83,14 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 
-	ip(t, "link", "set", "twatch0", "name", "twatch1")
+	renameLink(t, c, br.Index, "twatch1")
 	ev = p.await(t, "rename", func(ev Event) bool {
 		return ev.Type == EventNew && ev.Link.Index == br.Index && ev.Link.Name == "twatch1"
 	})
 
 	// Bridge port changes also send AF_BRIDGE messages: they must not show
 	// up as events for the port (in particular no EventDel on release).
-	ip(t, "link", "add", "twv0", "type", "veth", "peer", "name", "twv1")
+	createVeth(t, c, "twv0", "twv1", 0)
 	v := p.await(t, "new twv0", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == "twv0" }).Link
 	if err := c.SetMaster(v.Index, br.Index); err != nil {
 		t.Fatal(err)
@@ -121,6 +123,9 @@ func TestWatchEvents(t *testing.T) {
 
 func TestWatchOverrun(t *testing.T) {
 	c := dial(t)
+	// Open finding (qemu-test/GUESTTESTS.md): in some guest runs (armv7 with
+	// this 1024-byte request, mipsle with 16 KiB) no event and no second
+	// ENOBUFS came for 2 minutes after the first overrun; most runs pass.
 	w := watch(t, WatchOptions{ReadBuffer: 1024, NoForce: true})
 	t.Logf("receive buffer granted: %d bytes", w.ReadBuffer())
 
@@ -144,10 +149,24 @@ func TestWatchOverrun(t *testing.T) {
 		t.Errorf("resync for another reason: %s", ev.Reason)
 	}
 
-	// The watcher survives the overrun.
-	after := prefix + "xa"
-	createVeth(t, c, after, prefix+"xb", 102)
-	p.await(t, "event after resync", func(ev Event) bool { return ev.Type == EventNew && ev.Link.Name == after })
+	// The watcher survives the overrun: it reports the next link. The tiny
+	// buffer may overrun again (leftovers of the burst, or under TCG in the
+	// guests): a resync then means that link's event may be lost, so another
+	// link is made, until one is reported.
+	for try := 0; ; try++ {
+		after := fmt.Sprintf("%sx%da", prefix, try)
+		createVeth(t, c, after, fmt.Sprintf("%sx%db", prefix, try), 102)
+		ev = p.await(t, "event after resync", func(ev Event) bool {
+			return ev.Type == EventNew && ev.Link.Name == after || ev.Type == EventResync
+		})
+		if ev.Type == EventNew {
+			t.Logf("%s reported after %d more resyncs", after, try)
+			break
+		}
+		if try == 20 {
+			t.Fatalf("20 resyncs after the overrun and no event: %s", ev.Reason)
+		}
+	}
 }
 
 func TestWatchCloseUnblocks(t *testing.T) {
