@@ -102,7 +102,12 @@ func (m *Manager) converge(why string) convergeResult {
 		}
 	}
 	m.refused.keepOnly(planned, m.log)
-	m.lastConverge = res
+	if res.rounds > 0 || res.dbErr != nil {
+		// Status and the dry run show what the last convergence that acted
+		// did: an event that needs nothing (often the echo of that very
+		// work) must not wipe out its failures or its count.
+		m.lastConverge = res
+	}
 	return res
 }
 

@@ -121,7 +121,7 @@ type Manager struct {
 	clock        uint64                      // logical clock of LastSeen stamps: the highest on record
 	profile      *board.Profile
 	rejected     string         // the last refused profile and why, for status
-	lastConverge convergeResult // what the last convergence did, for status
+	lastConverge convergeResult // what the last convergence that acted did, for status
 	refused      refusals       // refused actions, retried with backoff
 	retry        *time.Timer    // fires when the earliest refused action is due
 	started      bool

@@ -322,34 +322,6 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 func (s *Server) tellEvicted(p *peer) {
 	p.c.SetWriteDeadline(time.Now().Add(time.Second))
 	json.NewEncoder(p.c).Encode(ErrorResponse(ErrEvicted))
-	// Closing a unix socket with unread input in it (a half-written request
-	// evicted before its handler read it) sets ECONNRESET on the peer, which
-	// its read can return instead of the answer above: take in what it has
-	// sent so far, without waiting for more, so that it reads why it was
-	// closed.
-	discardQueued(p.c)
-}
-
-// discardQueued reads and drops what c has already received, without
-// blocking (one non-blocking read loop on its descriptor).
-func discardQueued(c net.Conn) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	buf := make([]byte, 4096)
-	rc.Read(func(fd uintptr) bool {
-		for {
-			n, err := syscall.Read(int(fd), buf)
-			if n <= 0 || err != nil {
-				return true // drained (EAGAIN), EOF or an error: done either way
-			}
-		}
-	})
 }
 
 func (s *Server) dispatch(req Request) Response {
