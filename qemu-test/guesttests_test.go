@@ -24,12 +24,12 @@ import (
 // each guest, as root, each in its own network namespace (netnstest.Main
 // re-executes the binary with CLONE_NEWNET, as on the host). Run, when set,
 // limits a package to the tests the guest can run; the others run on the
-// host (qemu-test/GUESTTESTS.md says which and why).
+// host (qemu-test/README.md, the kernel tests inside the guests says which and why).
 var guestPackages = []guestPackage{
 	// TestWatchOverrun needs nothing the host lacks and runs there; in the
 	// guests it hung in 3 of 11 runs (no event and no second ENOBUFS for 2
 	// minutes after the first overrun, armv7, mipsle, arm64: an open
-	// finding, GUESTTESTS.md), which would make CI flaky until it is
+	// finding, qemu-test/README.md), which would make CI flaky until it is
 	// understood.
 	{Pkg: "ifmgr/kernel", Skip: "^TestWatchOverrun$"},
 	{Pkg: "ifmgr/ifname"},

@@ -51,7 +51,7 @@ func rawLink(t *testing.T, c *Conn, name string) []byte {
 // fixtures of TestDecodeCapturedFixtures and FuzzDecodeLink's seeds.
 func TestCaptureLinkMessages(t *testing.T) {
 	if os.Getenv("UROUTE_CAPTURE") != "1" {
-		t.Skip("capture mode: UROUTE_CAPTURE=1 (the QEMU guest run sets it; see qemu-test/GUESTTESTS.md)")
+		t.Skip("capture mode: UROUTE_CAPTURE=1 (the QEMU guest run sets it; see qemu-test/README.md, the kernel tests inside the guests)")
 	}
 	c := dial(t)
 	need8021q(t, c)

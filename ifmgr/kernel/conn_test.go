@@ -391,7 +391,7 @@ func need8021q(t *testing.T, c *Conn) {
 	case err == nil:
 		_ = c.Delete(l.Index)
 	case errors.Is(err, unix.EOPNOTSUPP):
-		t.Skipf("no 802.1Q in this kernel (%v): runs inside the QEMU guests (qemu-test/GUESTTESTS.md)", err)
+		t.Skipf("no 802.1Q in this kernel (%v): runs inside the QEMU guests (qemu-test/README.md, the kernel tests inside the guests)", err)
 	default:
 		t.Fatalf("probe for 8021q: %v", err)
 	}

@@ -123,7 +123,7 @@ func TestWatchEvents(t *testing.T) {
 
 func TestWatchOverrun(t *testing.T) {
 	c := dial(t)
-	// Open finding (qemu-test/GUESTTESTS.md): in some guest runs (armv7 with
+	// Open finding (qemu-test/README.md, the kernel tests inside the guests): in some guest runs (armv7 with
 	// this 1024-byte request, mipsle with 16 KiB) no event and no second
 	// ENOBUFS came for 2 minutes after the first overrun; most runs pass.
 	w := watch(t, WatchOptions{ReadBuffer: 1024, NoForce: true})
