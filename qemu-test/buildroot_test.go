@@ -132,9 +132,7 @@ func TestBuildroot(t *testing.T) {
 		if err := vm.WaitExit(a.Scale(30 * time.Second)); err != nil {
 			t.Fatalf("clean reboot: %v", err)
 		}
-		if !strings.Contains(vm.Console(), "uinit: shutdown: rebooting") {
-			t.Errorf("no \"uinit: shutdown: rebooting\" on the console")
-		}
+		checkCleanReboot(t, vm.Console())
 		vm2, list := boot(t)
 		got := byIdentity(list)
 		for id, name := range units {

@@ -391,11 +391,16 @@ func (lc *lifecycle) shutdown(t *testing.T) {
 	if err := lc.vm.WaitExit(lc.arch.Scale(30 * time.Second)); err != nil {
 		t.Fatalf("clean reboot: %v", err)
 	}
-	// The clean path: the supervisor stopped ifmgrd, then reboot(2).
-	// uinit's own "rebooting" line can die in the UART with the machine
-	// (seen on malta even after tcdrain), so the kernel's line for the
-	// same reboot(2) counts too.
-	con := lc.vm.Console()
+	checkCleanReboot(t, lc.vm.Console())
+}
+
+// checkCleanReboot checks that a console shows the clean path of
+// `uroute-uinit shutdown -r`: the supervisor stopped ifmgrd, then
+// reboot(2). uinit's own "rebooting" line can die in the UART with the
+// machine (seen on malta even after tcdrain), so the kernel's line for the
+// same reboot(2) counts too.
+func checkCleanReboot(t *testing.T, con string) {
+	t.Helper()
 	if !strings.Contains(con, "uinit: ifmgrd: stopped") {
 		t.Errorf("no \"uinit: ifmgrd: stopped\" on the console: ifmgrd was not stopped before the reboot")
 	}

@@ -587,7 +587,8 @@ func (u *upgradeRig) newerSchema(t *testing.T) {
 		t.Fatalf("U-Boot booted slot %s, want B", got)
 	}
 	list := u.serve(t)
-	if !strings.Contains(u.vm.Console(), "allocation DB is from newer firmware") {
+	// persist.ErrSchemaTooNew's text, in ifmgrd's "running from memory" line.
+	if !strings.Contains(u.vm.Console(), "DB schema is newer than this build") {
 		t.Errorf("ifmgrd did not say the DB is from newer firmware")
 	}
 	for _, rule := range []string{"bridge/lan", "bridge/guest"} {
