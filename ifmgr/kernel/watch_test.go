@@ -83,6 +83,11 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("event %+v", ev)
 	}
 
+	// CreateBridge makes the bridge up, and kernels before 6.2 refuse to
+	// rename a running link (EBUSY, seen in the 6.1 guests).
+	if err := c.SetUp(br.Index, false); err != nil {
+		t.Fatal(err)
+	}
 	renameLink(t, c, br.Index, "twatch1")
 	ev = p.await(t, "rename", func(ev Event) bool {
 		return ev.Type == EventNew && ev.Link.Index == br.Index && ev.Link.Name == "twatch1"
