@@ -27,14 +27,24 @@ type Kernel interface {
 	Links() ([]kernel.Link, error)
 	LinkByIndex(index uint32) (kernel.Link, error)
 	LinkByName(name string) (kernel.Link, error)
-	// CreateBridge returns the bridge already up (IFF_UP in the creating
-	// message): ifmgr sends no RTM_SETLINK for it.
-	CreateBridge(name string, group uint32) (kernel.Link, error)
+	// CreateBridgeWith returns the bridge already up (IFF_UP in the
+	// creating message), with its VLAN-filtering settings: ifmgr sends no
+	// RTM_SETLINK for it.
+	CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error)
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
 	SetAlias(index uint32, alias string) error
 	SetUp(index uint32, up bool) error
 	SetMaster(index, master uint32) error
 	Delete(index uint32) error
+	// SetBridgeOptions repairs a bridge's VLAN-filtering settings.
+	SetBridgeOptions(index uint32, opt kernel.BridgeOptions) error
+	// BridgeVLANs dumps the bridge VLAN membership of every port and
+	// bridge (a bridge's own ifindex: its self side), by ifindex.
+	BridgeVLANs() (map[uint32][]kernel.BridgeVLAN, error)
+	// AddBridgeVLAN and DelBridgeVLAN change one entry of a port or (self)
+	// of a bridge's own side; both are idempotent.
+	AddBridgeVLAN(index uint32, self bool, v kernel.BridgeVLAN) error
+	DelBridgeVLAN(index uint32, self bool, vid uint16) error
 }
 
 // Store is the allocation record store; *persist.Store implements it.
@@ -707,6 +717,11 @@ func (m *Manager) RejectProfile(ctx context.Context, why error) error {
 }
 
 func (m *Manager) reload(p *board.Profile, dryRun bool) response {
+	if !filters(m.profile) {
+		// The membership was not read while no bridge filtered: read it
+		// before planning a profile that has one.
+		m.readBridgeVLANs(p, "reload")
+	}
 	if dryRun {
 		return response{plan: m.planLines(p, m.lastConverge.results)}
 	}
