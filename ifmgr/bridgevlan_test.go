@@ -2,6 +2,7 @@ package ifmgr
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -244,5 +245,88 @@ func TestBridgeVLANSelfRemoved(t *testing.T) {
 	}
 	if got, want := r.k.vlansOf(r.bridge().Index), []kernel.BridgeVLAN{bvTagged(10)}; !slices.Equal(got, want) {
 		t.Errorf("bridge0 self: %+v, want %+v", got, want)
+	}
+}
+
+// ifctl list shows each port's membership, ifctl status counts it, both
+// from what was read back from the kernel.
+func TestBridgeVLANListAndStatus(t *testing.T) {
+	r := startVLANRouter(t)
+	ctx := context.Background()
+	// A member ifmgr did not put there, with an entry its owner gave it.
+	wlan, _ := r.k.add(kernel.Link{Name: "wlan0"})
+	r.k.SetMaster(wlan.Index, r.bridge().Index)
+	r.k.foreignVLAN(wlan.Index, true, bvAccess(10))
+	r.settle()
+
+	list, err := r.m.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var br Info
+	for _, in := range list {
+		if in.Name == "bridge0" {
+			br = in
+		}
+	}
+	if !br.VLANFiltering || br.SelfVLANs.String() != "1:t,10:t" {
+		t.Errorf("bridge0: filtering %v, self %s", br.VLANFiltering, br.SelfVLANs)
+	}
+	got := map[string]string{}
+	for _, p := range br.Ports {
+		got[p.Port] = p.VLANs.String()
+	}
+	want := map[string]string{"eth0": "1:u*,10:t,20:t", "eth1": "10:u*", "wlan0": "10:u*"}
+	if len(got) != len(want) {
+		t.Errorf("ports %v, want %v", got, want)
+	}
+	for p, w := range want {
+		if got[p] != w {
+			t.Errorf("port %s: %q, want %q", p, got[p], w)
+		}
+	}
+
+	st, err := r.m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bv := st.BridgeVLANs; bv == nil || *bv != (BridgeVLANStatus{Bridges: 1, Ports: 3, PortEntries: 5, SelfEntries: 2, Pending: 0}) {
+		t.Errorf("status bridge VLANs: %+v", bv)
+	}
+}
+
+// A membership change the kernel refuses is a result of its own: the other
+// entries are applied, status counts it pending and names it as failed.
+func TestBridgeVLANRefusedEntryReported(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	k.mu.Lock()
+	k.failVLAN = func(_ uint32, v kernel.BridgeVLAN) error {
+		if v.VID == 20 {
+			return errors.New("no space left in the switch's VLAN table")
+		}
+		return nil
+	}
+	k.mu.Unlock()
+	h := startWithProfile(t, k, s, mustProfile(t, filteringProfile))
+	k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01"), MAC: mac("52:54:00:00:00:01")})
+	h.settle()
+	if got, want := k.vlansOf(k.names()["eth0"].Index), []kernel.BridgeVLAN{bvAccess(1), bvTagged(10)}; !slices.Equal(got, want) {
+		t.Errorf("eth0: %+v, want %+v (all but the refused one)", got, want)
+	}
+	st, err := h.m.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BridgeVLANs == nil || st.BridgeVLANs.Pending != 1 {
+		t.Errorf("status bridge VLANs: %+v, want 1 pending", st.BridgeVLANs)
+	}
+	found := false
+	for _, r := range st.Refused {
+		if strings.HasPrefix(r.Action, "vlan-add eth0 vid 20 tagged") && strings.Contains(r.Error, "VLAN table") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("refused: %+v, want vlan-add eth0 vid 20 with the kernel's reason", st.Refused)
 	}
 }

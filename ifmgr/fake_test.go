@@ -32,6 +32,8 @@ type fakeKernel struct {
 	vlanDels  int
 	vlanDumps int
 	options   int // SetBridgeOptions calls
+	// failVLAN, if set, refuses an AddBridgeVLAN it returns an error for.
+	failVLAN func(index uint32, v kernel.BridgeVLAN) error
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -202,6 +204,11 @@ func (k *fakeKernel) AddBridgeVLAN(i uint32, self bool, v kernel.BridgeVLAN) err
 	defer k.mu.Unlock()
 	if err := k.vlanTargetLocked(i, self, v.VID); err != nil {
 		return err
+	}
+	if k.failVLAN != nil {
+		if err := k.failVLAN(i, v); err != nil {
+			return err
+		}
 	}
 	k.vlanAdds++
 	k.setVLANLocked(i, v)

@@ -224,7 +224,7 @@ func Derived(id persist.Identity) bool {
 func Compute(p *board.Profile, links []Link) Plan {
 	pl := Plan{Targets: map[string]Target{}}
 	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
-	portVLANs := map[uint32]*board.Membership{}    // ports of filtering bridges, by ifindex
+	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
 	byIndex := map[uint32]Link{}
 	present := map[string]Link{} // owned links by identity key
 	for _, l := range links {
