@@ -201,18 +201,9 @@ func decodeBridgeData(b []byte) (filtering bool, pvid uint16, err error) {
 // ranges (BRIDGE_VLAN_INFO_RANGE_BEGIN/END) are expanded. A dump flagged
 // NLM_F_DUMP_INTR is retried like Links does, then ErrDumpInterrupted.
 func (c *Conn) BridgeVLANs() (map[uint32][]BridgeVLAN, error) {
-	b := make([]byte, sizeofIfInfomsg)
-	b[0] = unix.AF_BRIDGE
-	ae := netlink.NewAttributeEncoder()
-	ae.ByteOrder = binary.NativeEndian
-	ae.Uint32(unix.IFLA_EXT_MASK, rtextFilterBRVLAN)
-	attrs, err := ae.Encode()
+	req, err := bridgeVLANDumpRequest()
 	if err != nil {
 		return nil, fmt.Errorf("dump bridge vlans: %w", err)
-	}
-	req := netlink.Message{
-		Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
-		Data:   append(b, attrs...),
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -243,6 +234,27 @@ func (c *Conn) BridgeVLANs() (map[uint32][]BridgeVLAN, error) {
 		}
 	}
 	return nil, fmt.Errorf("dump bridge vlans: %w (%d attempts)", ErrDumpInterrupted, dumpAttempts)
+}
+
+// bridgeVLANDumpRequest is the RTM_GETLINK dump of family AF_BRIDGE with
+// IFLA_EXT_MASK = RTEXT_FILTER_BRVLAN. Its ifinfomsg is all zero but the
+// family: NETLINK_GET_STRICT_CHK refuses anything else in a bridge dump
+// request (valid_bridge_getlink_req), and IFLA_EXT_MASK is the one attribute
+// it allows.
+func bridgeVLANDumpRequest() (netlink.Message, error) {
+	b := make([]byte, sizeofIfInfomsg)
+	b[0] = unix.AF_BRIDGE
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.NativeEndian
+	ae.Uint32(unix.IFLA_EXT_MASK, rtextFilterBRVLAN)
+	attrs, err := ae.Encode()
+	if err != nil {
+		return netlink.Message{}, err
+	}
+	return netlink.Message{
+		Header: netlink.Header{Type: unix.RTM_GETLINK, Flags: netlink.Request | netlink.Dump},
+		Data:   append(b, attrs...),
+	}, nil
 }
 
 // mergeVLANs adds b to a (both sorted by VID), a's entry winning on a VID in
