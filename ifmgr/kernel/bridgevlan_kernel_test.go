@@ -336,3 +336,36 @@ func TestWatchBridgeVLANEvents(t *testing.T) {
 	change("self vlan added", br.Index, func() error { return other.AddBridgeVLAN(br.Index, true, BridgeVLAN{VID: 30}) })
 	change("self vlan deleted", br.Index, func() error { return other.DelBridgeVLAN(br.Index, true, 30) })
 }
+
+// TestBridgeVLANsDumpPlain dumps the membership of a plain bridge, which
+// every kernel can (the host's too): the bridge and its port have keys, a
+// link outside the bridge has none. Where the kernel has VLAN filtering (the
+// bridge reports a default PVID, 1), both are members of VLAN 1, PVID and
+// untagged, as the kernel sets up every bridge and port; without it, of
+// nothing.
+func TestBridgeVLANsDumpPlain(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tvdp0")
+	deleteLater(t, c, "tvdpa")
+	br, err := c.CreateBridge("tvdp0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createVeth(t, c, "tvdpa", "tvdpb", 0)
+	a, b := mustLink(t, c, "tvdpa"), mustLink(t, c, "tvdpb")
+	if err := c.SetMaster(a.Index, br.Index); err != nil {
+		t.Fatal(err)
+	}
+	var want []BridgeVLAN
+	if br.DefaultPVID == 1 {
+		want = []BridgeVLAN{{VID: 1, PVID: true, Untagged: true}}
+	} else if br.DefaultPVID != 0 {
+		t.Fatalf("plain bridge reports default pvid %d", br.DefaultPVID)
+	}
+	t.Logf("default pvid %d: want %v for the bridge and its port", br.DefaultPVID, want)
+	wantVLANs(t, c, "plain bridge", br.Index, want...)
+	wantVLANs(t, c, "port of a plain bridge", a.Index, want...)
+	if v, ok := portVLANs(t, c, b.Index); ok {
+		t.Fatalf("link outside any bridge in the dump: %v", v)
+	}
+}
