@@ -310,15 +310,21 @@ func TestWatchBridgeVLANEvents(t *testing.T) {
 		createVeth(t, c, marker, marker+"p", 0)
 		var vlan bool
 		p.await(t, what, func(ev Event) bool {
+			mine := ev.Link.Index == port.Index || ev.Link.Index == br.Index
 			switch {
 			case ev.Type == EventResync:
 				t.Errorf("%s: unexpected resync: %s", what, ev.Reason)
 			case ev.Type == EventVLAN && ev.Link.Index == index:
 				vlan = true
-			case ev.Link.Index == port.Index || ev.Link.Index == br.Index:
-				if ev.Type == EventNew || ev.Type == EventDel {
-					t.Errorf("%s: %v event for link %d: an AF_BRIDGE message was taken for link state", what, ev.Type, ev.Link.Index)
+				if ev.Link.Kind != "" {
+					t.Errorf("%s: EventVLAN %+v carries a kind: not from an AF_BRIDGE message", what, ev.Link)
 				}
+			case mine && (ev.Type == EventNew || ev.Type == EventDel) && ev.Link.Kind == "":
+				// The port's and the bridge's own link-state messages
+				// (AF_UNSPEC, which the kernel may still send after the
+				// port joined: operstate, features) always carry
+				// IFLA_LINKINFO; AF_BRIDGE ones never do.
+				t.Errorf("%s: %v event for link %d without a kind: an AF_BRIDGE message was taken for link state (%+v)", what, ev.Type, ev.Link.Index, ev.Link)
 			}
 			return ev.Type == EventNew && ev.Link.Name == marker
 		})
