@@ -310,15 +310,21 @@ func TestWatchBridgeVLANEvents(t *testing.T) {
 		createVeth(t, c, marker, marker+"p", 0)
 		var vlan bool
 		p.await(t, what, func(ev Event) bool {
+			mine := ev.Link.Index == port.Index || ev.Link.Index == br.Index
 			switch {
 			case ev.Type == EventResync:
 				t.Errorf("%s: unexpected resync: %s", what, ev.Reason)
 			case ev.Type == EventVLAN && ev.Link.Index == index:
 				vlan = true
-			case ev.Link.Index == port.Index || ev.Link.Index == br.Index:
-				if ev.Type == EventNew || ev.Type == EventDel {
-					t.Errorf("%s: %v event for link %d: an AF_BRIDGE message was taken for link state", what, ev.Type, ev.Link.Index)
+				if ev.Link.Kind != "" {
+					t.Errorf("%s: EventVLAN %+v carries a kind: not from an AF_BRIDGE message", what, ev.Link)
 				}
+			case mine && (ev.Type == EventNew || ev.Type == EventDel) && ev.Link.Kind == "":
+				// The port's and the bridge's own link-state messages
+				// (AF_UNSPEC, which the kernel may still send after the
+				// port joined: operstate, features) always carry
+				// IFLA_LINKINFO; AF_BRIDGE ones never do.
+				t.Errorf("%s: %v event for link %d without a kind: an AF_BRIDGE message was taken for link state (%+v)", what, ev.Type, ev.Link.Index, ev.Link)
 			}
 			return ev.Type == EventNew && ev.Link.Name == marker
 		})
@@ -335,4 +341,37 @@ func TestWatchBridgeVLANEvents(t *testing.T) {
 	change("port vlan deleted", port.Index, func() error { return other.DelBridgeVLAN(port.Index, false, 30) })
 	change("self vlan added", br.Index, func() error { return other.AddBridgeVLAN(br.Index, true, BridgeVLAN{VID: 30}) })
 	change("self vlan deleted", br.Index, func() error { return other.DelBridgeVLAN(br.Index, true, 30) })
+}
+
+// TestBridgeVLANsDumpPlain dumps the membership of a plain bridge, which
+// every kernel can (the host's too): the bridge and its port have keys, a
+// link outside the bridge has none. Where the kernel has VLAN filtering (the
+// bridge reports a default PVID, 1), both are members of VLAN 1, PVID and
+// untagged, as the kernel sets up every bridge and port; without it, of
+// nothing.
+func TestBridgeVLANsDumpPlain(t *testing.T) {
+	c := dial(t)
+	deleteLater(t, c, "tvdp0")
+	deleteLater(t, c, "tvdpa")
+	br, err := c.CreateBridge("tvdp0", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createVeth(t, c, "tvdpa", "tvdpb", 0)
+	a, b := mustLink(t, c, "tvdpa"), mustLink(t, c, "tvdpb")
+	if err := c.SetMaster(a.Index, br.Index); err != nil {
+		t.Fatal(err)
+	}
+	var want []BridgeVLAN
+	if br.DefaultPVID == 1 {
+		want = []BridgeVLAN{{VID: 1, PVID: true, Untagged: true}}
+	} else if br.DefaultPVID != 0 {
+		t.Fatalf("plain bridge reports default pvid %d", br.DefaultPVID)
+	}
+	t.Logf("default pvid %d: want %v for the bridge and its port", br.DefaultPVID, want)
+	wantVLANs(t, c, "plain bridge", br.Index, want...)
+	wantVLANs(t, c, "port of a plain bridge", a.Index, want...)
+	if v, ok := portVLANs(t, c, b.Index); ok {
+		t.Fatalf("link outside any bridge in the dump: %v", v)
+	}
 }

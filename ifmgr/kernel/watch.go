@@ -23,9 +23,12 @@ const (
 	// a message could not be decoded. The receiver must dump again
 	// (Conn.Links) and converge on the dump; Link is empty.
 	EventResync
-	// EventVLAN: the bridge VLAN membership of Link.Index (a port, or a
-	// bridge's own side) may have changed; re-read it (Conn.BridgeVLANs).
-	// Link may be sparse: only Index is sure to be set.
+	// EventVLAN: an AF_BRIDGE RTM_NEWLINK/RTM_DELLINK, the bridge VLAN
+	// membership of Link.Index (a port, or a bridge's own side) may have
+	// changed, or the link joined or left a bridge; re-read it
+	// (Conn.BridgeVLANs). Link is sparse: Index, Name, Master and Flags
+	// are set, Kind, Group and the rest are not (the AF_UNSPEC EventNew
+	// has them).
 	EventVLAN
 )
 
