@@ -11,6 +11,7 @@ package board
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -83,7 +84,65 @@ type PortRule struct {
 	// VLANBridge maps some of VLANs to the bridge rule the VLAN interface
 	// joins; a VLAN not in it is left standalone.
 	VLANBridge map[uint16]string
+	// BridgeVLAN is the port's membership in its bridge's VLANs; nil
+	// unless Bridge names a rule with VLANFiltering, and then never nil.
+	BridgeVLAN *Membership
 	Line       int // of the [[port]] header
+}
+
+// Membership is a port's VLAN membership in a VLAN-filtering bridge (the
+// bridge_vlan table): OpenWrt's `list ports 'lan1:u*' 'lan1:t'`, networkd's
+// [BridgeVLAN] PVID=, VLAN=, EgressUntagged=. Tagged and Untagged are
+// disjoint; PVID, if set, is a member too, untagged unless it is in Tagged.
+type Membership struct {
+	PVID     uint16 // 0: untagged frames arriving are dropped
+	Untagged []uint16
+	Tagged   []uint16
+}
+
+// A VLANEntry is one VLAN a port (or a bridge's self side) is a member of:
+// what the kernel holds per entry.
+type VLANEntry struct {
+	VID      uint16
+	PVID     bool
+	Untagged bool
+}
+
+// Entries is the membership as the kernel's entries, by ascending VID.
+func (m *Membership) Entries() []VLANEntry {
+	if m == nil {
+		return nil
+	}
+	byVID := map[uint16]VLANEntry{}
+	for _, vid := range m.Tagged {
+		byVID[vid] = VLANEntry{VID: vid}
+	}
+	for _, vid := range m.Untagged {
+		byVID[vid] = VLANEntry{VID: vid, Untagged: true}
+	}
+	if m.PVID != 0 {
+		e, tagged := byVID[m.PVID]
+		if !tagged {
+			e = VLANEntry{VID: m.PVID, Untagged: true}
+		}
+		e.PVID = true
+		byVID[m.PVID] = e
+	}
+	out := make([]VLANEntry, 0, len(byVID))
+	for _, e := range byVID {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b VLANEntry) int { return int(a.VID) - int(b.VID) })
+	return out
+}
+
+// VIDs is every VLAN id the membership holds, ascending.
+func (m *Membership) VIDs() []uint16 {
+	var out []uint16
+	for _, e := range m.Entries() {
+		out = append(out, e.VID)
+	}
+	return out
 }
 
 // A BridgeRule is a bridge that ports and VLANs join.
@@ -96,7 +155,15 @@ type BridgeRule struct {
 	// per hot-plugged USB adapter) instead of one shared bridge; each gets
 	// its own unit, kept for that port's hardware across replugs.
 	PerPort bool
-	Line    int // of the [[bridge]] header
+	// VLANFiltering makes a VLAN-aware bridge (IFLA_BR_VLAN_FILTERING,
+	// default PVID 0): each port passes only the VLANs of its rule's
+	// BridgeVLAN.
+	VLANFiltering bool
+	// SelfVLANs are the VLANs the router itself takes part in on a
+	// filtering bridge: the bridge's own side is a tagged member of each,
+	// and each gets a VLAN link on top of the bridge. Ascending.
+	SelfVLANs []uint16
+	Line      int // of the [[bridge]] header
 }
 
 // LinkFacts is what the caller knows about a kernel link (the caller fills
@@ -115,7 +182,9 @@ type Error struct {
 	Rule  string // `port "lan"`, `bridge #2`, `cloners.vlan`; "" at top level
 	Field string // "vlans", "match.name", "vlan_bridge.10"; "" if none
 	Msg   string
-	Err   error // the toml.ParseError of a syntax error, else nil
+	// Err is the toml.ParseError of a syntax error, ifname.ErrBadVID of a
+	// VLAN id out of range, else nil.
+	Err error
 }
 
 func (e *Error) Error() string {
@@ -132,7 +201,7 @@ func (e *Error) Error() string {
 }
 
 // Unwrap makes every Error match ErrInvalid, and a syntax error its
-// toml.ParseError too.
+// toml.ParseError (a bad VLAN id ifname.ErrBadVID) too.
 func (e *Error) Unwrap() []error {
 	if e.Err != nil {
 		return []error{ErrInvalid, e.Err}
@@ -181,6 +250,12 @@ type validator struct {
 
 func (v *validator) errorf(path []string, rule, field, format string, args ...any) {
 	v.errs = append(v.errs, &Error{File: v.file, Line: v.pos.line(path...), Rule: rule, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// errorWith is errorf for a problem that has an error value of its own.
+func (v *validator) errorWith(err error, path []string, rule, field, format string, args ...any) {
+	v.errorf(path, rule, field, format, args...)
+	v.errs[len(v.errs)-1].Err = err
 }
 
 func (v *validator) result() error {
@@ -237,6 +312,7 @@ func (v *validator) profile(tree map[string]any) *Profile {
 
 	for i, t := range v.tables(tree, "port") {
 		p.Ports = append(p.Ports, v.port(t, i, seen))
+		v.portMembership(t, i, &p.Ports[i], p.Bridges)
 	}
 	v.uniqueNames("port", len(p.Ports), func(i int) (string, int) { return p.Ports[i].Name, p.Ports[i].Line })
 	return p
@@ -363,8 +439,8 @@ func validTemplate(t string) bool {
 func (v *validator) bridge(t map[string]any, i int) BridgeRule {
 	var b BridgeRule
 	path, rule := v.ruleHead(t, "bridge", i, &b.Name, &b.Line)
-	v.unknown(t, path, rule, "", "name", "keep_empty", "per_port")
-	for key, dst := range map[string]*bool{"keep_empty": &b.KeepEmpty, "per_port": &b.PerPort} {
+	v.unknown(t, path, rule, "", "name", "keep_empty", "per_port", "vlan_filtering", "self_vlans")
+	for key, dst := range map[string]*bool{"keep_empty": &b.KeepEmpty, "per_port": &b.PerPort, "vlan_filtering": &b.VLANFiltering} {
 		if raw, ok := t[key]; ok {
 			if k, ok := raw.(bool); ok {
 				*dst = k
@@ -375,6 +451,13 @@ func (v *validator) bridge(t map[string]any, i int) BridgeRule {
 	}
 	if b.KeepEmpty && b.PerPort {
 		v.errorf(sub(path, "per_port"), rule, "per_port", "a per-port bridge exists only with its port: it cannot also be keep_empty")
+	}
+	if raw, ok := t["self_vlans"]; ok {
+		b.SelfVLANs = v.vidList(raw, sub(path, "self_vlans"), rule, "self_vlans")
+		slices.Sort(b.SelfVLANs)
+		if !b.VLANFiltering && len(b.SelfVLANs) > 0 {
+			v.errorf(sub(path, "self_vlans"), rule, "self_vlans", "the bridge's own VLANs need vlan_filtering = true")
+		}
 	}
 	return b
 }
@@ -414,7 +497,7 @@ func (v *validator) ruleName(t map[string]any, path []string, rule string) strin
 func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRule {
 	var pr PortRule
 	path, rule := v.ruleHead(t, "port", i, &pr.Name, &pr.Line)
-	v.unknown(t, path, rule, "", "name", "match", "bridge", "vlans", "vlan_bridge")
+	v.unknown(t, path, rule, "", "name", "match", "bridge", "vlans", "vlan_bridge", "bridge_vlan")
 
 	pr.Match = v.match(t["match"], sub(path, "match"), rule)
 
@@ -428,7 +511,7 @@ func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRu
 	}
 
 	if raw, ok := t["vlans"]; ok {
-		pr.VLANs = v.vlans(raw, sub(path, "vlans"), rule)
+		pr.VLANs = v.vidList(raw, sub(path, "vlans"), rule, "vlans")
 	}
 
 	if raw, ok := t["vlan_bridge"]; ok {
@@ -470,10 +553,85 @@ func (v *validator) port(t map[string]any, i int, bridges map[string]int) PortRu
 	return pr
 }
 
-func (v *validator) vlans(raw any, path []string, rule string) []uint16 {
+// portMembership reads a port rule's bridge_vlan table into pr.BridgeVLAN
+// and checks it against the bridge the port joins.
+func (v *validator) portMembership(t map[string]any, i int, pr *PortRule, bridges []BridgeRule) {
+	portPath := []string{"port", strconv.Itoa(i)}
+	rule := fmt.Sprintf("port %q", pr.Name)
+	if pr.Name == "" {
+		rule = fmt.Sprintf("port #%d", i+1)
+	}
+	var filtering, known bool
+	for _, b := range bridges {
+		if b.Name == pr.Bridge && pr.Bridge != "" {
+			filtering, known = b.VLANFiltering, true
+		}
+	}
+	raw, given := t["bridge_vlan"]
+	bvPath := sub(portPath, "bridge_vlan")
+	if !given {
+		if filtering {
+			v.errorf(sub(portPath, "bridge"), rule, "bridge", "bridge rule %q filters VLANs: give the port's bridge_vlan (pvid, untagged, tagged), or it passes no frame", pr.Bridge)
+		}
+		return
+	}
+	switch {
+	case pr.Bridge == "":
+		v.errorf(bvPath, rule, "bridge_vlan", "the port joins no bridge: give bridge = a rule with vlan_filtering = true")
+	case known && !filtering:
+		v.errorf(bvPath, rule, "bridge_vlan", "bridge rule %q does not filter VLANs: set vlan_filtering = true there", pr.Bridge)
+	}
+	bt, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf(bvPath, rule, "bridge_vlan", "is %s, want a table of pvid, untagged, tagged", tomlType(raw))
+		return
+	}
+	v.unknown(bt, bvPath, rule, "bridge_vlan.", "pvid", "untagged", "tagged")
+	if len(bt) == 0 {
+		v.errorf(bvPath, rule, "bridge_vlan", "empty: give pvid, untagged or tagged")
+	}
+	m := &Membership{}
+	if raw, ok := bt["pvid"]; ok {
+		at := sub(bvPath, "pvid")
+		switch n := raw.(type) {
+		case int64:
+			if !validVID(n) {
+				v.errorWith(ifname.ErrBadVID, at, rule, "bridge_vlan.pvid", "%d out of range %d-%d", n, ifname.MinVID, ifname.MaxVID)
+			} else {
+				m.PVID = uint16(n)
+			}
+		case []any:
+			v.errorf(at, rule, "bridge_vlan.pvid", "%d PVIDs given: a port classifies untagged frames into one VLAN", len(n))
+		default:
+			v.errorf(at, rule, "bridge_vlan.pvid", "is %s, want a VLAN id", tomlType(raw))
+		}
+	}
+	if raw, ok := bt["untagged"]; ok {
+		m.Untagged = v.vidList(raw, sub(bvPath, "untagged"), rule, "bridge_vlan.untagged")
+	}
+	if raw, ok := bt["tagged"]; ok {
+		tPath := sub(bvPath, "tagged")
+		m.Tagged = v.vidList(raw, tPath, rule, "bridge_vlan.tagged")
+		arr, _ := raw.([]any)
+		for i, e := range arr {
+			if n, ok := e.(int64); ok && slices.Contains(m.Untagged, uint16(n)) && n > 0 {
+				v.errorf(sub(tPath, strconv.Itoa(i)), rule, "bridge_vlan.tagged", "VLAN %d is also in untagged: a port sends a VLAN tagged or untagged, not both", n)
+			}
+		}
+	}
+	for _, vid := range m.VIDs() {
+		if slices.Contains(pr.VLANs, vid) {
+			v.errorf(bvPath, rule, "bridge_vlan", "VLAN %d is also in vlans: the port's own VLAN %d link would take its frames before the bridge sees them", vid, vid)
+		}
+	}
+	pr.BridgeVLAN = m
+}
+
+// vidList reads an array of distinct VLAN ids; field names it in errors.
+func (v *validator) vidList(raw any, path []string, rule, field string) []uint16 {
 	arr, ok := raw.([]any)
 	if !ok {
-		v.errorf(path, rule, "vlans", "is %s, want an array of VLAN ids", tomlType(raw))
+		v.errorf(path, rule, field, "is %s, want an array of VLAN ids", tomlType(raw))
 		return nil
 	}
 	var out []uint16
@@ -482,15 +640,15 @@ func (v *validator) vlans(raw any, path []string, rule string) []uint16 {
 		ePath := sub(path, strconv.Itoa(i))
 		n, ok := e.(int64)
 		if !ok {
-			v.errorf(ePath, rule, "vlans", "element %d is %s, want an integer", i+1, tomlType(e))
+			v.errorf(ePath, rule, field, "element %d is %s, want an integer", i+1, tomlType(e))
 			continue
 		}
-		if n < ifname.MinVID || n > ifname.MaxVID {
-			v.errorf(ePath, rule, "vlans", "%d out of range %d-%d", n, ifname.MinVID, ifname.MaxVID)
+		if !validVID(n) {
+			v.errorWith(ifname.ErrBadVID, ePath, rule, field, "%d out of range %d-%d", n, ifname.MinVID, ifname.MaxVID)
 			continue
 		}
 		if seen[n] {
-			v.errorf(ePath, rule, "vlans", "%d given twice", n)
+			v.errorf(ePath, rule, field, "%d given twice", n)
 			continue
 		}
 		seen[n] = true
@@ -579,6 +737,12 @@ func (v *validator) globs(raw any, at []string, rule, field string) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// validVID is the one VLAN id rule (ifname.ValidVID) for a TOML integer,
+// which may not fit an int on a 32-bit router.
+func validVID(n int64) bool {
+	return n >= 0 && n <= math.MaxUint16 && ifname.ValidVID(int(n)) == nil
 }
 
 func validGlob(p string) bool {

@@ -1,6 +1,7 @@
 package board
 
 import (
+	"fmt"
 	"maps"
 	"path"
 	"slices"
@@ -99,10 +100,16 @@ func (p *Profile) Equal(q *Profile) bool {
 	return maps.Equal(bridgeSet(p.Bridges), bridgeSet(q.Bridges))
 }
 
-func bridgeSet(bs []BridgeRule) map[string][2]bool {
-	m := make(map[string][2]bool, len(bs))
+// bridgeState is what Equal compares of a bridge rule.
+type bridgeState struct {
+	keepEmpty, perPort, filtering bool
+	selfVLANs                     string
+}
+
+func bridgeSet(bs []BridgeRule) map[string]bridgeState {
+	m := make(map[string]bridgeState, len(bs))
 	for _, b := range bs {
-		m[b.Name] = [2]bool{b.KeepEmpty, b.PerPort}
+		m[b.Name] = bridgeState{b.KeepEmpty, b.PerPort, b.VLANFiltering, fmt.Sprint(setOf(b.SelfVLANs))}
 	}
 	return m
 }
@@ -111,7 +118,8 @@ func (r *PortRule) equal(o *PortRule) bool {
 	return r.Name == o.Name && r.Bridge == o.Bridge &&
 		sameSet(r.Match.Names, o.Match.Names) && sameSet(r.Match.MACs, o.Match.MACs) &&
 		sameSet(r.Match.Drivers, o.Match.Drivers) && sameSet(r.Match.Buses, o.Match.Buses) &&
-		sameSet(r.VLANs, o.VLANs) && maps.Equal(r.VLANBridge, o.VLANBridge)
+		sameSet(r.VLANs, o.VLANs) && maps.Equal(r.VLANBridge, o.VLANBridge) &&
+		slices.Equal(r.BridgeVLAN.Entries(), o.BridgeVLAN.Entries())
 }
 
 func sameSet[T ~string | ~uint16](a, b []T) bool {

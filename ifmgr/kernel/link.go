@@ -20,6 +20,11 @@ type Link struct {
 	Flags   uint32           // ifi_flags (IFF_UP, IFF_RUNNING, ...)
 	Oper    uint8            // IFLA_OPERSTATE
 
+	// For kind "bridge", from its IFLA_INFO_DATA: IFLA_BR_VLAN_FILTERING
+	// and IFLA_BR_VLAN_DEFAULT_PVID (0: none).
+	VLANFiltering bool
+	DefaultPVID   uint16
+
 	// IfLinkOtherNS is set when the kernel also reports IFLA_LINK_NETNSID:
 	// IfLink is then an ifindex in another network namespace (a veth whose
 	// peer lives elsewhere, a VLAN moved away from its lower device) and must

@@ -23,6 +23,10 @@ const (
 	// a message could not be decoded. The receiver must dump again
 	// (Conn.Links) and converge on the dump; Link is empty.
 	EventResync
+	// EventVLAN: the bridge VLAN membership of Link.Index (a port, or a
+	// bridge's own side) may have changed; re-read it (Conn.BridgeVLANs).
+	// Link may be sparse: only Index is sure to be set.
+	EventVLAN
 )
 
 func (t EventType) String() string {
@@ -33,6 +37,8 @@ func (t EventType) String() string {
 		return "del"
 	case EventResync:
 		return "resync"
+	case EventVLAN:
+		return "vlan"
 	}
 	return fmt.Sprintf("EventType(%d)", int(t))
 }
