@@ -212,13 +212,15 @@ func (vb *vlanBridge) waitList(t *testing.T, what string, done func([]ifmgr.Info
 	}
 }
 
-// links maps MAC to link name in the router's namespace.
+// links maps MAC to link name in the router's namespace. The bridge and
+// its VLAN link are left out: the bridge takes a port's MAC (the lowest),
+// and its VLAN link the bridge's.
 func (vb *vlanBridge) links(t *testing.T) map[string]string {
 	t.Helper()
 	out := vb.vm.MustRun("uroute-probe links", vb.arch.Scale(10*time.Second))
 	m := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
-		if f := strings.Fields(l); len(f) == 2 && strings.Count(f[1], ":") == 5 {
+		if f := strings.Fields(l); len(f) == 2 && strings.Count(f[1], ":") == 5 && f[0] != vb.bridge && f[0] != vb.self {
 			m[f[1]] = f[0]
 		}
 	}

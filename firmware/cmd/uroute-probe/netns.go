@@ -52,8 +52,8 @@ func enterNetns(name string) error {
 
 // netnsMain is "uroute-probe netns NAME MAC...": it makes the network
 // namespace NAME, moves the links with those MACs into it and brings them
-// (and its loopback) up, and prints "probe: netns NAME: IFACE MAC" for
-// each. The QEMU tests put the probes' own NICs there, so that the
+// (and its loopback) up, the links promiscuous, and prints "probe: netns
+// NAME: IFACE MAC" for each. The QEMU tests put the probes' own NICs there, so that the
 // router's bridges, ifmgrd and the router's stack never see them: each
 // probe NIC shares a QEMU hub with one bridge port, and is that port's
 // far end of the wire.
@@ -126,8 +126,15 @@ func netnsMain(args []string) error {
 	if err := enterNetns(name); err != nil {
 		return err
 	}
-	for _, ifname := range append([]string{"lo"}, names(links)...) {
-		if err := setUp(ifname); err != nil {
+	if err := setFlags("lo", unix.IFF_UP); err != nil {
+		return fmt.Errorf("netns %s: lo up: %w", name, err)
+	}
+	for _, ifname := range names(links) {
+		// Promiscuous: the far end of a wire hears every frame on it. A
+		// virtio-net NIC (QEMU's VIRTIO_NET_F_CTRL_VLAN filter) otherwise
+		// drops every tagged frame whose VID the guest has not
+		// registered on it, and a probe registers none.
+		if err := setFlags(ifname, unix.IFF_UP|unix.IFF_PROMISC); err != nil {
 			return fmt.Errorf("netns %s: %s up: %w", name, ifname, err)
 		}
 	}
@@ -212,8 +219,8 @@ func moveLink(index, nsfd int) error {
 	return fmt.Errorf("no netlink acknowledgement")
 }
 
-// setUp sets IFF_UP on ifname (SIOCSIFFLAGS).
-func setUp(ifname string) error {
+// setFlags sets flags (IFF_UP, ...) on ifname (SIOCSIFFLAGS).
+func setFlags(ifname string, flags uint16) error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -226,6 +233,6 @@ func setUp(ifname string) error {
 	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, req); err != nil {
 		return err
 	}
-	req.SetUint16(req.Uint16() | unix.IFF_UP)
+	req.SetUint16(req.Uint16() | flags)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, req)
 }
