@@ -120,6 +120,15 @@ func checkInvariants(t *testing.T, p *Profile) {
 }
 
 // encode writes p as TOML, through the library's encoder.
+// vids is a VLAN id list as TOML integers.
+func vids(ids []uint16) []any {
+	out := make([]any, len(ids))
+	for i, id := range ids {
+		out[i] = int64(id)
+	}
+	return out
+}
+
 func encode(p *Profile) ([]byte, error) {
 	globs := func(g []string) []any {
 		out := make([]any, len(g))
@@ -160,6 +169,19 @@ func encode(p *Profile) ([]byte, error) {
 			}
 			t["vlan_bridge"] = vb
 		}
+		if m := r.BridgeVLAN; m != nil {
+			bv := map[string]any{}
+			if m.PVID != 0 {
+				bv["pvid"] = int64(m.PVID)
+			}
+			if len(m.Untagged) > 0 {
+				bv["untagged"] = vids(m.Untagged)
+			}
+			if len(m.Tagged) > 0 {
+				bv["tagged"] = vids(m.Tagged)
+			}
+			t["bridge_vlan"] = bv
+		}
 		ports = append(ports, t)
 	}
 	if ports != nil {
@@ -167,7 +189,14 @@ func encode(p *Profile) ([]byte, error) {
 	}
 	var bridges []map[string]any
 	for _, b := range p.Bridges {
-		bridges = append(bridges, map[string]any{"name": b.Name, "keep_empty": b.KeepEmpty})
+		br := map[string]any{"name": b.Name, "keep_empty": b.KeepEmpty}
+		if b.VLANFiltering {
+			br["vlan_filtering"] = true
+		}
+		if len(b.SelfVLANs) > 0 {
+			br["self_vlans"] = vids(b.SelfVLANs)
+		}
+		bridges = append(bridges, br)
 	}
 	if bridges != nil {
 		tree["bridge"] = bridges
