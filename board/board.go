@@ -11,6 +11,7 @@ package board
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path"
@@ -565,6 +566,12 @@ func (v *validator) portMembership(t map[string]any, i int, pr *PortRule, bridge
 	for _, b := range bridges {
 		if b.Name == pr.Bridge && pr.Bridge != "" {
 			filtering, known = b.VLANFiltering, true
+		}
+		for _, vid := range slices.Sorted(maps.Keys(pr.VLANBridge)) {
+			if pr.VLANBridge[vid] == b.Name && b.VLANFiltering {
+				k := strconv.Itoa(int(vid))
+				v.errorf(sub(portPath, "vlan_bridge", k), rule, "vlan_bridge."+k, "bridge rule %q filters VLANs: a VLAN link would join it with no membership; give the port bridge = %q and bridge_vlan instead", b.Name, b.Name)
+			}
 		}
 	}
 	raw, given := t["bridge_vlan"]

@@ -224,3 +224,18 @@ func TestReadmeBridgeVLANExample(t *testing.T) {
 		t.Errorf("lan1 = %+v, want %+v", got, want)
 	}
 }
+
+// A port's 802.1Q VLAN link may not join a filtering bridge: it would be a
+// port with no membership, passing nothing.
+func TestVLANLinkIntoFilteringBridgeRefused(t *testing.T) {
+	_, err := Parse("t.toml", []byte(vpre+`[[port]]
+name = "lan"
+match.name = "eth*"
+vlans = [10]
+vlan_bridge = { 10 = "vl" }
+`))
+	errs := allErrors(t, err)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), `t.toml:11: port "lan": vlan_bridge.10: bridge rule "vl" filters VLANs`) {
+		t.Errorf("got %v", err)
+	}
+}

@@ -22,6 +22,7 @@ func (m *Manager) planLinks() []plan.Link {
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
 			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l),
 			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
+			VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
 		}
 		if e := m.entries.onLink(l.Index); e != nil {
 			pl.Owned, pl.Identity = true, e.rec.Identity
@@ -212,7 +213,18 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	for _, i := range creates {
 		target := pl.Actions[i].Target
 		e := m.entries.withIdentity(target.Key())
-		l, err := m.createLink(e, target.ParentIndex, target.VID, &t, why)
+		parent := target.ParentIndex
+		if parent == 0 && target.ParentBridge != "" {
+			// A self VLAN of a bridge this plan made: on it, by the
+			// ifindex it has now.
+			b := m.entries.withIdentity(target.ParentBridge)
+			if b == nil || b.index == 0 {
+				results[i].Err, results[i].Retry = fmt.Errorf("create %s on %s: %w", e.name(), target.ParentBridge, errBridgeGone), true
+				continue
+			}
+			parent = b.index
+		}
+		l, err := m.createLink(e, parent, target.VID, target.Options, &t, why)
 		if err != nil {
 			results[i].Err, results[i].Retry = err, errors.Is(err, ErrNameTaken)
 			continue
@@ -230,9 +242,63 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 			results[i].Retry = errors.Is(results[i].Err, errBridgeGone)
 		case plan.Release:
 			results[i].Err = m.releasePort(a)
+		case plan.SetOptions:
+			results[i].Err = m.setBridgeOptions(a)
+		case plan.AddVLAN, plan.DelVLAN:
+			results[i].Retry, results[i].Err = m.changeMembership(a)
 		}
 	}
 	return results, m.commit(&t, "name taken")
+}
+
+func (m *Manager) setBridgeOptions(a plan.Action) error {
+	if err := m.cfg.Kernel.SetBridgeOptions(a.Link, a.Options); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+		return fmt.Errorf("set VLAN filtering of %s: %w: %w", a.Name, ErrKernel, err)
+	}
+	m.links.setOptions(a.Link, a.Options)
+	m.log.Info("bridge VLAN filtering set", "bridge", a.Name, "filtering", a.Options.VLANFiltering, "default_pvid", a.Options.DefaultPVID, "why", a.Why)
+	return nil
+}
+
+// errNotAPort: a membership change for a port that is not in a bridge (its
+// join failed or waits): the join's own result says why, and a change of
+// the port's master makes the entry due at once.
+var errNotAPort = errors.New("not a bridge port")
+
+// changeMembership adds or deletes one bridge VLAN entry and records it in
+// the link table, so that the next plan does not ask for it again before the
+// kernel's notification is read. Retry: the bridge of a self entry was not
+// made (the next round makes it).
+func (m *Manager) changeMembership(a plan.Action) (retry bool, err error) {
+	index := a.Link
+	if index == 0 {
+		b := m.entries.withIdentity(a.Bridge)
+		if b == nil || b.index == 0 {
+			return true, fmt.Errorf("%s of %s: %w", a.Kind, a.Bridge, errBridgeGone)
+		}
+		index = b.index
+	}
+	if l, ok := m.links.get(index); ok && !a.Self && l.Master == 0 {
+		return false, fmt.Errorf("%s %s vid %d: %w", a.Kind, a.Name, a.VLAN.VID, errNotAPort)
+	}
+	if a.Kind == plan.AddVLAN {
+		err = m.cfg.Kernel.AddBridgeVLAN(index, a.Self, a.VLAN)
+	} else {
+		err = m.cfg.Kernel.DelBridgeVLAN(index, a.Self, a.VLAN.VID)
+	}
+	switch {
+	case errors.Is(err, kernel.ErrNotFound):
+		return false, nil // the link went: its event follows
+	case err != nil:
+		return false, fmt.Errorf("%s %s vid %d: %w: %w", a.Kind, a.Name, a.VLAN.VID, ErrKernel, err)
+	}
+	if a.Kind == plan.AddVLAN {
+		m.links.addVLAN(index, a.VLAN)
+	} else {
+		m.links.delVLAN(index, a.VLAN.VID)
+	}
+	m.log.Info("bridge VLAN "+map[plan.Kind]string{plan.AddVLAN: "added", plan.DelVLAN: "deleted"}[a.Kind], "link", a.Name, "self", a.Self, "vid", a.VLAN.VID, "pvid", a.VLAN.PVID, "untagged", a.VLAN.Untagged, "why", a.Why)
+	return false, nil
 }
 
 // deleteDerived deletes a link the profile no longer derives. Its record
@@ -285,6 +351,8 @@ func (m *Manager) reserve(target plan.Target, t *txn) error {
 	rec := persist.Record{Cloner: c.Name, Unit: u, Identity: target.Identity, VID: target.VID}
 	if p, ok := m.links.get(target.ParentIndex); ok && target.VID != 0 {
 		rec.ParentName = p.Name
+	} else if b := m.entries.withIdentity(target.ParentBridge); b != nil {
+		rec.ParentName = b.name() // a bridge this plan makes: its unit is reserved already
 	}
 	m.entries.add(&entry{rec: rec, cloner: c})
 	t.puts = append(t.puts, rec)

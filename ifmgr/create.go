@@ -12,8 +12,9 @@ import (
 // interface, for ifctl requests (ops.go) and the board profile (converge.go)
 // alike. e (cloner, unit, identity) is in the entry table and its record is
 // committed, so a crash from here on leaves a record that startup
-// reconciles; parent and vid are the VLAN's lower link and id (ignored for
-// other kinds). why says what asked for it, for the log.
+// reconciles; parent and vid are the VLAN's lower link and id, opt a
+// bridge's VLAN-filtering settings (each ignored for the other kind). why
+// says what asked for it, for the log.
 //
 // On success the link is observed, e attached to it, the ownership alias
 // written and the link set up. On failure the error says why, and the one
@@ -31,7 +32,7 @@ import (
 // After any failure but the name taken, e's fate follows what it serves: an
 // interface asked for by name (ifctl) is dropped, nothing of it is kept; a
 // profile reservation stays, for the next round.
-func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why string) (kernel.Link, error) {
+func (m *Manager) createLink(e *entry, parent uint32, vid uint16, opt kernel.BridgeOptions, t *txn, why string) (kernel.Link, error) {
 	name := e.name()
 	var l kernel.Link
 	var err error
@@ -39,7 +40,7 @@ func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why st
 	case kernel.KindVLAN:
 		l, err = m.cfg.Kernel.CreateVLAN(name, parent, vid, m.cfg.OwnerGroup)
 	case kernel.KindBridge:
-		l, err = m.cfg.Kernel.CreateBridge(name, m.cfg.OwnerGroup)
+		l, err = m.cfg.Kernel.CreateBridgeWith(name, m.cfg.OwnerGroup, opt)
 	default:
 		err = fmt.Errorf("cloner %s: kind %q: %w", e.cloner.Name, e.cloner.Kind, ErrUnknownKind)
 	}
@@ -62,7 +63,7 @@ func (m *Manager) createLink(e *entry, parent uint32, vid uint16, t *txn, why st
 		}
 		return kernel.Link{}, err
 	}
-	// A bridge is created up, in its creating message (Kernel.CreateBridge);
+	// A bridge is created up, in its creating message (Kernel.CreateBridgeWith);
 	// a VLAN cannot be (its parent may be down), so it is set up here. The
 	// watcher's event for the up (and the carrier that follows) refreshes
 	// the cached flags; no extra round trip here.

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
@@ -24,6 +25,15 @@ type fakeKernel struct {
 	setups  int // SetUp calls
 	dumps   int // Links calls
 	gets    int // LinkByIndex calls
+	// Bridge VLAN membership, by ifindex (a bridge's: its self side), and
+	// the calls that changed it.
+	vlans     map[uint32][]kernel.BridgeVLAN
+	vlanAdds  int
+	vlanDels  int
+	vlanDumps int
+	options   int // SetBridgeOptions calls
+	// failVLAN, if set, refuses an AddBridgeVLAN it returns an error for.
+	failVLAN func(index uint32, v kernel.BridgeVLAN) error
 	// beforeCreate runs (without the lock) before each create; a test uses
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
@@ -31,7 +41,7 @@ type fakeKernel struct {
 }
 
 func newFakeKernel() *fakeKernel {
-	return &fakeKernel{next: 1, links: map[uint32]kernel.Link{}, events: make(chan []kernel.Event, 1<<16)}
+	return &fakeKernel{next: 1, links: map[uint32]kernel.Link{}, vlans: map[uint32][]kernel.BridgeVLAN{}, events: make(chan []kernel.Event, 1<<16)}
 }
 
 func (k *fakeKernel) emit(t kernel.EventType, l kernel.Link) {
@@ -147,8 +157,124 @@ func (k *fakeKernel) create(l kernel.Link) (kernel.Link, error) {
 	return k.add(l)
 }
 
-func (k *fakeKernel) CreateBridge(name string, group uint32) (kernel.Link, error) {
-	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, Flags: iffUp}) // as the real one: created up
+func (k *fakeKernel) CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error) {
+	// As the real one: created up, with its settings.
+	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, Flags: iffUp, VLANFiltering: opt.VLANFiltering, DefaultPVID: opt.DefaultPVID})
+}
+
+func (k *fakeKernel) SetBridgeOptions(i uint32, opt kernel.BridgeOptions) error {
+	k.mu.Lock()
+	k.options++
+	k.mu.Unlock()
+	return k.modify(i, func(l *kernel.Link) { l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID })
+}
+
+func (k *fakeKernel) BridgeVLANs() (map[uint32][]kernel.BridgeVLAN, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.vlanDumps++
+	out := map[uint32][]kernel.BridgeVLAN{}
+	for i, vs := range k.vlans {
+		if len(vs) > 0 {
+			out[i] = append([]kernel.BridgeVLAN(nil), vs...)
+		}
+	}
+	return out, nil
+}
+
+// vlanTarget checks that index can hold entries as asked: a port (self
+// false) must be in a bridge, a bridge's own side (self) must be a bridge.
+func (k *fakeKernel) vlanTargetLocked(i uint32, self bool, vid uint16) error {
+	l, ok := k.links[i]
+	switch {
+	case !ok:
+		return kernel.ErrNotFound
+	case ifname.ValidVID(int(vid)) != nil:
+		return ifname.ValidVID(int(vid))
+	case self && l.Kind != "bridge":
+		return fmt.Errorf("%s is not a bridge: operation not supported", l.Name)
+	case !self && l.Master == 0:
+		return fmt.Errorf("%s is not a bridge port: operation not supported", l.Name)
+	}
+	return nil
+}
+
+func (k *fakeKernel) AddBridgeVLAN(i uint32, self bool, v kernel.BridgeVLAN) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.vlanTargetLocked(i, self, v.VID); err != nil {
+		return err
+	}
+	if k.failVLAN != nil {
+		if err := k.failVLAN(i, v); err != nil {
+			return err
+		}
+	}
+	k.vlanAdds++
+	k.setVLANLocked(i, v)
+	return nil
+}
+
+// setVLANLocked is the kernel's add: one entry per VID, flags updated in
+// place, one PVID per port (a new PVID takes the flag from the old).
+func (k *fakeKernel) setVLANLocked(i uint32, v kernel.BridgeVLAN) {
+	vs := k.vlans[i]
+	found := false
+	for j := range vs {
+		if v.PVID && vs[j].VID != v.VID {
+			vs[j].PVID = false
+		}
+		if vs[j].VID == v.VID {
+			vs[j], found = v, true
+		}
+	}
+	if !found {
+		vs = append(vs, v)
+		sort.Slice(vs, func(a, b int) bool { return vs[a].VID < vs[b].VID })
+	}
+	k.vlans[i] = vs
+	k.emit(kernel.EventVLAN, kernel.Link{Index: i})
+}
+
+func (k *fakeKernel) DelBridgeVLAN(i uint32, self bool, vid uint16) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.vlanTargetLocked(i, self, vid); err != nil {
+		return err
+	}
+	k.vlanDels++
+	k.delVLANLocked(i, vid)
+	return nil
+}
+
+func (k *fakeKernel) delVLANLocked(i uint32, vid uint16) {
+	vs := k.vlans[i]
+	for j := range vs {
+		if vs[j].VID == vid {
+			k.vlans[i] = append(vs[:j:j], vs[j+1:]...)
+			k.emit(kernel.EventVLAN, kernel.Link{Index: i})
+			return
+		}
+	}
+}
+
+// vlansOf returns a copy of link i's entries.
+func (k *fakeKernel) vlansOf(i uint32) []kernel.BridgeVLAN {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]kernel.BridgeVLAN(nil), k.vlans[i]...)
+}
+
+// foreignVLAN changes an entry behind ifmgr's back (as `bridge vlan add`
+// or `bridge vlan del` would).
+func (k *fakeKernel) foreignVLAN(i uint32, add bool, v kernel.BridgeVLAN) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if add {
+		k.setVLANLocked(i, v)
+	} else {
+		k.delVLANLocked(i, v.VID)
+	}
 }
 
 func (k *fakeKernel) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error) {
@@ -192,6 +318,14 @@ func (k *fakeKernel) SetMaster(i, master uint32) error {
 		return kernel.ErrNotFound
 	}
 	k.masters++
+	if l, ok := k.links[i]; ok && l.Master != master {
+		// A port leaving a bridge loses its entries; joining one, it gets
+		// the bridge's default PVID, if any.
+		delete(k.vlans, i)
+		if b := k.links[master]; master != 0 && b.DefaultPVID != 0 {
+			k.vlans[i] = []kernel.BridgeVLAN{{VID: b.DefaultPVID, PVID: true, Untagged: true}}
+		}
+	}
 	k.mu.Unlock()
 	return k.modify(i, func(l *kernel.Link) { l.Master = master })
 }
@@ -205,12 +339,14 @@ func (k *fakeKernel) Delete(i uint32) error {
 	}
 	k.deletes++
 	delete(k.links, i)
+	delete(k.vlans, i)
 	k.emit(kernel.EventDel, l)
 	// The kernel releases a bridge's ports when it goes.
 	for j, c := range k.links {
 		if c.Master == i {
 			c.Master = 0
 			k.links[j] = c
+			delete(k.vlans, j)
 			k.emit(kernel.EventNew, c)
 		}
 	}

@@ -1,6 +1,10 @@
 package ifmgr
 
-import "github.com/uroute/uroute/ifmgr/kernel"
+import (
+	"slices"
+
+	"github.com/uroute/uroute/ifmgr/kernel"
+)
 
 // linkTable is ifmgr's picture of the kernel's links: the last state read
 // of each, by ifindex and by name, and the sysfs facts of the ones that are
@@ -18,11 +22,19 @@ import "github.com/uroute/uroute/ifmgr/kernel"
 //   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
 //     join, or found it there by a rule of the profile). It outlives a
 //     forget (a re-read) and goes with the link (gone, replace).
+//   - vlans[i] is link i's bridge VLAN membership as last read (a port's,
+//     or a bridge's own side): ascending VID, one entry per VID, never
+//     empty (no entry: no key). It is replaced whole by a dump
+//     (setVLANs), changed entry by entry only by ifmgr's own successful
+//     adds and deletes (addVLAN, delVLAN), emptied when ifmgr moves the
+//     link to another bridge (the kernel drops a leaving port's entries),
+//     outlives a forget and goes with the link (gone, replace).
 type linkTable struct {
 	byIndex  map[uint32]kernel.Link
 	byName   map[string]uint32
 	facts    map[uint32]linkFacts
 	enslaved map[uint32]uint32
+	vlans    map[uint32][]kernel.BridgeVLAN
 }
 
 // linkFacts is what sysfs says of a link, for port matching. A device's
@@ -30,7 +42,7 @@ type linkTable struct {
 type linkFacts struct{ driver, bus string }
 
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, enslaved: map[uint32]uint32{}}
+	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}}
 }
 
 // get returns the link with ifindex index.
@@ -106,12 +118,18 @@ func (t *linkTable) replace(links []kernel.Link) {
 			delete(t.enslaved, idx)
 		}
 	}
+	for idx := range t.vlans {
+		if _, ok := t.byIndex[idx]; !ok {
+			delete(t.vlans, idx)
+		}
+	}
 }
 
 // gone drops a link the kernel no longer has.
 func (t *linkTable) gone(index uint32) {
 	t.forget(index)
 	delete(t.enslaved, index)
+	delete(t.vlans, index)
 }
 
 // markUp records a successful set-up without waiting for the event.
@@ -126,10 +144,64 @@ func (t *linkTable) markUp(index uint32) {
 // counts as enslaved by ifmgr) without waiting for the event.
 func (t *linkTable) setMaster(index, master uint32) {
 	if l, ok := t.byIndex[index]; ok {
+		if l.Master != master {
+			delete(t.vlans, index) // the kernel flushed them as it left
+		}
 		l.Master = master
 		t.byIndex[index] = l
 	}
 	t.markEnslaved(index, master)
+}
+
+// setOptions records a successful SetBridgeOptions without waiting for
+// the event.
+func (t *linkTable) setOptions(index uint32, opt kernel.BridgeOptions) {
+	if l, ok := t.byIndex[index]; ok {
+		l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID
+		t.byIndex[index] = l
+	}
+}
+
+// vlansOf returns link index's bridge VLAN membership as last read. The
+// caller must not change it.
+func (t *linkTable) vlansOf(index uint32) []kernel.BridgeVLAN { return t.vlans[index] }
+
+// setVLANs swaps in a dump of every link's membership (kernel.BridgeVLANs).
+func (t *linkTable) setVLANs(dump map[uint32][]kernel.BridgeVLAN) {
+	t.vlans = make(map[uint32][]kernel.BridgeVLAN, len(dump))
+	for idx, vs := range dump {
+		for _, v := range vs {
+			t.addVLAN(idx, v)
+		}
+	}
+}
+
+// addVLAN records one entry (ifmgr's successful add, or a dump's): an
+// entry of the same VID is replaced, as the kernel updates its flags.
+func (t *linkTable) addVLAN(index uint32, v kernel.BridgeVLAN) {
+	vs := t.vlans[index]
+	i, found := slices.BinarySearchFunc(vs, v.VID, func(e kernel.BridgeVLAN, vid uint16) int { return int(e.VID) - int(vid) })
+	if found {
+		vs = slices.Clone(vs) // a planner may still hold the old slice
+		vs[i] = v
+	} else {
+		vs = slices.Insert(slices.Clone(vs), i, v)
+	}
+	t.vlans[index] = vs
+}
+
+// delVLAN records ifmgr's successful delete of one entry.
+func (t *linkTable) delVLAN(index uint32, vid uint16) {
+	vs := t.vlans[index]
+	i, found := slices.BinarySearchFunc(vs, vid, func(e kernel.BridgeVLAN, vid uint16) int { return int(e.VID) - int(vid) })
+	if !found {
+		return
+	}
+	if len(vs) == 1 {
+		delete(t.vlans, index)
+		return
+	}
+	t.vlans[index] = slices.Delete(slices.Clone(vs), i, i+1)
 }
 
 // markEnslaved records that ifmgr put link index into bridge master (0:

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/uroute/uroute/board"
@@ -27,14 +28,24 @@ type Kernel interface {
 	Links() ([]kernel.Link, error)
 	LinkByIndex(index uint32) (kernel.Link, error)
 	LinkByName(name string) (kernel.Link, error)
-	// CreateBridge returns the bridge already up (IFF_UP in the creating
-	// message): ifmgr sends no RTM_SETLINK for it.
-	CreateBridge(name string, group uint32) (kernel.Link, error)
+	// CreateBridgeWith returns the bridge already up (IFF_UP in the
+	// creating message), with its VLAN-filtering settings: ifmgr sends no
+	// RTM_SETLINK for it.
+	CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error)
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
 	SetAlias(index uint32, alias string) error
 	SetUp(index uint32, up bool) error
 	SetMaster(index, master uint32) error
 	Delete(index uint32) error
+	// SetBridgeOptions repairs a bridge's VLAN-filtering settings.
+	SetBridgeOptions(index uint32, opt kernel.BridgeOptions) error
+	// BridgeVLANs dumps the bridge VLAN membership of every port and
+	// bridge (a bridge's own ifindex: its self side), by ifindex.
+	BridgeVLANs() (map[uint32][]kernel.BridgeVLAN, error)
+	// AddBridgeVLAN and DelBridgeVLAN change one entry of a port or (self)
+	// of a bridge's own side; both are idempotent.
+	AddBridgeVLAN(index uint32, self bool, v kernel.BridgeVLAN) error
+	DelBridgeVLAN(index uint32, self bool, vid uint16) error
 }
 
 // Store is the allocation record store; *persist.Store implements it.
@@ -521,6 +532,59 @@ type Info struct {
 	Parent   string      `json:"parent,omitempty"` // a VLAN's parent link, by name
 	VID      uint16      `json:"vid,omitempty"`
 	State    string      `json:"state"`
+	// A VLAN-filtering bridge: its own (self) entries and every port's,
+	// as last read from the kernel.
+	VLANFiltering bool        `json:"vlan_filtering,omitempty"`
+	SelfVLANs     VLANMembers `json:"self_vlans,omitempty"`
+	Ports         []PortVLANs `json:"ports,omitempty"`
+}
+
+// PortVLANs is one bridge port's VLAN membership.
+type PortVLANs struct {
+	Port  string      `json:"port"`
+	VLANs VLANMembers `json:"vlans"`
+}
+
+// VLANMember is one bridge VLAN entry of a port or of a bridge's own side.
+type VLANMember struct {
+	VID      uint16 `json:"vid"`
+	PVID     bool   `json:"pvid,omitempty"`
+	Untagged bool   `json:"untagged,omitempty"`
+}
+
+// String is OpenWrt's notation: "10:u*" (untagged, PVID), "20:t" (tagged).
+func (v VLANMember) String() string {
+	s := fmt.Sprintf("%d:t", v.VID)
+	if v.Untagged {
+		s = fmt.Sprintf("%d:u", v.VID)
+	}
+	if v.PVID {
+		s += "*"
+	}
+	return s
+}
+
+// VLANMembers is a membership, ascending VID.
+type VLANMembers []VLANMember
+
+// String lists the entries in OpenWrt's notation, "1:u*,10:t"; "-" for none.
+func (vs VLANMembers) String() string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func vlanMembers(vs []kernel.BridgeVLAN) VLANMembers {
+	out := make(VLANMembers, len(vs))
+	for i, v := range vs {
+		out[i] = VLANMember(v)
+	}
+	return out
 }
 
 func (m *Manager) info(e *entry) Info {
@@ -537,6 +601,16 @@ func (m *Manager) info(e *entry) Info {
 	}
 	if l, ok := m.links.get(e.index); ok {
 		in.State = linkState(l)
+		if l.Kind == kernel.KindBridge && l.VLANFiltering {
+			in.VLANFiltering = true
+			in.SelfVLANs = vlanMembers(m.links.vlansOf(l.Index))
+			m.links.each(func(p kernel.Link) {
+				if p.Master == l.Index {
+					in.Ports = append(in.Ports, PortVLANs{Port: p.Name, VLANs: vlanMembers(m.links.vlansOf(p.Index))})
+				}
+			})
+			sort.Slice(in.Ports, func(i, j int) bool { return in.Ports[i].Port < in.Ports[j].Port })
+		}
 	}
 	return in
 }
@@ -573,6 +647,20 @@ type Status struct {
 	// Refused lists the planned actions that keep being refused, why, and
 	// when each is tried next (at once if what it depends on changes).
 	Refused []RefusalReport `json:"refused,omitempty"`
+	// BridgeVLANs counts the membership of ifmgr's VLAN-filtering bridges
+	// (absent if none).
+	BridgeVLANs *BridgeVLANStatus `json:"bridge_vlans,omitempty"`
+}
+
+// BridgeVLANStatus counts the bridge VLAN membership ifmgr keeps.
+type BridgeVLANStatus struct {
+	Bridges     int `json:"bridges"`      // ifmgr's bridges that filter
+	Ports       int `json:"ports"`        // their ports
+	PortEntries int `json:"port_entries"` // the ports' entries
+	SelfEntries int `json:"self_entries"` // the bridges' own entries
+	// Pending: membership changes the profile still asks for (0 once
+	// converged; see refused and last_converge for why not).
+	Pending int `json:"pending"`
 }
 
 // ConvergeReport tells what one convergence did: how many actions were
@@ -633,6 +721,7 @@ func (m *Manager) status() Status {
 			st.Managed[string(e.cloner.Kind)]++
 		}
 	})
+	st.BridgeVLANs = m.bridgeVLANStatus()
 	if m.profile != nil {
 		st.Profile = m.profile.Board + " (" + m.profile.Source + ")"
 		st.LastConverge = m.lastConverge.report()
@@ -647,6 +736,37 @@ func (m *Manager) status() Status {
 		st.Resyncs[k] = v
 	}
 	return st
+}
+
+// bridgeVLANStatus counts the membership of ifmgr's filtering bridges, and
+// what the profile still wants changed (nil: no filtering bridge).
+func (m *Manager) bridgeVLANStatus() *BridgeVLANStatus {
+	var st BridgeVLANStatus
+	filtering := map[uint32]bool{}
+	m.entries.each(func(e *entry) {
+		if l, ok := m.links.get(e.index); ok && l.Kind == kernel.KindBridge && l.VLANFiltering {
+			filtering[l.Index] = true
+			st.Bridges++
+			st.SelfEntries += len(m.links.vlansOf(l.Index))
+		}
+	})
+	m.links.each(func(l kernel.Link) {
+		if filtering[l.Master] {
+			st.Ports++
+			st.PortEntries += len(m.links.vlansOf(l.Index))
+		}
+	})
+	if filters(m.profile) {
+		for _, a := range plan.Compute(m.profile, m.planLinks()).Actions {
+			if a.Kind == plan.AddVLAN || a.Kind == plan.DelVLAN {
+				st.Pending++
+			}
+		}
+	}
+	if st.Bridges == 0 && st.Pending == 0 {
+		return nil
+	}
+	return &st
 }
 
 // CreateRequest asks for a new interface. Name is a cloner name ("bridge":
@@ -707,6 +827,11 @@ func (m *Manager) RejectProfile(ctx context.Context, why error) error {
 }
 
 func (m *Manager) reload(p *board.Profile, dryRun bool) response {
+	if !filters(m.profile) {
+		// The membership was not read while no bridge filtered: read it
+		// before planning a profile that has one.
+		m.readBridgeVLANs(p, "reload")
+	}
 	if dryRun {
 		return response{plan: m.planLines(p, m.lastConverge.results)}
 	}

@@ -152,7 +152,7 @@ func (m *Manager) createBatch(reqs []*request) {
 		}
 		pending = nil
 		for _, op := range ready {
-			_, err := m.createLink(op.e, op.parent.Index, op.vid, &t, "ifctl")
+			_, err := m.createLink(op.e, op.parent.Index, op.vid, kernel.BridgeOptions{}, &t, "ifctl")
 			switch {
 			case err == nil:
 				op.req.answer(response{info: m.info(op.e)})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/persist"
@@ -47,6 +48,7 @@ func (m *Manager) resync(reason string) error {
 	m.links.names(func(n string) { names[n] = true })
 	m.entries.each(func(e *entry) { names[e.name()] = true })
 	m.links.replace(links)
+	m.readBridgeVLANs(m.profile, reason)
 	for _, l := range links {
 		names[l.Name] = true
 	}
@@ -84,10 +86,17 @@ const dumpOver = 32
 func (m *Manager) handleEvents(evs []kernel.Event) {
 	touched := map[uint32]bool{}
 	names := map[string]bool{}
+	vlanNews := false
 	for _, ev := range evs {
 		if ev.Type == kernel.EventResync {
 			m.resync("lost-events")
 			return
+		}
+		if ev.Type == kernel.EventVLAN {
+			// Membership, not link state: its Link may be sparse. One dump
+			// after the burst re-reads every entry.
+			vlanNews = true
+			continue
 		}
 		touched[ev.Link.Index] = true
 		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
@@ -135,6 +144,9 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		m.links.observe(l)
 		names[l.Name] = true
 	}
+	if vlanNews {
+		m.readBridgeVLANs(m.profile, "vlan events")
+	}
 	var t txn
 	for name := range names {
 		m.settle(name, &t)
@@ -144,6 +156,37 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 	// next startup's settle, which reads the same kernel.
 	_ = m.commit(&t, "link events")
 	m.converge("link events")
+}
+
+// readBridgeVLANs re-reads the bridge VLAN membership of every port and
+// bridge, when profile p has a filtering bridge (otherwise ifmgr manages
+// no membership and has no reason to ask). Entries are state like links:
+// a change behind ifmgr's back (an EventVLAN, a resync) is read back here
+// and repaired by the convergence that follows. A failed dump keeps the
+// last one: the next event or resync reads again.
+func (m *Manager) readBridgeVLANs(p *board.Profile, why string) {
+	if !filters(p) {
+		return
+	}
+	dump, err := m.cfg.Kernel.BridgeVLANs()
+	if err != nil {
+		m.log.Warn("reading bridge VLAN membership failed; keeping the last read", "trigger", why, "err", err)
+		return
+	}
+	m.links.setVLANs(dump)
+}
+
+// filters reports whether profile p has a VLAN-filtering bridge.
+func filters(p *board.Profile) bool {
+	if p == nil {
+		return false
+	}
+	for _, b := range p.Bridges {
+		if b.VLANFiltering {
+			return true
+		}
+	}
+	return false
 }
 
 // owned is the kernel-only test of ownership: the marker group, set

@@ -251,3 +251,88 @@ func TestEntryTableSharedIdentity(t *testing.T) {
 	}
 	checkEntryTable(t, &et)
 }
+
+// checkLinkVLANs asserts the membership invariant of linkTable: per link,
+// ascending VIDs, one entry each, never an empty list.
+func checkLinkVLANs(t *testing.T, lt *linkTable) {
+	t.Helper()
+	for i, vs := range lt.vlans {
+		if len(vs) == 0 {
+			t.Fatalf("vlans[%d] is kept empty", i)
+		}
+		for j := 1; j < len(vs); j++ {
+			if vs[j-1].VID >= vs[j].VID {
+				t.Fatalf("vlans[%d] not ascending and unique: %+v", i, vs)
+			}
+		}
+	}
+}
+
+// TestLinkTableVLANsProperty: any sequence of dumps (in any order, with a
+// VID repeated), adds, deletes, master changes and link removals keeps the
+// membership invariant and agrees with a plain model of the kernel.
+func TestLinkTableVLANsProperty(t *testing.T) {
+	r := seededRand(t)
+	for run := 0; run < 200; run++ {
+		lt := newLinkTable()
+		model := map[uint32]map[uint16]kernel.BridgeVLAN{}
+		for i := uint32(1); i <= 6; i++ {
+			lt.observe(kernel.Link{Index: i, Name: fmt.Sprintf("l%d", i), Master: 9})
+		}
+		entry := func() kernel.BridgeVLAN {
+			return kernel.BridgeVLAN{VID: uint16(1 + r.Intn(8)), PVID: r.Intn(2) == 0, Untagged: r.Intn(2) == 0}
+		}
+		for step := 0; step < 60; step++ {
+			idx := uint32(1 + r.Intn(6))
+			switch r.Intn(5) {
+			case 0: // a dump, entries in any order; the last of a VID wins
+				dump := map[uint32][]kernel.BridgeVLAN{}
+				model = map[uint32]map[uint16]kernel.BridgeVLAN{}
+				for i := uint32(1); i <= 6; i++ {
+					for n := r.Intn(4); n > 0; n-- {
+						v := entry()
+						dump[i] = append(dump[i], v)
+						if model[i] == nil {
+							model[i] = map[uint16]kernel.BridgeVLAN{}
+						}
+						model[i][v.VID] = v
+					}
+				}
+				lt.setVLANs(dump)
+			case 1:
+				v := entry()
+				lt.addVLAN(idx, v)
+				if model[idx] == nil {
+					model[idx] = map[uint16]kernel.BridgeVLAN{}
+				}
+				model[idx][v.VID] = v
+			case 2:
+				vid := uint16(1 + r.Intn(8))
+				lt.delVLAN(idx, vid)
+				delete(model[idx], vid)
+			case 3: // ifmgr moves the port: the kernel flushed its entries
+				lt.setMaster(idx, uint32(10+r.Intn(2)))
+				if l, _ := lt.get(idx); l.Master != 9 {
+					delete(model, idx)
+				}
+				lt.setMaster(idx, 9)
+			case 4: // unplugged, then back with the same ifindex (a test's shortcut)
+				lt.gone(idx)
+				delete(model, idx)
+				lt.observe(kernel.Link{Index: idx, Name: fmt.Sprintf("l%d", idx), Master: 9})
+			}
+			checkLinkVLANs(t, &lt)
+			for i := uint32(1); i <= 6; i++ {
+				got := lt.vlansOf(i)
+				if len(got) != len(model[i]) {
+					t.Fatalf("step %d: link %d has %+v, model %+v", step, i, got, model[i])
+				}
+				for _, v := range got {
+					if model[i][v.VID] != v {
+						t.Fatalf("step %d: link %d has %+v, model %+v", step, i, got, model[i])
+					}
+				}
+			}
+		}
+	}
+}

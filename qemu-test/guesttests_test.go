@@ -36,8 +36,9 @@ var guestPackages = []guestPackage{
 	// The daemon's other tests call iproute2's ip (-batch, link delete
 	// group, veths with groups) and the image has only u-root's: they run
 	// on the host, which has everything but 8021q. The VLAN ones need
-	// 8021q and use netlink only. ifmgrd and ifctl are the image's own.
-	{Pkg: "firmware/daemon", Run: "^(TestVLANEndToEnd|TestProfileVLANsFollowTheirPort|TestCLIContract)$",
+	// 8021q (TestBridgeVLANsFromProfile: bridge VLAN filtering) and use
+	// netlink only. ifmgrd and ifctl are the image's own.
+	{Pkg: "firmware/daemon", Run: "^(TestVLANEndToEnd|TestProfileVLANsFollowTheirPort|TestCLIContract|TestBridgeVLANsFromProfile)$",
 		Env: "UROUTE_TEST_BINDIR=/bin"},
 }
 

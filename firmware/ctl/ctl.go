@@ -26,7 +26,9 @@ commands:
   create vlan | vlanN --dev PARENT --vid N
                                        create an 802.1Q VLAN on PARENT
   destroy NAME                         destroy an interface ifmgr manages
-  list [-j]                            managed interfaces: name kind unit identity state
+  list [-j]                            managed interfaces: name kind unit identity state;
+                                       then each VLAN-filtering bridge's own and ports'
+                                       membership (10:u* untagged PVID, 20:t tagged)
   status [-j]                          daemon counters: DB, commits, units, resyncs
   resync                               re-read the kernel and converge
   reload [--dry-run]                   re-read the board profile and apply it (or print the plan)
@@ -154,11 +156,7 @@ func run(args []string, stdout, _ io.Writer) error {
 		if asJSON {
 			return writeJSON(stdout, list)
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		for _, in := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", in.Name, in.Kind, in.Unit, in.Identity, in.State)
-		}
-		return tw.Flush()
+		return writeList(stdout, list)
 	case "status":
 		st, err := c.Status()
 		if err != nil {
@@ -192,6 +190,35 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// writeList prints one line per interface (name kind unit identity
+// state), then, if a bridge filters VLANs, its membership section: one line
+// for the bridge's own side and one per port (bridge port entries), never
+// five fields, so that a script reading the five-field lines is not misled.
+func writeList(w io.Writer, list []ifmgr.Info) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, in := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", in.Name, in.Kind, in.Unit, in.Identity, in.State)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	header := false
+	for _, in := range list {
+		if !in.VLANFiltering {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(tw, "bridge VLANs (vid:u untagged, vid:t tagged, * PVID):")
+			header = true
+		}
+		fmt.Fprintf(tw, "  %s\tself\t%s\n", in.Name, in.SelfVLANs)
+		for _, p := range in.Ports {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", in.Name, p.Port, p.VLANs)
+		}
+	}
+	return tw.Flush()
+}
+
 func writeStatus(w io.Writer, st ifmgr.Status) {
 	profile := st.Profile
 	if profile == "" {
@@ -213,6 +240,9 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	}
 	for _, r := range slices.Sorted(maps.Keys(st.Resyncs)) {
 		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
+	}
+	if bv := st.BridgeVLANs; bv != nil {
+		fmt.Fprintf(w, "bridge VLANs: %d filtering bridges, %d own entries; %d ports, %d entries; %d changes pending\n", bv.Bridges, bv.SelfEntries, bv.Ports, bv.PortEntries, bv.Pending)
 	}
 	if lc := st.LastConverge; lc != nil {
 		fmt.Fprintf(w, "last converge (%s): %d rounds, %d actions done, %d failed\n", lc.Trigger, lc.Rounds, lc.Done, len(lc.Failed))

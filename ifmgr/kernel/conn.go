@@ -164,19 +164,10 @@ func (c *Conn) getLink(lm rtnetlink.LinkMessage) (Link, error) {
 // ifi_flags/ifi_change, which the kernel applies as soon as the link is
 // registered (rtnl_configure_link), so no RTM_SETLINK follows. Opening a
 // bridge cannot fail for want of a lower link. ErrExists if the name is
-// taken. It returns the new link as the kernel reports it.
+// taken. It returns the new link as the kernel reports it. It is
+// CreateBridgeWith(name, group, BridgeOptions{}): no VLAN filtering.
 func (c *Conn) CreateBridge(name string, group uint32) (Link, error) {
-	if err := checkName(name); err != nil {
-		return Link{}, fmt.Errorf("create bridge %q: %w", name, err)
-	}
-	l, err := c.create(name, group, unix.IFF_UP, rtnetlink.LinkAttributes{
-		Name: name,
-		Info: &rtnetlink.LinkInfo{Kind: string(KindBridge)},
-	})
-	if err != nil {
-		return Link{}, wrap(err, "create bridge %q", name)
-	}
-	return l, nil
+	return c.CreateBridgeWith(name, group, BridgeOptions{})
 }
 
 // CreateVLAN creates an 802.1Q VLAN vid on the link parent (IFLA_LINK), with

@@ -59,8 +59,17 @@ func linkFamily(b []byte) (uint8, bool) {
 // (struct ifinfomsg followed by IFLA_* attributes) into a Link. The caller
 // filters on ifi_family (see linkFamily) before decoding.
 func decode(b []byte) (Link, error) {
+	l, _, err := decodeLink(b)
+	return l, err
+}
+
+// decodeLink is decode, and also returns the IFLA_AF_SPEC payload (nil if
+// none): for AF_BRIDGE messages, the bridge VLAN membership
+// (decodeBridgeLink). In AF_UNSPEC messages it holds per-family
+// attributes (AF_INET, AF_INET6) that ifmgr does not read.
+func decodeLink(b []byte) (Link, []byte, error) {
 	if len(b) < sizeofIfInfomsg {
-		return Link{}, errShortLink
+		return Link{}, nil, errShortLink
 	}
 	ne := binary.NativeEndian
 	l := Link{
@@ -69,10 +78,10 @@ func decode(b []byte) (Link, error) {
 	}
 	ad, err := netlink.NewAttributeDecoder(b[sizeofIfInfomsg:])
 	if err != nil {
-		return Link{}, fmt.Errorf("link %d: %w", l.Index, err)
+		return Link{}, nil, fmt.Errorf("link %d: %w", l.Index, err)
 	}
 	ad.ByteOrder = ne
-	var vlanData []byte
+	var infoData, afSpec []byte
 	for ad.Next() {
 		switch ad.Type() {
 		case unix.IFLA_IFNAME:
@@ -93,6 +102,8 @@ func decode(b []byte) (Link, error) {
 			l.Alias = ad.String()
 		case unix.IFLA_OPERSTATE:
 			l.Oper = ad.Uint8()
+		case unix.IFLA_AF_SPEC:
+			afSpec = ad.Bytes()
 		case unix.IFLA_LINKINFO:
 			ad.Nested(func(nad *netlink.AttributeDecoder) error {
 				for nad.Next() {
@@ -100,7 +111,7 @@ func decode(b []byte) (Link, error) {
 					case unix.IFLA_INFO_KIND:
 						l.Kind = Kind(nad.String())
 					case unix.IFLA_INFO_DATA:
-						vlanData = nad.Bytes()
+						infoData = nad.Bytes()
 					}
 				}
 				return nil
@@ -108,16 +119,24 @@ func decode(b []byte) (Link, error) {
 		}
 	}
 	if err := ad.Err(); err != nil {
-		return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+		return Link{}, nil, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
 	}
-	if l.Kind == KindVLAN && vlanData != nil {
-		vid, _, _, err := DecodeVLANData(vlanData)
-		if err != nil {
-			return Link{}, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+	if infoData != nil {
+		switch l.Kind {
+		case KindVLAN:
+			vid, _, _, err := DecodeVLANData(infoData)
+			if err != nil {
+				return Link{}, nil, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+			}
+			l.VLANID = vid
+		case KindBridge:
+			l.VLANFiltering, l.DefaultPVID, err = decodeBridgeData(infoData)
+			if err != nil {
+				return Link{}, nil, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+			}
 		}
-		l.VLANID = vid
 	}
-	return l, nil
+	return l, afSpec, nil
 }
 
 // hwAddr keeps an address as reported, or nil for an empty one. b is already

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -344,18 +345,25 @@ func TestEventsOfFiltersFamilies(t *testing.T) {
 	}
 	unspec := buildNewLink(t, unix.AF_UNSPEC, nil)
 	bridge := buildNewLink(t, unix.AF_BRIDGE, nil)
+	inet := buildNewLink(t, unix.AF_INET, nil)
 	evs := eventsOf([]netlink.Message{
-		mk(unix.RTM_NEWLINK, bridge),   // bridge port notification: dropped
-		mk(unix.RTM_DELLINK, bridge),   // "no longer a port": dropped
+		mk(unix.RTM_NEWLINK, bridge),   // bridge port notification: EventVLAN, never EventNew
+		mk(unix.RTM_DELLINK, bridge),   // "no longer a port": EventVLAN, never EventDel
 		mk(unix.RTM_NEWADDR, unspec),   // not a link message: dropped
+		mk(unix.RTM_NEWLINK, inet),     // another family: dropped
 		mk(unix.RTM_DELLINK, unspec),   // kept
 		mk(unix.RTM_NEWLINK, unspec),   // kept
 		mk(unix.RTM_NEWLINK, []byte{}), // undecodable: resync
 	})
-	if len(evs) != 3 || evs[0].Type != EventDel || evs[1].Type != EventNew || evs[2].Type != EventResync {
-		t.Fatalf("events %+v", evs)
+	want := []EventType{EventVLAN, EventVLAN, EventDel, EventNew, EventResync}
+	var got []EventType
+	for _, ev := range evs {
+		got = append(got, ev.Type)
 	}
-	if evs[0].Link.Name != "eth0.3" || evs[2].Reason == "" {
+	if !slices.Equal(got, want) {
+		t.Fatalf("event types %v, want %v (%+v)", got, want, evs)
+	}
+	if evs[0].Link.Index != 9 || evs[1].Link.Index != 9 || evs[2].Link.Name != "eth0.3" || evs[4].Reason == "" {
 		t.Fatalf("events %+v", evs)
 	}
 }

@@ -23,9 +23,12 @@ const (
 	// a message could not be decoded. The receiver must dump again
 	// (Conn.Links) and converge on the dump; Link is empty.
 	EventResync
-	// EventVLAN: the bridge VLAN membership of Link.Index (a port, or a
-	// bridge's own side) may have changed; re-read it (Conn.BridgeVLANs).
-	// Link may be sparse: only Index is sure to be set.
+	// EventVLAN: an AF_BRIDGE RTM_NEWLINK/RTM_DELLINK, the bridge VLAN
+	// membership of Link.Index (a port, or a bridge's own side) may have
+	// changed, or the link joined or left a bridge; re-read it
+	// (Conn.BridgeVLANs). Link is sparse: Index, Name, Master and Flags
+	// are set, Kind, Group and the rest are not (the AF_UNSPEC EventNew
+	// has them).
 	EventVLAN
 )
 
@@ -142,12 +145,19 @@ func (w *Watcher) ReadBuffer() int { return w.rcvbuf }
 // message each become one EventResync, not an error; the Watcher stays
 // usable. Receive returns an error wrapping ErrClosed after Close, and other
 // socket errors as they come (the Watcher may then still be used).
-// Messages other than RTM_NEWLINK/RTM_DELLINK of family AF_UNSPEC are
-// dropped: notably AF_BRIDGE ones, the bridge's per-port notifications
-// (RTM_NEWLINK/RTM_DELLINK with ifi_family AF_BRIDGE when a port joins,
-// leaves or changes port state). An AF_BRIDGE RTM_DELLINK means "no longer a
-// port", not "gone", and the master change also arrives as an AF_UNSPEC
-// RTM_NEWLINK, which carries IFLA_MASTER.
+// RTM_NEWLINK/RTM_DELLINK of family AF_UNSPEC are EventNew/EventDel. Those
+// of family AF_BRIDGE, the bridge's per-port (and, for its own side,
+// per-bridge) notifications, are EventVLAN and never EventNew/EventDel: the
+// kernel sends one when a port joins or leaves (an AF_BRIDGE RTM_DELLINK
+// means "no longer a port", not "gone"; the master change also arrives as an
+// AF_UNSPEC RTM_NEWLINK, which carries IFLA_MASTER), when its port state
+// changes, and after every bridge VLAN membership change, whether made with
+// RTM_SETLINK/RTM_DELLINK AF_BRIDGE or RTM_NEWVLAN/RTM_DELVLAN
+// (br_ifinfo_notify, called by both). So RTNLGRP_LINK alone reports every
+// membership change, and RTNLGRP_BRVLAN is not joined: it would report each
+// change twice, and its only extra messages are per-VLAN option changes
+// (STP state, multicast) that ifmgr does not manage. Other messages are
+// dropped.
 func (w *Watcher) Receive() ([]Event, error) {
 	for {
 		if w.closed.Load() {
@@ -190,7 +200,9 @@ func eventsOf(msgs []netlink.Message) []Event {
 			continue
 		}
 		fam, ok := linkFamily(m.Data)
-		if ok && fam != unix.AF_UNSPEC {
+		if ok && fam == unix.AF_BRIDGE {
+			typ = EventVLAN
+		} else if ok && fam != unix.AF_UNSPEC {
 			continue
 		}
 		l, err := decode(m.Data)

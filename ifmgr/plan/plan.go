@@ -37,6 +37,12 @@ type Link struct {
 	// else put there (hostapd's wlan0, a VM's tap, a container's veth) is
 	// left alone, as for any link no rule matches.
 	Enslaved bool
+	// A bridge's VLAN-filtering settings as the kernel reports them.
+	VLANFiltering bool
+	DefaultPVID   uint16
+	// BridgeVLANs is the link's bridge VLAN membership as last read: a
+	// port's, or a bridge's own (self) side; ascending VID, one entry each.
+	BridgeVLANs []kernel.BridgeVLAN
 }
 
 // Target is one interface the profile wants to exist.
@@ -46,6 +52,13 @@ type Target struct {
 	ParentIndex uint32 // VLAN: ifindex of the port it sits on
 	VID         uint16
 	Master      string // identity key of the bridge it joins, "" for none
+	// ParentBridge: a VLAN on a bridge's own side (a self VLAN of a
+	// filtering bridge): the bridge's identity key. ParentIndex is its
+	// ifindex if the bridge exists; if not, the applier resolves the key
+	// after this plan has created the bridge.
+	ParentBridge string
+	// Options: a bridge's VLAN-filtering settings, made with it.
+	Options kernel.BridgeOptions
 }
 
 // Key is the target's identity key.
@@ -74,10 +87,20 @@ const (
 	SetMaster
 	// Release takes an existing link out of an ifmgr bridge.
 	Release
+	// SetOptions sets an existing bridge's VLAN-filtering settings
+	// (Action.Options): filtering turned off or on behind ifmgr's back, or
+	// a reload that changes vlan_filtering.
+	SetOptions
+	// AddVLAN adds (or changes the flags of) one bridge VLAN entry of a
+	// port, or of a bridge's own side (Action.Self), after the joins that
+	// make the port a port.
+	AddVLAN
+	// DelVLAN removes one bridge VLAN entry the profile does not give.
+	DelVLAN
 )
 
 func (k Kind) String() string {
-	return [...]string{"delete", "bring-up", "create", "set-master", "release"}[k]
+	return [...]string{"delete", "bring-up", "create", "set-master", "release", "set-filtering", "vlan-add", "vlan-del"}[k]
 }
 
 // Action is one step of a plan.
@@ -87,7 +110,15 @@ type Action struct {
 	Link   uint32 // Delete, BringUp, SetMaster, Release
 	Name   string // the link's current name, for logs and dry runs
 	Master string // SetMaster
-	Why    string
+	// AddVLAN, DelVLAN: the entry, on a port (Link) or on a bridge's own
+	// side (Self; Link is the bridge's ifindex, or 0 when this plan creates
+	// the bridge, and then Bridge is its identity key).
+	Self   bool
+	Bridge string
+	VLAN   kernel.BridgeVLAN
+	// SetOptions: the settings the bridge Link must have.
+	Options kernel.BridgeOptions
+	Why     string
 }
 
 func (a Action) String() string {
@@ -100,6 +131,29 @@ func (a Action) String() string {
 		return s + ": " + a.Why
 	case SetMaster:
 		return fmt.Sprintf("set-master %s -> %s: %s", a.Name, a.Master, a.Why)
+	case SetOptions:
+		on := "off"
+		if a.Options.VLANFiltering {
+			on = "on"
+		}
+		return fmt.Sprintf("set-filtering %s %s (default pvid %d): %s", a.Name, on, a.Options.DefaultPVID, a.Why)
+	case AddVLAN, DelVLAN:
+		s := fmt.Sprintf("%s %s", a.Kind, a.Name)
+		if a.Self {
+			s += " self"
+		}
+		s += fmt.Sprintf(" vid %d", a.VLAN.VID)
+		if a.Kind == AddVLAN {
+			if a.VLAN.PVID {
+				s += " pvid"
+			}
+			if a.VLAN.Untagged {
+				s += " untagged"
+			} else {
+				s += " tagged"
+			}
+		}
+		return s + ": " + a.Why
 	default:
 		return fmt.Sprintf("%s %s: %s", a.Kind, a.Name, a.Why)
 	}
@@ -150,6 +204,13 @@ func VLANIdentity(port persist.Identity, vid uint16) persist.Identity {
 	return port
 }
 
+// SelfVLANIdentity is the identity of the VLAN link a filtering bridge has
+// for one of its own (self) VLANs: the bridge's identity plus the VID.
+func SelfVLANIdentity(bridge persist.Identity, vid uint16) persist.Identity {
+	bridge.VID = vid
+	return bridge
+}
+
 // Derived reports whether an identity is one the planner makes, as opposed
 // to an interface created by name through ifctl, which the planner never
 // touches.
@@ -162,6 +223,8 @@ func Derived(id persist.Identity) bool {
 // did not derive.
 func Compute(p *board.Profile, links []Link) Plan {
 	pl := Plan{Targets: map[string]Target{}}
+	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
+	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
 	byIndex := map[uint32]Link{}
 	present := map[string]Link{} // owned links by identity key
 	for _, l := range links {
@@ -174,10 +237,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 	// portMaster: the bridge (identity key) each existing port link should be in.
 	portMaster := map[uint32]string{}
 	if p != nil {
-		for _, b := range p.Bridges {
-			if b.KeepEmpty {
+		for i := range p.Bridges {
+			if b := &p.Bridges[i]; b.KeepEmpty {
 				id := BridgeIdentity(b.Name)
-				pl.Targets[id.Key()] = Target{Identity: id, Cloner: board.ClonerBridge}
+				pl.Targets[id.Key()] = Target{Identity: id, Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
+				bridgeRules[id.Key()] = b
 			}
 		}
 		for _, l := range sortedLinks(links) {
@@ -191,19 +255,38 @@ func Compute(p *board.Profile, links []Link) Plan {
 			pid := PortIdentity(rule.Name, l)
 			bridgeFor := func(name string) string {
 				bid := BridgeIdentity(name)
-				if b, ok := p.Bridge(name); ok && b.PerPort {
+				b, _ := p.Bridge(name)
+				if b != nil && b.PerPort {
 					bid = PortBridgeIdentity(name, pid)
 				}
-				pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge}
+				pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
+				if b != nil {
+					bridgeRules[bid.Key()] = b
+				}
 				return bid.Key()
 			}
 			if rule.Bridge != "" {
 				portMaster[l.Index] = bridgeFor(rule.Bridge)
+				if rule.BridgeVLAN != nil {
+					portVLANs[l.Index] = rule.BridgeVLAN
+				}
 			}
 			for _, vid := range rule.VLANs {
 				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, ParentIndex: l.Index, VID: vid}
 				if b, ok := rule.VLANBridge[vid]; ok {
 					t.Master = bridgeFor(b)
+				}
+				pl.Targets[t.Key()] = t
+			}
+		}
+		// The VLAN links of the bridges' own VLANs: on each bridge the
+		// profile derives, one per self VLAN of its rule.
+		for key, b := range bridgeRules {
+			br := pl.Targets[key]
+			for _, vid := range b.SelfVLANs {
+				t := Target{Identity: SelfVLANIdentity(br.Identity, vid), Cloner: board.ClonerVLAN, VID: vid, ParentBridge: key}
+				if l, ok := present[key]; ok {
+					t.ParentIndex = l.Index
 				}
 				pl.Targets[t.Key()] = t
 			}
@@ -295,7 +378,107 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl.Actions = append(pl.Actions, portsDown(links, takenIn)...)
 	pl.Actions = append(pl.Actions, creates...)
 	pl.Actions = append(pl.Actions, joins...)
+	pl.Actions = append(pl.Actions, bridgeSettings(pl.Targets, present, deleted)...)
+	pl.Actions = append(pl.Actions, memberships(links, pl.Targets, bridgeRules, portMaster, portVLANs, present)...)
 	return pl
+}
+
+// bridgeOptions is what a bridge rule asks of the kernel. A filtering
+// bridge has default PVID 0: a port joins no VLAN until ifmgr adds the
+// entries of its rule (with the kernel's default, 1, every new port would
+// first pass VLAN 1 untagged, which no rule asked for).
+func bridgeOptions(b *board.BridgeRule) kernel.BridgeOptions {
+	return kernel.BridgeOptions{VLANFiltering: b != nil && b.VLANFiltering}
+}
+
+// bridgeSettings lists the SetOptions actions: existing derived bridges
+// whose filtering differs from their rule's (turned off behind ifmgr's back,
+// or a reload that changes vlan_filtering). A non-filtering bridge's default
+// PVID is the kernel's business; a filtering one's must stay 0.
+func bridgeSettings(targets map[string]Target, present map[string]Link, deleted map[uint32]bool) []Action {
+	var out []Action
+	for key, t := range targets {
+		l, ok := present[key]
+		if !ok || t.Cloner != board.ClonerBridge || deleted[l.Index] {
+			continue
+		}
+		want := t.Options
+		if l.VLANFiltering == want.VLANFiltering && (!want.VLANFiltering || l.DefaultPVID == want.DefaultPVID) {
+			continue
+		}
+		out = append(out, Action{Kind: SetOptions, Link: l.Index, Name: l.Name, Options: want, Why: "bridge VLAN filtering differs from the profile"})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// memberships lists the AddVLAN and DelVLAN actions that give each port of
+// a filtering bridge, and each filtering bridge's own side, exactly the
+// entries of the profile: only the missing or different entries are added,
+// only the extra ones deleted, so a replugged port gets exactly its entries
+// back and a reload that changes one port touches only that port. A port
+// that is not (yet) in its bridge has no entries: the joins of this plan
+// come first, and a port leaving a bridge loses its entries in the kernel.
+// Members ifmgr did not put in (hostapd's wlan0) are not its business.
+func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]Link) []Action {
+	var out []Action
+	diff := func(base Action, have []kernel.BridgeVLAN, want []board.VLANEntry, why string) {
+		haveBy := map[uint16]kernel.BridgeVLAN{}
+		for _, v := range have {
+			haveBy[v.VID] = v
+		}
+		for _, w := range want {
+			v := kernel.BridgeVLAN{VID: w.VID, PVID: w.PVID, Untagged: w.Untagged}
+			if h, ok := haveBy[w.VID]; ok && h == v {
+				delete(haveBy, w.VID)
+				continue
+			}
+			delete(haveBy, w.VID)
+			a := base
+			a.Kind, a.VLAN, a.Why = AddVLAN, v, why
+			out = append(out, a)
+		}
+		for _, v := range have {
+			if _, extra := haveBy[v.VID]; extra {
+				a := base
+				a.Kind, a.VLAN, a.Why = DelVLAN, kernel.BridgeVLAN{VID: v.VID}, "not in the profile"
+				out = append(out, a)
+			}
+		}
+	}
+	for _, l := range sortedLinks(links) {
+		m, ok := portVLANs[l.Index]
+		if !ok || l.Owned {
+			continue
+		}
+		var have []kernel.BridgeVLAN
+		if b, ok := present[portMaster[l.Index]]; ok && b.Index == l.Master {
+			have = l.BridgeVLANs
+		}
+		diff(Action{Link: l.Index, Name: l.Name}, have, m.Entries(), "port membership of the profile")
+	}
+	keys := make([]string, 0, len(rules))
+	for key := range rules {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		rule := rules[key]
+		if !rule.VLANFiltering {
+			continue
+		}
+		var want []board.VLANEntry
+		for _, vid := range rule.SelfVLANs {
+			want = append(want, board.VLANEntry{VID: vid}) // tagged: the VLAN link on the bridge sends and takes it tagged
+		}
+		base := Action{Self: true, Name: key, Bridge: key}
+		var have []kernel.BridgeVLAN
+		if b, ok := present[key]; ok {
+			base.Link, base.Name, have = b.Index, b.Name, b.BridgeVLANs
+		}
+		diff(base, have, want, "the router's own VLAN on the bridge")
+	}
+	return out
 }
 
 // portsDown lists the BringUp actions: the ports ifmgr takes in now that
