@@ -69,14 +69,19 @@ type vbPort struct {
 	hub      int
 	mac      string // bridged NIC
 	probeMAC string // the wire's far end
+	members  string // its membership as ifctl list shows it (OpenWrt's notation)
 }
 
 var vbPorts = []vbPort{
-	{"a", 10, "52:54:00:12:0a:01", "52:54:00:12:0a:02"},
-	{"b", 11, "52:54:00:12:0b:01", "52:54:00:12:0b:02"},
-	{"c", 12, "52:54:00:12:0c:01", "52:54:00:12:0c:02"},
-	{"d", 13, "52:54:00:12:0d:01", "52:54:00:12:0d:02"},
+	{"a", 10, "52:54:00:12:0a:01", "52:54:00:12:0a:02", "10:t,20:t"},
+	{"b", 11, "52:54:00:12:0b:01", "52:54:00:12:0b:02", "10:t"},
+	{"c", 12, "52:54:00:12:0c:01", "52:54:00:12:0c:02", "10:u*"},
+	{"d", 13, "52:54:00:12:0d:01", "52:54:00:12:0d:02", "20:u*"},
 }
+
+// vbSelfMembers is the bridge's own membership: a tagged member of the
+// router's VLAN 10.
+const vbSelfMembers = "10:t"
 
 const (
 	vbNetns  = "probes"
@@ -171,10 +176,42 @@ func (vb *vlanBridge) boot(t *testing.T, kernel, initrd string) {
 		t.Fatalf("uroute-probe netns moved %v, want the four probe NICs:\n%s", vb.probes, out)
 	}
 	vb.waitPorts(t, nil)
+	vb.waitMembership(t)
 	t.Logf("%s: bridge %s, self VLAN 10 link %s, ports %v, probes (netns %s) %v; ready %v after QEMU started",
 		a.Name, vb.bridge, vb.self, vb.ports, vbNetns, vb.probes, vm.Since().Round(100*time.Millisecond))
 	if errs := vm.ErrorLines(); len(errs) > 0 {
 		t.Errorf("a clean boot printed %d error lines:\n%s", len(errs), strings.Join(errs, "\n"))
+	}
+}
+
+// waitMembership waits until ifctl list -j shows the profile's membership
+// on the bridge's own side and on each port present (ifmgrd lists what
+// it last read from the kernel), and fails the test if it does not.
+func (vb *vlanBridge) waitMembership(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(vb.arch.Scale(60 * time.Second))
+	for {
+		var list []ifmgr.Info
+		err := vb.vm.RunJSON("ifctl list -j", &list, vb.arch.Scale(10*time.Second))
+		br, _ := find(list, "bridge/lan", "")
+		got := map[string]string{}
+		for _, p := range br.Ports {
+			got[p.Port] = p.VLANs.String()
+		}
+		seen := fmt.Sprintf("filtering %v, self %s, ports %v", br.VLANFiltering, br.SelfVLANs, got)
+		ok := err == nil && br.VLANFiltering && br.SelfVLANs.String() == vbSelfMembers
+		for _, p := range vbPorts {
+			ok = ok && got[vb.ports[p.key]] == p.members
+		}
+		if ok {
+			t.Logf("membership (ifctl list -j): %s", seen)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ifctl list -j never showed the profile's membership (self %s; ports %v by name %v): %v; last: %s",
+				vbSelfMembers, vbPorts, vb.ports, err, seen)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -327,23 +364,22 @@ func (vb *vlanBridge) round(t *testing.T, r vbRound) (missing, leaked []string) 
 			expect[l] = files[l]
 		}
 	}
-	vb.waitFiles(t, expect, "probe: (received|timeout)", a.Scale(60*time.Second))
+	// Bounded: a frame that has not come by then counts as missing.
+	vb.pollFiles(t, expect, "probe: (received|timeout)", a.Scale(20*time.Second))
 	// The bridge forwards in the kernel's receive path: a frame that was
 	// going to come out anywhere has done so by the time the expected ones
 	// are in. The grace is for slow TCG scheduling only.
 	time.Sleep(a.Scale(2 * time.Second))
 	var kill []string
-	for l, pid := range pids {
-		if r.want[l] == "" {
-			kill = append(kill, strconv.Itoa(pid))
-		}
+	for _, pid := range pids {
+		kill = append(kill, strconv.Itoa(pid))
 	}
 	sort.Strings(kill)
-	if len(kill) > 0 {
-		// A listener that has exited already (it got a frame) makes kill
-		// fail; the outputs below decide.
-		_, _, _ = vm.Run("kill "+strings.Join(kill, " "), a.Scale(10*time.Second))
-	}
+	// Every listener still running (those that must hear nothing, and any
+	// that missed its frame) is stopped; one that got its frame has exited
+	// and makes kill complain, so its status says nothing: the outputs
+	// below decide.
+	_, _, _ = vm.Run("kill "+strings.Join(kill, " "), a.Scale(10*time.Second))
 	got := vb.readFiles(t, files)
 	var report []string
 	for _, l := range vbListeners {
@@ -381,8 +417,19 @@ func (vb *vlanBridge) mustRound(t *testing.T, r vbRound) {
 	}
 }
 
-// waitFiles polls files (one command for all) until each matches pattern.
+// waitFiles polls files (one command for all) until each matches pattern,
+// and fails the test if that takes longer than timeout.
 func (vb *vlanBridge) waitFiles(t *testing.T, files map[string]string, pattern string, timeout time.Duration) map[string]string {
+	t.Helper()
+	got, ok := vb.pollFiles(t, files, pattern, timeout)
+	if !ok {
+		t.Fatalf("no %q within %v: %q", pattern, timeout, got)
+	}
+	return got
+}
+
+// pollFiles is waitFiles that reports a timeout instead of failing.
+func (vb *vlanBridge) pollFiles(t *testing.T, files map[string]string, pattern string, timeout time.Duration) (map[string]string, bool) {
 	t.Helper()
 	re := regexp.MustCompile(pattern)
 	deadline := time.Now().Add(timeout)
@@ -393,10 +440,10 @@ func (vb *vlanBridge) waitFiles(t *testing.T, files map[string]string, pattern s
 			done = done && re.MatchString(got[k])
 		}
 		if done || len(files) == 0 {
-			return got
+			return got, true
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %q within %v: %q", pattern, timeout, got)
+			return got, false
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -470,6 +517,7 @@ func (vb *vlanBridge) replug(t *testing.T) {
 	vm.HotplugNIC(vbQMPID, p.mac, p.hub)
 	vb.waitPorts(t, nil)
 	t.Logf("port-c is %s again", vb.ports[vbReplug])
+	vb.waitMembership(t)
 	// ifmgrd puts the port in the bridge and then gives it its
 	// membership, a moment later: while the frames are missing, the first
 	// round is repeated, for a bounded time (the membership comes back,
