@@ -154,6 +154,7 @@ func checkInvariants(t *testing.T, p *Profile) {
 	}
 }
 
+// ids is a VLAN id list as TOML integers.
 func ids(vids []uint16) []any {
 	out := make([]any, len(vids))
 	for i, id := range vids {

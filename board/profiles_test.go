@@ -3,6 +3,7 @@ package board
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -15,11 +16,20 @@ type linkWant struct {
 // Plausible links of each shipped profile's board, and the rule each must
 // match. Every file in profiles/ must have an entry.
 var profileLinks = map[string][]linkWant{
-	"qemu-amd64.toml":  qemuLinks("pci0000:00/0000:00:02.0/virtio0", "pci0000:00/0000:00:03.0/virtio1"),
-	"qemu-arm64.toml":  qemuLinks("platform/4010000000.pcie/pci0000:00/0000:00:01.0/virtio0", "platform/a003e00.virtio_mmio/virtio1"),
-	"qemu-armv7.toml":  qemuLinks("platform/3f000000.pcie/pci0000:00/0000:00:01.0/virtio0", "platform/a003c00.virtio_mmio/virtio1"),
-	"qemu-mipsle.toml": qemuLinks("pci0000:00/0000:00:12.0/virtio0", "pci0000:00/0000:00:13.0/virtio1"),
-	"ubnt-edgerouter-x.toml": {
+	"qemu-amd64.toml":              qemuLinks("pci0000:00/0000:00:02.0/virtio0", "pci0000:00/0000:00:03.0/virtio1"),
+	"qemu-arm64.toml":              qemuLinks("platform/4010000000.pcie/pci0000:00/0000:00:01.0/virtio0", "platform/a003e00.virtio_mmio/virtio1"),
+	"qemu-armv7.toml":              qemuLinks("platform/3f000000.pcie/pci0000:00/0000:00:01.0/virtio0", "platform/a003c00.virtio_mmio/virtio1"),
+	"qemu-mipsle.toml":             qemuLinks("pci0000:00/0000:00:12.0/virtio0", "pci0000:00/0000:00:13.0/virtio1"),
+	"ubnt-edgerouter-x.toml":       erxLinks,
+	"ubnt-edgerouter-x-8021q.toml": erxLinks,
+	"bananapi-bpi-r3.toml":         bpiR3Links,
+	"bananapi-bpi-r3-8021q.toml":   bpiR3Links,
+}
+
+// The real boards' links; each board's two profiles (VLAN-filtering and
+// 802.1Q per port) match them alike.
+var (
+	erxLinks = []linkWant{
 		{LinkFacts{Name: "eth0", PermMAC: "", Driver: "mt7530-mdio", Bus: "platform/1e100000.ethernet/mdio_bus/mdio-bus/mdio-bus:1f"}, "wan"},
 		{LinkFacts{Name: "eth0", Driver: "mtk_soc_eth", Bus: "platform/1e100000.ethernet"}, "wan"}, // the gmac1 variant
 		{LinkFacts{Name: "eth1", Driver: "mt7530-mdio", Bus: "platform/1e100000.ethernet/mdio_bus/mdio-bus/mdio-bus:1f"}, "lan"},
@@ -27,8 +37,8 @@ var profileLinks = map[string][]linkWant{
 		{LinkFacts{Name: "dsa", Driver: "mtk_soc_eth", Bus: "platform/1e100000.ethernet"}, ""}, // the conduit
 		{LinkFacts{Name: "eth5", Driver: "mt7530-mdio"}, ""},
 		{LinkFacts{Name: "wlan0", Driver: "mt7603e"}, ""},
-	},
-	"bananapi-bpi-r3.toml": {
+	}
+	bpiR3Links = []linkWant{
 		{LinkFacts{Name: "wan", Driver: "mt7530-mdio", Bus: "platform/soc/15100000.ethernet/mdio_bus/mdio-bus/mdio-bus:1f"}, "wan"},
 		{LinkFacts{Name: "eth1", Driver: "mtk_soc_eth", Bus: "platform/soc/15100000.ethernet"}, "wan-sfp"},
 		{LinkFacts{Name: "lan0", Driver: "mt7530-mdio", Bus: "platform/soc/15100000.ethernet/mdio_bus/mdio-bus/mdio-bus:1f"}, "lan"},
@@ -36,8 +46,8 @@ var profileLinks = map[string][]linkWant{
 		{LinkFacts{Name: "eth0", Driver: "mtk_soc_eth", Bus: "platform/soc/15100000.ethernet"}, ""}, // the conduit
 		{LinkFacts{Name: "lan5", Driver: "mt7530-mdio"}, ""},
 		{LinkFacts{Name: "wan", Driver: ""}, ""}, // a virtual link of that name
-	},
-}
+	}
+)
 
 func qemuLinks(bus0, bus1 string) []linkWant {
 	return []linkWant{
@@ -54,7 +64,7 @@ func qemuLinks(bus0, bus1 string) []linkWant {
 
 func TestShippedProfiles(t *testing.T) {
 	files, err := filepath.Glob("profiles/*.toml")
-	if err != nil || len(files) < 6 {
+	if err != nil || len(files) < 8 {
 		t.Fatalf("profiles: %v %v", files, err)
 	}
 	for _, f := range files {
@@ -70,18 +80,30 @@ func TestShippedProfiles(t *testing.T) {
 			if !strings.HasPrefix(string(mustRead(t, f)), "# ") {
 				t.Error("no header comment")
 			}
-			// Every shipped board: ports in "lan" untagged, VLAN 10 in
-			// "guest", "lan" kept when empty.
+			// Every shipped board: LAN ports in "lan", kept when empty,
+			// and a guest network on VLAN 10: either the filtering
+			// bridge's VLAN 10 (tagged on the LAN ports, one of the
+			// router's own VLANs) or each port's 802.1Q VLAN 10 in bridge
+			// "guest".
 			lan, ok := p.Bridge("lan")
 			if !ok || !lan.KeepEmpty {
-				t.Errorf("bridge lan = %+v, %v; want keep_empty", lan, ok)
-			}
-			if _, ok := p.Bridge("guest"); !ok {
-				t.Error("no bridge guest")
+				t.Fatalf("bridge lan = %+v, %v; want keep_empty", lan, ok)
 			}
 			lp, ok := p.Port("lan")
-			if !ok || lp.Bridge != "lan" || lp.VLANBridge[10] != "guest" {
+			switch {
+			case !ok || lp.Bridge != "lan":
 				t.Errorf("port lan = %+v", lp)
+			case lan.VLANFiltering:
+				if !slices.Contains(lan.SelfVLANs, 10) || lp.BridgeVLAN == nil || !slices.Contains(lp.BridgeVLAN.Tagged, 10) {
+					t.Errorf("filtering bridge lan: self VLANs %v, port lan's membership %+v; want VLAN 10 the router's and tagged on the LAN ports", lan.SelfVLANs, lp.BridgeVLAN)
+				}
+			default:
+				if _, ok := p.Bridge("guest"); !ok {
+					t.Error("no bridge guest")
+				}
+				if lp.VLANBridge[10] != "guest" {
+					t.Errorf("port lan = %+v; want VLAN 10 in bridge guest", lp)
+				}
 			}
 			links, ok := profileLinks[base]
 			if !ok {

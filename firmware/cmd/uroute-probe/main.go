@@ -2,17 +2,23 @@
 // with AF_PACKET, for the QEMU tests (qemu-test/) that check uroute's VLANs
 // on a running image.
 //
-//	uroute-probe send [-n N] IFACE [MARKER]
-//	uroute-probe recv IFACE MARKER TIMEOUT-SECONDS
+//	uroute-probe send [-n N] [-vid V] [-netns NS] IFACE [MARKER]
+//	uroute-probe recv [-netns NS] IFACE MARKER TIMEOUT-SECONDS
 //	uroute-probe spawn OUTFILE PROG [ARG...]
+//	uroute-probe netns NS MAC...
+//	uroute-probe links [-netns NS]
 //
 // spawn starts a background job for the tests and reports its pid (see
-// spawnMain).
+// spawnMain). netns makes a named network namespace and moves the links
+// with the given MACs into it, up; -netns NS runs send, recv or links
+// there; links lists "IFACE MAC" (see netnsMain).
 //
 // send writes N (default 5) broadcast frames of EtherType 0x88b5 (IEEE
 // local experimental) whose payload is "uroute-probe:MARKER", 100 ms apart.
-// On a VLAN link the frames are untagged; the kernel tags them on the
-// parent. Without MARKER, one is made up and printed.
+// They are untagged unless -vid V puts an 802.1Q tag with VLAN id V in the
+// frame itself (a frame as a tagged switch port's far end sends it); on a
+// VLAN link an untagged frame is tagged by the kernel on the parent.
+// Without MARKER, one is made up and printed.
 //
 // recv prints "probe: listening on IFACE" once its socket is bound, then
 // waits for a frame carrying MARKER and prints
@@ -58,6 +64,10 @@ func main() {
 		err = recvMain(os.Args[2:])
 	case "spawn":
 		err = spawnMain(os.Args[2:])
+	case "netns":
+		err = netnsMain(os.Args[2:])
+	case "links":
+		err = linksMain(os.Args[2:])
 	default:
 		usage()
 	}
@@ -68,7 +78,11 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: uroute-probe send [-n N] IFACE [MARKER]\n       uroute-probe recv IFACE MARKER TIMEOUT-SECONDS\n       uroute-probe spawn OUTFILE PROG [ARG...]")
+	fmt.Fprintln(os.Stderr, `usage: uroute-probe send [-n N] [-vid V] [-netns NS] IFACE [MARKER]
+       uroute-probe recv [-netns NS] IFACE MARKER TIMEOUT-SECONDS
+       uroute-probe spawn OUTFILE PROG [ARG...]
+       uroute-probe netns NS MAC...
+       uroute-probe links [-netns NS]`)
 	os.Exit(2)
 }
 
@@ -94,9 +108,17 @@ func open(ifname string) (int, *net.Interface, error) {
 func sendMain(args []string) error {
 	fs := flag.NewFlagSet("send", flag.ExitOnError)
 	n := fs.Int("n", 5, "number of frames")
+	vlanID := fs.Int("vid", 0, "802.1Q VLAN id to tag the frames with (0: untagged)")
+	nsName := netnsFlag(fs)
 	_ = fs.Parse(args)
 	if fs.NArg() < 1 || fs.NArg() > 2 {
 		usage()
+	}
+	if *vlanID < 0 || *vlanID > 4094 {
+		return fmt.Errorf("-vid %d: out of range 0-4094", *vlanID)
+	}
+	if err := enterNetns(*nsName); err != nil {
+		return err
 	}
 	ifname := fs.Arg(0)
 	marker := fs.Arg(1)
@@ -116,6 +138,10 @@ func sendMain(args []string) error {
 		src = net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
 	}
 	frame = append(frame, src...)
+	if *vlanID != 0 {
+		frame = binary.BigEndian.AppendUint16(frame, 0x8100)
+		frame = binary.BigEndian.AppendUint16(frame, uint16(*vlanID))
+	}
 	frame = binary.BigEndian.AppendUint16(frame, etherType)
 	frame = append(frame, prefix+marker...)
 	for len(frame) < 60 { // minimum Ethernet frame without FCS
@@ -131,18 +157,28 @@ func sendMain(args []string) error {
 			return fmt.Errorf("send on %s: %w", ifname, err)
 		}
 	}
-	fmt.Printf("probe: sent %d frames %s on %s\n", *n, marker, ifname)
+	tag := "untagged"
+	if *vlanID != 0 {
+		tag = fmt.Sprintf("vid=%d", *vlanID)
+	}
+	fmt.Printf("probe: sent %d frames %s on %s %s\n", *n, marker, ifname, tag)
 	return nil
 }
 
 func recvMain(args []string) error {
-	if len(args) != 3 {
+	fs := flag.NewFlagSet("recv", flag.ExitOnError)
+	nsName := netnsFlag(fs)
+	_ = fs.Parse(args)
+	if fs.NArg() != 3 {
 		usage()
 	}
-	ifname, marker := args[0], args[1]
-	secs, err := strconv.ParseFloat(args[2], 64)
+	ifname, marker := fs.Arg(0), fs.Arg(1)
+	secs, err := strconv.ParseFloat(fs.Arg(2), 64)
 	if err != nil || secs <= 0 {
-		return fmt.Errorf("bad timeout %q", args[2])
+		return fmt.Errorf("bad timeout %q", fs.Arg(2))
+	}
+	if err := enterNetns(*nsName); err != nil {
+		return err
 	}
 	fd, _, err := open(ifname)
 	if err != nil {
