@@ -401,6 +401,9 @@ func (v *validator) ruleName(t map[string]any, path []string, rule string) strin
 		v.errorf(sub(path, "name"), rule, "name", "%q must be non-empty lower-case letters, digits and '-'", s)
 		return ""
 	}
+	if !v.ruleNameFits(s, path, rule) {
+		return ""
+	}
 	return s
 }
 

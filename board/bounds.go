@@ -2,6 +2,7 @@ package board
 
 import (
 	"github.com/uroute/uroute/ifmgr/ifname"
+	"github.com/uroute/uroute/persist"
 )
 
 // templatesApart refuses cloner templates whose names can collide over the
@@ -25,4 +26,18 @@ func (v *validator) templatesApart(p *Profile) {
 		at, rule = []string{"cloners", ClonerBridge, "template"}, "cloners."+ClonerBridge
 	}
 	v.errorf(at, rule, "template", "%q renders %q (unit %d), which %q renders too (unit %d): their names would collide", vl.Template, name, vu, b.Template, bu)
+}
+
+// ruleNameFits refuses a bridge or port rule name longer than
+// persist.MaxRuleNameLen: the name goes into the identities of what the rule
+// derives, and an identity longer than the kernel's alias could not be read
+// back after a DB loss (a second bridge would be made, and the ports moved
+// to it). The limit is computed from the identity encoding, in persist.
+func (v *validator) ruleNameFits(name string, path []string, rule string) bool {
+	if len(name) <= persist.MaxRuleNameLen {
+		return true
+	}
+	v.errorf(sub(path, "name"), rule, "name", "%q is %d bytes, longer than %d: rule names go into the identities ifmgr writes in the kernel's %d-byte interface alias",
+		name, len(name), persist.MaxRuleNameLen, persist.MaxAliasLen)
+	return false
 }

@@ -2,9 +2,12 @@ package board
 
 import (
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/uroute/uroute/persist"
 )
 
 // Templates whose rendered names can collide are refused at the line of the
@@ -40,5 +43,49 @@ func TestOverlappingTemplatesRefused(t *testing.T) {
 				t.Fatalf("got %v, want an ErrInvalid containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Rule names go into identities, and identities into the kernel's 255-byte
+// alias: a bridge or port rule name of persist.MaxRuleNameLen bytes is
+// accepted, one byte more is refused at its line.
+func TestRuleNameBound(t *testing.T) {
+	max := persist.MaxRuleNameLen
+	if max < 32 {
+		t.Fatalf("MaxRuleNameLen = %d: too short for a readable rule name", max)
+	}
+	doc := func(bridge, port string) string {
+		return "board = \"t\"\n[[bridge]]\nname = \"" + bridge + "\"\nper_port = true\n[[port]]\nname = \"" + port + "\"\nmatch.name = \"lan*\"\nbridge = \"" + bridge + "\"\nvlans = [4094]\n"
+	}
+	longest := strings.Repeat("b", max)
+	if _, err := Parse("t.toml", []byte(doc(longest, strings.Repeat("p", max)))); err != nil {
+		t.Fatalf("names of %d bytes refused: %v", max, err)
+	}
+	tooLong := strings.Repeat("b", max+1)
+	_, err := Parse("t.toml", []byte(doc(tooLong, strings.Repeat("p", max+1))))
+	errs := allErrors(t, err)
+	want := []string{
+		`t.toml:3: bridge #1: name: "` + tooLong + `" is ` + strconv.Itoa(max+1) + ` bytes, longer than ` + strconv.Itoa(max),
+		`t.toml:6: port #1: name: "` + strings.Repeat("p", max+1) + `" is ` + strconv.Itoa(max+1) + ` bytes, longer than ` + strconv.Itoa(max),
+	}
+	if len(errs) < len(want) {
+		t.Fatalf("names of %d bytes: got %v, want %d errors", max+1, err, len(want))
+	}
+	for i, w := range want {
+		if !strings.Contains(errs[i].Error(), w) {
+			t.Errorf("error %d = %q, want it to contain %q", i, errs[i], w)
+		}
+	}
+}
+
+// README.md states the limit; this test is what keeps the figure true.
+func TestReadmeStatesRuleNameBound(t *testing.T) {
+	doc, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "at most " + strconv.Itoa(persist.MaxRuleNameLen) + " bytes"
+	if n := strings.Count(string(doc), want); n < 3 {
+		t.Fatalf("README.md says %q %d times, want it in the format (2) and in Identities", want, n)
 	}
 }

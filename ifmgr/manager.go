@@ -62,8 +62,9 @@ type Watcher interface {
 const DefaultOwnerGroup = 0x75520000 // "uR" in the high half, unlikely to be an admin's group
 
 // aliasPrefix starts the IFLA_IFALIAS text ifmgr writes on its links; the
-// rest is the JSON identity, so a lost DB is rebuilt from the kernel.
-const aliasPrefix = "uroute:"
+// rest is the JSON identity, so a lost DB is rebuilt from the kernel. The
+// encoding, and the bounds that make it fit, are persist's (identity.go).
+const aliasPrefix = persist.AliasPrefix
 
 // Config is what a Manager is built from.
 type Config struct {
