@@ -427,14 +427,7 @@ func (v *validator) cloners(raw any, p *Profile) {
 		}
 		p.Cloners[name] = spec
 	}
-	if b, vl := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]; b.Template == vl.Template && validTemplate(b.Template) {
-		v.errorf([]string{"cloners", ClonerVLAN, "template"}, "cloners."+ClonerVLAN, "template", "%q is also the bridge template: their names would collide", vl.Template)
-	}
-}
-
-func validTemplate(t string) bool {
-	_, err := ifname.ParseTemplate(t)
-	return err == nil
+	v.templatesApart(p)
 }
 
 func (v *validator) bridge(t map[string]any, i int) BridgeRule {
@@ -490,6 +483,9 @@ func (v *validator) ruleName(t map[string]any, path []string, rule string) strin
 	}
 	if !validRuleName(s) {
 		v.errorf(sub(path, "name"), rule, "name", "%q must be non-empty lower-case letters, digits and '-'", s)
+		return ""
+	}
+	if !v.ruleNameFits(s, path, rule) {
 		return ""
 	}
 	return s

@@ -12,6 +12,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/uroute/uroute/ifmgr/ifname"
+	"github.com/uroute/uroute/persist"
 )
 
 func FuzzParse(f *testing.F) {
@@ -73,10 +74,16 @@ func checkInvariants(t *testing.T, p *Profile) {
 			t.Fatalf("cloner %s %+v", name, c)
 		}
 	}
+	b, v := p.Cloners[ClonerBridge], p.Cloners[ClonerVLAN]
+	bt, _ := ifname.ParseTemplate(b.Template)
+	vt, _ := ifname.ParseTemplate(v.Template)
+	if name, _, _, ok := ifname.Overlap(bt, b.Max, vt, v.Max); ok {
+		t.Fatalf("templates %q and %q both render %q", b.Template, v.Template, name)
+	}
 	bridges := map[string]bool{}
 	filtering := map[string]bool{}
 	for _, b := range p.Bridges {
-		if !validRuleName(b.Name) || bridges[b.Name] || b.Line < 1 {
+		if !validRuleName(b.Name) || len(b.Name) > persist.MaxRuleNameLen || bridges[b.Name] || b.Line < 1 {
 			t.Fatalf("bridge %+v", b)
 		}
 		if len(b.SelfVLANs) > 0 && !b.VLANFiltering {
@@ -92,7 +99,7 @@ func checkInvariants(t *testing.T, p *Profile) {
 	}
 	ports := map[string]bool{}
 	for _, r := range p.Ports {
-		if !validRuleName(r.Name) || ports[r.Name] || r.Line < 1 {
+		if !validRuleName(r.Name) || len(r.Name) > persist.MaxRuleNameLen || ports[r.Name] || r.Line < 1 {
 			t.Fatalf("port %+v", r)
 		}
 		ports[r.Name] = true

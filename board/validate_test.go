@@ -225,7 +225,7 @@ template = "v/%d"
 template = "if%d"
 [cloners.vlan]
 template = "if%d"
-`, []string{`t.toml:5: cloners.vlan: template: "if%d" is also the bridge template`}},
+`, []string{`t.toml:5: cloners.vlan: template: "if%d" renders "if0" (unit 0), which "if%d" renders too (unit 0): their names would collide`}},
 		{"port as plain table", `board = "t"
 [port]
 name = "lan"

@@ -81,6 +81,9 @@ func (m *Manager) converge(why string) convergeResult {
 	// holds one more unit, so a few rounds always settle.
 	for round := 0; round < 4; round++ {
 		pl := plan.Compute(m.profile, m.planLinks())
+		if m.adoptLegacy(pl) {
+			pl = plan.Compute(m.profile, m.planLinks())
+		}
 		for _, idx := range pl.InPlace {
 			if l, ok := m.links.get(idx); ok {
 				m.links.markEnslaved(idx, l.Master) // there by a rule: ifmgr's, across restarts too

@@ -138,3 +138,16 @@ func (t *entryTable) detach(e *entry) {
 // stamp sets e's LastSeen (not an index field; through the table so that
 // every change of an entry has one home).
 func (t *entryTable) stamp(e *entry, clock uint64) { e.rec.LastSeen = clock }
+
+// rekey gives e another identity, keeping its unit and its link: how a unit
+// reserved under an identity older firmware derived passes to the identity
+// this build derives for the same target (migrate.go).
+func (t *entryTable) rekey(e *entry, id persist.Identity) {
+	if t.byName[e.name()] != e {
+		return
+	}
+	index := e.index
+	t.remove(e)
+	e.rec.Identity, e.index = id, index
+	t.add(e)
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/ifmgr/ifname"
 	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/ifmgr/plan"
 	"github.com/uroute/uroute/ifmgr/units"
@@ -72,8 +73,9 @@ type Watcher interface {
 const DefaultOwnerGroup = 0x75520000 // "uR" in the high half, unlikely to be an admin's group
 
 // aliasPrefix starts the IFLA_IFALIAS text ifmgr writes on its links; the
-// rest is the JSON identity, so a lost DB is rebuilt from the kernel.
-const aliasPrefix = "uroute:"
+// rest is the JSON identity, so a lost DB is rebuilt from the kernel. The
+// encoding, and the bounds that make it fit, are persist's (identity.go).
+const aliasPrefix = persist.AliasPrefix
 
 // Config is what a Manager is built from.
 type Config struct {
@@ -179,8 +181,11 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("ifmgr: cloner %q configured twice", c.Name)
 		}
 		for _, o := range m.cloners {
-			if o.template.SameNames(c.template) {
-				return nil, fmt.Errorf("ifmgr: cloners %q and %q share template %q", o.Name, c.Name, c.Template())
+			// Templates may come from flags as well as from a profile:
+			// the same rule as board's, one definition (ifname.Overlap).
+			if name, cu, ou, ok := ifname.Overlap(c.template, c.MaxUnit, o.template, o.MaxUnit); ok {
+				return nil, fmt.Errorf("ifmgr: cloner %q template %q renders %q (unit %d), which cloner %q template %q renders too (unit %d): %w",
+					c.Name, c.Template(), name, cu, o.Name, o.Template(), ou, ErrBadTemplate)
 			}
 		}
 		m.cloners = append(m.cloners, c)

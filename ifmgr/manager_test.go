@@ -481,7 +481,7 @@ func TestStartupReconcilesCrashStates(t *testing.T) {
 	k.add(kernel.Link{Name: "bridge1", Kind: "bridge", Group: DefaultOwnerGroup})
 	s.Apply([]persist.Record{{Cloner: "bridge", Unit: 1, Identity: persist.Identity{Name: "bridge1"}}}, nil)
 	// Record lost (or DB rebuilt) but the link is ours: adopt from the alias.
-	k.add(kernel.Link{Name: "bridge2", Kind: "bridge", Group: DefaultOwnerGroup, Alias: aliasText(persist.Identity{Name: "bridge2", Rule: "lan"})})
+	k.add(kernel.Link{Name: "bridge2", Kind: "bridge", Group: DefaultOwnerGroup, Alias: persist.Identity{Name: "bridge2", Rule: "lan"}.Alias()})
 	// Record committed, then a foreign link took the name while we were down.
 	s.Apply([]persist.Record{{Cloner: "bridge", Unit: 3, Identity: persist.Identity{Name: "bridge3"}}}, nil)
 	k.add(kernel.Link{Name: "bridge3", Kind: "bridge"})
@@ -556,7 +556,7 @@ func TestOwnLinkTakesNameDuringCreate(t *testing.T) {
 	k := newFakeKernel()
 	k.beforeCreate = func(name string) {
 		if name == "bridge1" {
-			k.add(kernel.Link{Name: name, Kind: kernel.KindBridge, Group: DefaultOwnerGroup, Alias: aliasText(persist.Identity{Name: "bridge1"})})
+			k.add(kernel.Link{Name: name, Kind: kernel.KindBridge, Group: DefaultOwnerGroup, Alias: persist.Identity{Name: "bridge1"}.Alias()})
 		}
 	}
 	s := newFakeStore()

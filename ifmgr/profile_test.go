@@ -179,8 +179,9 @@ func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
 	}
 }
 
-// Hardware that keeps changing (random MACs) must not grow the table
-// without bound; the reservations absent longest go first.
+// Hardware that keeps changing (years of USB dongles, each its own
+// permanent MAC) must not grow the table without bound; the reservations
+// absent longest go first.
 func TestReservationsAreBounded(t *testing.T) {
 	k, s := newFakeKernel(), newFakeStore()
 	p := mustProfile(t, `
@@ -196,7 +197,8 @@ per_port = true
 	h := startConfig(t, k, s, Config{Cloners: testCloners(t, DefaultMaxUnit), Profile: p, MaxAbsent: 3})
 
 	for i := 0; i < 10; i++ {
-		l, _ := k.add(kernel.Link{Name: "usb0", MAC: mac(fmt.Sprintf("02:00:00:00:00:%02x", i))})
+		m := mac(fmt.Sprintf("02:00:00:00:00:%02x", i))
+		l, _ := k.add(kernel.Link{Name: "usb0", MAC: m, PermMAC: m}) // ten dongles, one after the other
 		h.settle()
 		k.Delete(l.Index)
 		h.settle()
@@ -212,7 +214,7 @@ per_port = true
 	}
 	// A recent dongle comes back to its unit without a write.
 	commits := s.Commits()
-	k.add(kernel.Link{Name: "usb0", MAC: mac("02:00:00:00:00:09")})
+	k.add(kernel.Link{Name: "usb0", MAC: mac("02:00:00:00:00:09"), PermMAC: mac("02:00:00:00:00:09")})
 	h.settle()
 	if s.Commits() != commits {
 		t.Error("a known dongle's return wrote the DB")

@@ -1,7 +1,6 @@
 package ifmgr
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 
@@ -321,21 +320,15 @@ func (m *Manager) unallocate(e *entry) {
 }
 
 func (m *Manager) setAlias(index uint32, id persist.Identity) {
-	if err := m.cfg.Kernel.SetAlias(index, aliasText(id)); err != nil {
+	if err := m.cfg.Kernel.SetAlias(index, id.Alias()); err != nil {
 		m.log.Warn("set ownership alias", "ifindex", index, "err", err)
 	}
-}
-
-func aliasText(id persist.Identity) string {
-	b, _ := json.Marshal(id) // a struct of strings and ints cannot fail
-	return aliasPrefix + string(b)
 }
 
 // identityFromAlias recovers the identity ifmgr wrote on its own link; if the
 // alias is missing or damaged, the name itself is the identity.
 func identityFromAlias(alias, name string) persist.Identity {
-	var id persist.Identity
-	if rest, ok := strings.CutPrefix(alias, aliasPrefix); ok && json.Unmarshal([]byte(rest), &id) == nil && id.Key() != "" {
+	if id, ok := persist.IdentityFromAlias(alias); ok {
 		return id
 	}
 	return persist.Identity{Name: name}

@@ -6,13 +6,16 @@
 // durable (every Apply is fsynced before it returns) and never the reason the
 // router fails to boot.
 //
-// # File layout (bbolt, SchemaVersion 1)
+// # File layout (bbolt, SchemaVersion 2)
 //
 //	meta/               bucket
 //	  "schema"          big-endian uint32 schema version, written at creation
 //	units/              bucket
 //	  <cloner>/         one nested bucket per cloner name ("bridge", "vlan")
 //	    <unit>          4-byte big-endian unit -> JSON of Record
+//
+// Schema 2 differs from 1 only in what a record may hold: an Identity with
+// Link (see migrate.go's schema1to2 for why the version moved anyway).
 //
 // Big-endian keys make cursor order equal numeric order, so Records comes out
 // sorted without a sort. Values are JSON so their content does not depend on

@@ -16,7 +16,21 @@ type migration func(tx *bolt.Tx) error
 // means: bump SchemaVersion and append the 1->2 function here.
 var migrations = []migration{
 	0: nil,
+	1: schema1to2,
 }
+
+// schema1to2 changes no byte: schema 2's records may carry Identity.Link
+// (the name of a port without a permanent MAC), which schema-1 records
+// never have, so every schema-1 record is a valid schema-2 record as it
+// stands. The version moves anyway, because the reverse is not true:
+// firmware that knows only schema 1 would read a record with Link as the
+// identity without it (colliding with a shared bridge's, or with another
+// port's) and rewrite or retire it. With schema 2 on the file it refuses
+// the DB instead (ErrSchemaTooNew: it runs from memory and leaves the file
+// for the next upgrade). Moving the units of schema-1 identities to
+// today's identities needs the kernel (which port has which MAC now), so
+// ifmgr does that at its first convergence (ifmgr/migrate.go), not here.
+func schema1to2(*bolt.Tx) error { return nil }
 
 func init() {
 	if len(migrations) != SchemaVersion {

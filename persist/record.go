@@ -8,14 +8,16 @@ import (
 // Identity is what a unit allocation serves. Exactly the fields that make up
 // the identity are set; the same identity after a restart maps back to the same
 // unit. ifctl sets Name; the board profile's allocations set Rule, plus the
-// port's hardware (PermMAC or BusPath) for per-port bridges and VLANs, plus
-// VID for VLANs. (Schema 1 also had a "parent" field that nothing ever set;
+// port's identity for per-port bridges and VLANs (PermMAC; or, for a port
+// without a permanent MAC, BusPath and Link), plus VID for VLANs. Link
+// appeared after schema 1's fixture; records without it read as before. (Schema 1 also had a "parent" field that nothing ever set;
 // old JSON that has one still decodes, the field is ignored.)
 type Identity struct {
 	Name    string `json:"name,omitempty"` // explicit interface name asked for through ifctl
 	Rule    string `json:"rule,omitempty"` // board-profile rule that derived the interface
 	PermMAC string `json:"mac,omitempty"`  // permanent MAC of the hardware it follows
-	BusPath string `json:"bus,omitempty"`  // bus path of the hardware it follows
+	BusPath string `json:"bus,omitempty"`  // bus path of the hardware it follows (or its BusDigest)
+	Link    string `json:"link,omitempty"` // kernel name of a port without a permanent MAC
 	VID     uint16 `json:"vid,omitempty"`  // 802.1Q VLAN id on the port
 }
 
@@ -32,6 +34,7 @@ func (id Identity) Key() string {
 	add("rule", id.Rule)
 	add("mac", id.PermMAC)
 	add("bus", id.BusPath)
+	add("link", id.Link)
 	if id.VID != 0 {
 		add("vid", fmt.Sprint(id.VID))
 	}

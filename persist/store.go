@@ -16,7 +16,7 @@ import (
 const MemoryPath = ":memory:"
 
 // SchemaVersion is the layout this build writes; see doc.go.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // maxClonerLen bounds cloner names; real ones are short kernel kinds and a
 // bound keeps a bad caller from writing huge bucket names to flash.

@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/uroute/uroute/ifmgr"
+	"github.com/uroute/uroute/persist"
 	"github.com/uroute/uroute/qemu-test/qemu"
 )
 
@@ -59,8 +60,9 @@ func ubootBinary(a Arch) string {
 //   - rollback: an image whose ifmgrd cannot start, with 2 attempts: it
 //     boots twice, reboots itself each time, and U-Boot falls back to B,
 //     whose status says why; same units;
-//   - newer-schema: the DB as a newer firmware would leave it (schema 2,
-//     written on the host) under the running firmware (schema 1), as after
+//   - newer-schema: the DB as a newer firmware would leave it (schema
+//     persist.SchemaVersion+1, written on the host) under the running
+//     firmware, as after
 //     a rollback: it boots, serves and marks itself good, running from
 //     memory, and leaves the file as it was; put back, the units return.
 func TestUpgrade(t *testing.T) {
@@ -574,7 +576,7 @@ func (u *upgradeRig) newerSchema(t *testing.T) {
 		if meta == nil {
 			return fmt.Errorf("no meta bucket")
 		}
-		return meta.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, 2))
+		return meta.Put([]byte("schema"), binary.BigEndian.AppendUint32(nil, persist.SchemaVersion+1))
 	})
 	db.Close()
 	if err != nil {

@@ -166,6 +166,37 @@ func (t Template) Unit(name string) (unit uint64, ok bool) {
 	return u, true
 }
 
-// SameNames reports whether two templates render the same names (and would
-// therefore collide).
-func (t Template) SameNames(o Template) bool { return t == o }
+// Overlap reports whether some name is rendered both by t, for a unit up to
+// tMax, and by o, for a unit up to oMax: two cloners with such templates
+// would each take that name for a unit of their own ("br%d" and "br1%d"
+// both render "br10"). It returns the first such name found, and its unit
+// in each template.
+//
+// A common name starts with both prefixes and ends with both suffixes, so
+// unless one prefix starts the other and one suffix ends the other, nothing
+// collides. Otherwise the answer is exact rather than clever: every name of
+// the template with the smaller range is parsed back by the other (Unit is
+// the exact inverse of Render), at most MaxUnit+1 names, well under a
+// millisecond, done once per configuration. Digits of the fixed parts
+// running into the unit's ("b%d1" against "b1%d") are what makes a shortcut
+// easy to get wrong; TestOverlapMatchesBruteForce holds this to brute force.
+func Overlap(t Template, tMax uint32, o Template, oMax uint32) (name string, tUnit, oUnit uint32, ok bool) {
+	if !strings.HasPrefix(t.prefix, o.prefix) && !strings.HasPrefix(o.prefix, t.prefix) ||
+		!strings.HasSuffix(t.suffix, o.suffix) && !strings.HasSuffix(o.suffix, t.suffix) {
+		return "", 0, 0, false
+	}
+	walk, walkMax, other, otherMax, swapped := t, tMax, o, oMax, false
+	if oMax < tMax {
+		walk, walkMax, other, otherMax, swapped = o, oMax, t, tMax, true
+	}
+	for u := uint64(0); u <= uint64(walkMax); u++ {
+		n := walk.Render(uint32(u))
+		if v, hit := other.Unit(n); hit && v <= uint64(otherMax) {
+			if swapped {
+				return n, uint32(v), uint32(u), true
+			}
+			return n, uint32(u), uint32(v), true
+		}
+	}
+	return "", 0, 0, false
+}

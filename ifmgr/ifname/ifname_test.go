@@ -180,3 +180,99 @@ func TestTemplate(t *testing.T) {
 		t.Errorf("Unit(huge) = %d, %v, want out of range", u, ok)
 	}
 }
+
+// Overlap against brute force: every pair of small templates over small
+// unit ranges, where rendering every name of both is cheap. The fixed parts
+// are drawn from an alphabet of digits and one letter, so that unit digits
+// and fixed digits can run into each other ("b%d" and "b1%d", "b%d1" and
+// "b1%d", "%d0" and "%d"), which is where a shortcut would go wrong.
+func TestOverlapMatchesBruteForce(t *testing.T) {
+	var fixed []string
+	var gen func(prefix string, n int)
+	gen = func(prefix string, n int) {
+		fixed = append(fixed, prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range []string{"0", "1", "b"} {
+			gen(prefix+c, n-1)
+		}
+	}
+	gen("", 2)
+	var tmpls []ifname.Template
+	for _, p := range fixed {
+		for _, s := range []string{"", "0", "1", "b", "01", "1b"} {
+			if tm, err := ifname.ParseTemplate(p + "%d" + s); err == nil {
+				tmpls = append(tmpls, tm)
+			}
+		}
+	}
+	maxes := []uint32{0, 10, 11, 120}
+	checked, collisions := 0, 0
+	for _, a := range tmpls {
+		for _, b := range tmpls {
+			for _, am := range maxes {
+				for _, bm := range maxes {
+					want := bruteOverlap(a, am, b, bm)
+					name, au, bu, got := ifname.Overlap(a, am, b, bm)
+					checked++
+					if got != want {
+						t.Fatalf("Overlap(%s max %d, %s max %d) = %v, brute force says %v", a, am, b, bm, got, want)
+					}
+					if got {
+						collisions++
+						if au > am || bu > bm || a.Render(au) != name || b.Render(bu) != name {
+							t.Fatalf("Overlap(%s max %d, %s max %d) = %q units %d %d: not a common name", a, am, b, bm, name, au, bu)
+						}
+					}
+				}
+			}
+		}
+	}
+	if collisions == 0 || collisions == checked {
+		t.Fatalf("%d collisions in %d pairs: the generator does not exercise both answers", collisions, checked)
+	}
+	t.Logf("%d template pairs, %d collide", checked, collisions)
+}
+
+func bruteOverlap(a ifname.Template, am uint32, b ifname.Template, bm uint32) bool {
+	names := map[string]bool{}
+	for u := uint32(0); u <= am; u++ {
+		names[a.Render(u)] = true
+	}
+	for u := uint32(0); u <= bm; u++ {
+		if names[b.Render(u)] {
+			return true
+		}
+	}
+	return false
+}
+
+// The full ranges: the shipped defaults never collide, and neither do
+// templates told apart by a letter; a digit after the prefix does.
+func TestOverlapFullRange(t *testing.T) {
+	tm := func(s string) ifname.Template {
+		x, err := ifname.ParseTemplate(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	for _, tc := range []struct {
+		a, b string
+		want string
+	}{
+		{"bridge%d", "vlan%d", ""},
+		{"br%d", "br%dx", ""},
+		{"b%d", "br%d", ""},
+		{"br%d", "br1%d", "br10"},
+		{"br%d", "br0%d", ""},
+		{"%dx", "1%dx", "10x"},
+		{"br%d", "br%d", "br0"},
+	} {
+		name, _, _, ok := ifname.Overlap(tm(tc.a), ifname.MaxUnit, tm(tc.b), ifname.MaxUnit)
+		if ok != (tc.want != "") || name != tc.want {
+			t.Errorf("Overlap(%s, %s) = %q %v, want %q", tc.a, tc.b, name, ok, tc.want)
+		}
+	}
+}

@@ -47,7 +47,11 @@ type Link struct {
 
 // Target is one interface the profile wants to exist.
 type Target struct {
-	Identity    persist.Identity
+	Identity persist.Identity
+	// Legacy is the identity older firmware derived for the same target
+	// (zero if the same): a unit reserved under it is this target's, and
+	// ifmgr moves it over (see LegacyPortIdentity).
+	Legacy      persist.Identity
 	Cloner      string // board.ClonerBridge or board.ClonerVLAN
 	ParentIndex uint32 // VLAN: ifindex of the port it sits on
 	VID         uint16
@@ -171,22 +175,52 @@ type Plan struct {
 }
 
 // BridgeIdentity is the identity of the bridge a bridge rule makes.
-func BridgeIdentity(rule string) persist.Identity { return persist.Identity{Rule: "bridge/" + rule} }
+func BridgeIdentity(rule string) persist.Identity {
+	return persist.Identity{Rule: persist.RuleBridge + rule}
+}
 
 // PortBridgeIdentity is the identity of a per-port bridge: the bridge rule
-// plus the hardware identity of the port it was made for.
+// plus the identity of the port it was made for, fitted to the alias.
 func PortBridgeIdentity(rule string, port persist.Identity) persist.Identity {
 	id := port
-	id.Rule = "bridge/" + rule
+	id.Rule = persist.RuleBridge + rule
+	return id.Fit()
+}
+
+// PortIdentity is what stays the same about a port across unplugs and
+// replugs, reboots and reconfiguration, by what a router has:
+//
+//   - A permanent MAC (IFLA_PERM_ADDRESS: burnt into the NIC, or the
+//     address its driver read from EEPROM, nvmem or the device tree) is the
+//     port, whatever its name or slot.
+//   - Without one, the current MAC is configuration, not identity: veths and
+//     taps get random ones, an operator or a VPN sets them, USB tethering
+//     gadgets make a new one at every plug. Such a port is its place and its
+//     name: the bus path of its device (which USB socket, which switch) and
+//     its kernel name (which a virtual link's creator chooses; which tells
+//     apart the ports of one device, like the ports of a DSA switch, named
+//     from the device tree). Its driver adds nothing the bus path does not
+//     say, and would renumber the port when a kernel upgrade renames it.
+//
+// The MAC of a port without a permanent one can change any number of times
+// without a new unit and without a DB write.
+func PortIdentity(rule string, l Link) persist.Identity {
+	id := persist.Identity{Rule: persist.RulePort + rule}
+	if l.PermMAC != "" {
+		id.PermMAC = l.PermMAC
+	} else {
+		id.BusPath, id.Link = l.Bus, l.Name
+	}
 	return id
 }
 
-// PortIdentity is what stays the same when a port's hardware is unplugged
-// and plugged back, renamed or re-probed: its permanent MAC, else its bus
-// path, else (virtual links such as veth have neither) its current MAC,
-// which for such links is configured and therefore stable.
-func PortIdentity(rule string, l Link) persist.Identity {
-	id := persist.Identity{Rule: "port/" + rule}
+// LegacyPortIdentity is the port identity of firmware before Link existed
+// (schema 1's fixture and every DB written by it): the permanent MAC, else
+// the bus path alone, else the current MAC; bus paths were never fitted to
+// the alias. Units reserved under it are moved to today's identity
+// (Target.Legacy), so that an upgrade renumbers nothing.
+func LegacyPortIdentity(rule string, l Link) persist.Identity {
+	id := persist.Identity{Rule: persist.RulePort + rule}
 	switch {
 	case l.PermMAC != "":
 		id.PermMAC = l.PermMAC
@@ -198,24 +232,32 @@ func PortIdentity(rule string, l Link) persist.Identity {
 	return id
 }
 
-// VLANIdentity is the identity of VLAN vid on a port.
+// VLANIdentity is the identity of VLAN vid on a port, fitted to the alias.
 func VLANIdentity(port persist.Identity, vid uint16) persist.Identity {
 	port.VID = vid
-	return port
+	return port.Fit()
+}
+
+// legacyOf is old if it differs from id, else the zero identity.
+func legacyOf(id, old persist.Identity) persist.Identity {
+	if old.Key() == id.Key() {
+		return persist.Identity{}
+	}
+	return old
 }
 
 // SelfVLANIdentity is the identity of the VLAN link a filtering bridge has
 // for one of its own (self) VLANs: the bridge's identity plus the VID.
 func SelfVLANIdentity(bridge persist.Identity, vid uint16) persist.Identity {
 	bridge.VID = vid
-	return bridge
+	return bridge.Fit()
 }
 
 // Derived reports whether an identity is one the planner makes, as opposed
 // to an interface created by name through ifctl, which the planner never
 // touches.
 func Derived(id persist.Identity) bool {
-	return strings.HasPrefix(id.Rule, "bridge/") || strings.HasPrefix(id.Rule, "port/")
+	return strings.HasPrefix(id.Rule, persist.RuleBridge) || strings.HasPrefix(id.Rule, persist.RulePort)
 }
 
 // Compute derives the targets of profile p over links and the actions that
@@ -252,18 +294,19 @@ func Compute(p *board.Profile, links []Link) Plan {
 			if !ok {
 				continue
 			}
-			pid := PortIdentity(rule.Name, l)
+			pid, legacy := PortIdentity(rule.Name, l), LegacyPortIdentity(rule.Name, l)
 			bridgeFor := func(name string) string {
-				bid := BridgeIdentity(name)
 				b, _ := p.Bridge(name)
+				t := Target{Identity: BridgeIdentity(name), Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
 				if b != nil && b.PerPort {
-					bid = PortBridgeIdentity(name, pid)
+					t.Identity = PortBridgeIdentity(name, pid)
+					t.Legacy = legacyOf(t.Identity, persist.Identity{Rule: persist.RuleBridge + name, PermMAC: legacy.PermMAC, BusPath: legacy.BusPath})
 				}
-				pl.Targets[bid.Key()] = Target{Identity: bid, Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
+				pl.Targets[t.Key()] = t
 				if b != nil {
-					bridgeRules[bid.Key()] = b
+					bridgeRules[t.Key()] = b
 				}
-				return bid.Key()
+				return t.Key()
 			}
 			if rule.Bridge != "" {
 				portMaster[l.Index] = bridgeFor(rule.Bridge)
@@ -273,6 +316,9 @@ func Compute(p *board.Profile, links []Link) Plan {
 			}
 			for _, vid := range rule.VLANs {
 				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, ParentIndex: l.Index, VID: vid}
+				legacyVLAN := legacy
+				legacyVLAN.VID = vid
+				t.Legacy = legacyOf(t.Identity, legacyVLAN)
 				if b, ok := rule.VLANBridge[vid]; ok {
 					t.Master = bridgeFor(b)
 				}

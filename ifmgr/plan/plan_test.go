@@ -252,7 +252,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestPortIdentityPrefersPermanentMAC(t *testing.T) {
-	l := Link{MAC: "02:00:00:00:00:01", PermMAC: mac1, Bus: "pci0000:00/0000:00:02.0"}
+	l := Link{Name: "usb0", MAC: "02:00:00:00:00:01", PermMAC: mac1, Bus: "pci0000:00/0000:00:02.0"}
 	if id := PortIdentity("lan", l); id.PermMAC != mac1 || id.BusPath != "" {
 		t.Errorf("%+v", id)
 	}
@@ -260,9 +260,17 @@ func TestPortIdentityPrefersPermanentMAC(t *testing.T) {
 	if id := PortIdentity("lan", l); id.BusPath == "" || id.PermMAC != "" {
 		t.Errorf("%+v", id)
 	}
+	if id := PortIdentity("lan", l); id.Link != l.Name || id.BusPath != l.Bus || id.PermMAC != "" {
+		t.Errorf("no permanent MAC: %+v", id)
+	}
 	l.Bus = ""
-	if id := PortIdentity("lan", l); id.PermMAC != l.MAC {
+	if id := PortIdentity("lan", l); id.Link != l.Name || id.PermMAC != "" || id.BusPath != "" {
 		t.Errorf("virtual link: %+v", id)
+	}
+	l2 := l
+	l2.MAC = "02:00:00:00:00:99"
+	if PortIdentity("lan", l).Key() != PortIdentity("lan", l2).Key() {
+		t.Error("a virtual link's identity follows its current MAC")
 	}
 	if Derived(persist.Identity{Name: "bridge3"}) || !Derived(lanBr) || !Derived(VLANIdentity(port1, 5)) {
 		t.Error("Derived")
