@@ -197,7 +197,9 @@ func decodeBridgeData(b []byte) (filtering bool, pvid uint16, err error) {
 // bridge's own side (RTM_GETLINK AF_BRIDGE, RTEXT_FILTER_BRVLAN), keyed by
 // ifindex: a bridge's own ifindex holds its self membership. Every bridge
 // and every bridge port has a key, with an empty list when it is a member of
-// no VLAN; links that are neither have none. Each list is sorted by VID;
+// no VLAN; other links have none, but for NICs whose driver reports its own
+// embedded switch (ndo_bridge_getlink: ixgbe's VEB/VEPA mode and the like),
+// which appear with an empty list. Each list is sorted by VID;
 // ranges (BRIDGE_VLAN_INFO_RANGE_BEGIN/END) are expanded. A dump flagged
 // NLM_F_DUMP_INTR is retried like Links does, then ErrDumpInterrupted.
 func (c *Conn) BridgeVLANs() (map[uint32][]BridgeVLAN, error) {
