@@ -621,7 +621,7 @@ func (v *validator) portMembership(t map[string]any, i int, pr *PortRule, bridge
 		m.Tagged = v.vidList(raw, tPath, rule, "bridge_vlan.tagged")
 		arr, _ := raw.([]any)
 		for i, e := range arr {
-			if n, ok := e.(int64); ok && slices.Contains(m.Untagged, uint16(n)) && n > 0 {
+			if n, ok := e.(int64); ok && validVID(n) && slices.Contains(m.Untagged, uint16(n)) {
 				v.errorf(sub(tPath, strconv.Itoa(i)), rule, "bridge_vlan.tagged", "VLAN %d is also in untagged: a port sends a VLAN tagged or untagged, not both", n)
 			}
 		}

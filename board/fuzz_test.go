@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,11 +74,21 @@ func checkInvariants(t *testing.T, p *Profile) {
 		}
 	}
 	bridges := map[string]bool{}
+	filtering := map[string]bool{}
 	for _, b := range p.Bridges {
 		if !validRuleName(b.Name) || bridges[b.Name] || b.Line < 1 {
 			t.Fatalf("bridge %+v", b)
 		}
+		if len(b.SelfVLANs) > 0 && !b.VLANFiltering {
+			t.Fatalf("bridge %s: self VLANs without filtering", b.Name)
+		}
+		for i, id := range b.SelfVLANs {
+			if id < 1 || id > 4094 || i > 0 && b.SelfVLANs[i-1] >= id {
+				t.Fatalf("bridge %s self VLANs %v", b.Name, b.SelfVLANs)
+			}
+		}
 		bridges[b.Name] = true
+		filtering[b.Name] = b.VLANFiltering
 	}
 	ports := map[string]bool{}
 	for _, r := range p.Ports {
@@ -110,8 +121,32 @@ func checkInvariants(t *testing.T, p *Profile) {
 			seen[id] = true
 		}
 		for id, b := range r.VLANBridge {
-			if !seen[id] || !bridges[b] {
+			if !seen[id] || !bridges[b] || filtering[b] {
 				t.Fatalf("port %s vlan_bridge %d=%q", r.Name, id, b)
+			}
+		}
+		// Membership exactly on the ports of filtering bridges; an id is
+		// tagged or untagged; one PVID; none is also a VLAN link's.
+		if (r.BridgeVLAN != nil) != (r.Bridge != "" && filtering[r.Bridge]) {
+			t.Fatalf("port %s: membership %+v in bridge %q", r.Name, r.BridgeVLAN, r.Bridge)
+		}
+		pvids := 0
+		for _, e := range r.BridgeVLAN.Entries() {
+			if e.VID < 1 || e.VID > 4094 || seen[e.VID] {
+				t.Fatalf("port %s entry %+v", r.Name, e)
+			}
+			if e.PVID {
+				pvids++
+			}
+		}
+		if m := r.BridgeVLAN; m != nil {
+			for _, id := range m.Tagged {
+				if slices.Contains(m.Untagged, id) {
+					t.Fatalf("port %s: %d tagged and untagged", r.Name, id)
+				}
+			}
+			if pvids > 1 || (m.PVID != 0) != (pvids == 1) {
+				t.Fatalf("port %s: PVID %d, %d entries with the flag", r.Name, m.PVID, pvids)
 			}
 		}
 		// MatchPort must not panic on anything.
@@ -119,16 +154,16 @@ func checkInvariants(t *testing.T, p *Profile) {
 	}
 }
 
-// encode writes p as TOML, through the library's encoder.
-// vids is a VLAN id list as TOML integers.
-func vids(ids []uint16) []any {
-	out := make([]any, len(ids))
-	for i, id := range ids {
+// ids is a VLAN id list as TOML integers.
+func ids(vids []uint16) []any {
+	out := make([]any, len(vids))
+	for i, id := range vids {
 		out[i] = int64(id)
 	}
 	return out
 }
 
+// encode writes p as TOML, through the library's encoder.
 func encode(p *Profile) ([]byte, error) {
 	globs := func(g []string) []any {
 		out := make([]any, len(g))
@@ -175,10 +210,10 @@ func encode(p *Profile) ([]byte, error) {
 				bv["pvid"] = int64(m.PVID)
 			}
 			if len(m.Untagged) > 0 {
-				bv["untagged"] = vids(m.Untagged)
+				bv["untagged"] = ids(m.Untagged)
 			}
 			if len(m.Tagged) > 0 {
-				bv["tagged"] = vids(m.Tagged)
+				bv["tagged"] = ids(m.Tagged)
 			}
 			t["bridge_vlan"] = bv
 		}
@@ -189,14 +224,11 @@ func encode(p *Profile) ([]byte, error) {
 	}
 	var bridges []map[string]any
 	for _, b := range p.Bridges {
-		br := map[string]any{"name": b.Name, "keep_empty": b.KeepEmpty}
-		if b.VLANFiltering {
-			br["vlan_filtering"] = true
-		}
+		bt := map[string]any{"name": b.Name, "keep_empty": b.KeepEmpty, "per_port": b.PerPort, "vlan_filtering": b.VLANFiltering}
 		if len(b.SelfVLANs) > 0 {
-			br["self_vlans"] = vids(b.SelfVLANs)
+			bt["self_vlans"] = ids(b.SelfVLANs)
 		}
-		bridges = append(bridges, br)
+		bridges = append(bridges, bt)
 	}
 	if bridges != nil {
 		tree["bridge"] = bridges

@@ -101,6 +101,11 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		touched[ev.Link.Index] = true
 		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
 	}
+	if len(touched) == 0 && !filters(m.profile) {
+		// Only membership news (every port join and leave sends one),
+		// and no membership is ifmgr's business: nothing to converge.
+		return
+	}
 	// Re-read what the events name: one get per link, or, when a burst
 	// touches a good part of the links (a bulk bring-up), one dump, a single
 	// request however many links it returns.

@@ -28,7 +28,6 @@ bridge_vlan.pvid = 10
 `
 
 var (
-	trunk0  = PortIdentity("trunk", eth(0, "", mac1))
 	self1   = SelfVLANIdentity(lanBr, 1)
 	self10  = SelfVLANIdentity(lanBr, 10)
 	tagged  = func(vid uint16) kernel.BridgeVLAN { return kernel.BridgeVLAN{VID: vid} }
