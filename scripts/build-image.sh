@@ -123,11 +123,11 @@ ln -s "$repo/firmware/cmd/uinit" "$ws/alias/uroute-uinit"
 core=github.com/u-root/u-root/cmds/core
 cmds=(
 	./firmware/cmd/ifmgrd ./firmware/cmd/ifctl github.com/uroute/uroute/bbalias/uroute-uinit
-	$core/{init,gosh}
-	$core/{cat,chmod,cp,dd,df,du,find,grep,head,hexdump,ln,ls,mkdir,mv,readlink,rm,sort,sync,tail,tee,touch,wc}
-	$core/{date,dmesg,free,kill,pidof,printenv,ps,seq,sleep,uname,uptime}
-	$core/{insmod,lsmod,mount,rmmod,umount}
-	$core/{ip,ping}
+	"$core"/{init,gosh}
+	"$core"/{cat,chmod,cp,dd,df,du,find,grep,head,hexdump,ln,ls,mkdir,mv,readlink,rm,sort,sync,tail,tee,touch,wc}
+	"$core"/{date,dmesg,free,kill,pidof,printenv,ps,seq,sleep,uname,uptime}
+	"$core"/{insmod,lsmod,mount,rmmod,umount}
+	"$core"/{ip,ping}
 )
 # uinit runs /bin/ifmgrd and /bin/ifctl by path, the tests and the docs
 # type /bin/uroute-uinit: symlinks to the busybox's own links in /bbin.
