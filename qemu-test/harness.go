@@ -126,13 +126,14 @@ func BuildImage(t testing.TB, a Arch, profile string) string {
 
 // BuildImageVariant is BuildImage for a test's image with more in it
 // (qemu.Variant: the crash test's workload command, the upgrade test's
-// trusted key), cached by content like every image.
+// trusted key), cached by content like every image. Every test image also
+// has qemu.TestTools (uroute-probe), which the router's image does not.
 func BuildImageVariant(t testing.TB, a Arch, profile string, v qemu.Variant) string {
 	t.Helper()
 	imageMu.Lock()
 	defer imageMu.Unlock()
 	var log bytes.Buffer
-	img, err := qemu.BuildImageVariant(context.Background(), RepoRoot(), a, profile, v, &log)
+	img, err := qemu.BuildImageVariant(context.Background(), RepoRoot(), a, profile, v.WithTestTools(), &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.Bytes())
 	}

@@ -3,11 +3,12 @@
 #
 #   scripts/build-image.sh ARCH OUT.cpio     ARCH: amd64 | arm64 | armv7 | mipsle
 #
-# The image holds u-root's core commands (one busybox-style binary in /bbin,
-# built by u-root), uroute's own ifmgrd, ifctl and uinit (built separately,
-# in this module, with this module's Go version and dependencies), the board
-# profiles, and /bin/uinit -> uroute-uinit, which u-root's /init runs before
-# it starts the shell. See docs/image.md.
+# The image holds one busybox-style binary, /bbin/bb, built by u-root from
+# uroute's ifmgrd, ifctl and uinit (with this module's dependency versions)
+# and the u-root commands a router needs, with symlinks /bin/ifmgrd,
+# /bin/ifctl and /bin/uroute-uinit; the board profiles; and /bin/uinit ->
+# uroute-uinit, which u-root's /init runs before it starts the shell. See
+# docs/image.md.
 #
 # Environment:
 #   BOARD=NAME      profile to install as /etc/uroute/board.toml
@@ -20,9 +21,9 @@
 #                   out of u-root init's reach (it loads /lib/modules/*.ko
 #                   in name order); uinit loads them in that order
 #   KEEP_TMP=1      keep the work directory and print its path
-#   EXTRA_CMDS="C"  also build these ./firmware/cmd commands into /bin (test
-#                   tools a router does not carry: the crash test's
-#                   uroute-crashload)
+#   EXTRA_CMDS="C"  also build these ./firmware/cmd commands into /bin, each
+#                   a static binary of its own (test tools a router does not
+#                   carry: uroute-probe, the crash test's uroute-crashload)
 #   UPGRADE_KEYS=F  trusted firmware signing keys (hex ed25519 public keys,
 #                   one a line) to install as /etc/uroute/upgrade.pub;
 #                   without it the image refuses every upgrade
@@ -30,7 +31,7 @@
 #
 # u-root is pinned in go.mod (a tool dependency). Same inputs give the same
 # bytes: u-root zeroes the cpio metadata (mtime, uid, inode) and builds with
-# -trimpath and no build ID, and so do we.
+# -trimpath and no build ID, and so do we (EXTRA_CMDS).
 set -euo pipefail
 
 usage() { echo "usage: $0 amd64|arm64|armv7|mipsle OUT.cpio" >&2; exit 2; }
@@ -73,36 +74,82 @@ unset GOOS GOARCH GOARM GOMIPS GO386 GOAMD64 GOARM64
 go build -o "$tmp/u-root" github.com/u-root/u-root
 uroot_dir=$(go list -m -f '{{.Dir}}' github.com/u-root/u-root)
 
-# 2. uroute's programs, for the target, in module mode.
 target_env=(GOOS=linux "GOARCH=$goarch")
 [ -n "$goarm" ] && target_env+=("GOARM=$goarm")
 [ -n "$gomips" ] && target_env+=("GOMIPS=$gomips")
-mkdir -p "$tmp/bin"
-# shellcheck disable=SC2206 # EXTRA_CMDS is a word list
-extra_cmds=(${EXTRA_CMDS:-})
-for cmd in ifmgrd ifctl uinit uroute-probe "${extra_cmds[@]}"; do
-	env "${target_env[@]}" go build -trimpath -ldflags='-s -w -buildid=' \
-		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
-done
 
-# 3. The image. gosh is built with the goshsmall tag: a plain "$ " line
-#    prompt on the tty's own line discipline instead of the full-screen
-#    editor, which at times froze for good when a line arrived while it was
-#    redrawing (seen in about 1 of 35 commands on a serial console with
-#    ifmgrd logging to it). A router's console must not lock up.
-#    u-root builds its core commands from its own module (the
-#    pinned version in the module cache, whose go.mod lists their
-#    dependencies; ours does not), so it runs there, and adds our binaries
-#    and the profiles as plain files.
+# 2. A Go workspace for the busybox build: this module (so ifmgrd, ifctl
+#    and uinit get exactly this module's dependency versions: u-root v0.16.0
+#    is already in our module graph, so the workspace selects the same
+#    versions of everything they import), u-root's module (its commands'
+#    dependencies, which our go.mod does not list), and a one-package alias
+#    module. The busybox names each command after its import path's last
+#    element and picks it by the name it is run as; the router's boot step
+#    is called uroute-uinit (so the flag -uinitcmd makes /bin/uinit), and
+#    typed as such from the shell, which passes the bare name as argv[0]:
+#    github.com/uroute/uroute/bbalias/uroute-uinit is firmware/cmd/uinit
+#    through a symlink, not a copy.
+ws=$tmp/ws
+mkdir -p "$ws/alias"
+sed -e 's#^module .*#module github.com/uroute/uroute/bbalias#' -e '/^tool /d' go.mod > "$ws/alias/go.mod"
+ln -s "$repo/firmware/cmd/uinit" "$ws/alias/uroute-uinit"
+(cd "$ws" && go work init "$repo" "$uroot_dir" ./alias)
+
+# 3. The image: one busybox-style binary, /bbin/bb, one Go runtime for
+#    every command (before, ifmgrd, ifctl and uinit were three more static
+#    binaries, each with its own runtime, reflection and netlink code:
+#    5.9 MB xz with the modules on mipsle; docs/image.md, "Sizes").
+#    Commands: uroute's, and of u-root's only what a router's console and
+#    the boot need:
+#      boot and console   init, gosh
+#      files and flash    cat chmod cp dd df du find grep head hexdump ln ls
+#                         mkdir mv readlink rm sort sync tail tee touch wc
+#      system             date dmesg free kill pidof printenv ps seq sleep
+#                         uname uptime
+#      kernel, mounts     insmod lsmod mount rmmod umount
+#      network            ip ping
+#    Left out: u-root's shutdown and poweroff (they reboot at once, which to
+#    ifmgrd and /data is a power cut: "uroute-uinit shutdown" is the
+#    router's), and what a router has no use for or that drags in much
+#    code: sshd, scp, wget, dhclient, ntpdate, netcat, gpgv, gpt, kexec,
+#    tar, gzip, cpio, more, man, strace and the rest of cmds/core.
+#    gosh is built with the goshsmall tag: a plain "$ " line prompt on the
+#    tty's own line discipline instead of the full-screen editor, which at
+#    times froze for good when a line arrived while it was redrawing (seen
+#    in about 1 of 35 commands on a serial console with ifmgrd logging to
+#    it). A router's console must not lock up.
+#    u-root's defaults stay: -trimpath, stripped, no build ID, and
+#    -gcflags=all=-l (no inlining: 17% smaller, docs/image.md).
+core=github.com/u-root/u-root/cmds/core
+cmds=(
+	./firmware/cmd/ifmgrd ./firmware/cmd/ifctl github.com/uroute/uroute/bbalias/uroute-uinit
+	"$core"/{init,gosh}
+	"$core"/{cat,chmod,cp,dd,df,du,find,grep,head,hexdump,ln,ls,mkdir,mv,readlink,rm,sort,sync,tail,tee,touch,wc}
+	"$core"/{date,dmesg,free,kill,pidof,printenv,ps,seq,sleep,uname,uptime}
+	"$core"/{insmod,lsmod,mount,rmmod,umount}
+	"$core"/{ip,ping}
+)
+# uinit runs /bin/ifmgrd and /bin/ifctl by path, the tests and the docs
+# type /bin/uroute-uinit: symlinks to the busybox's own links in /bbin.
+mkdir -p "$tmp/links"
+for cmd in ifmgrd ifctl uroute-uinit; do
+	ln -s "../bbin/$cmd" "$tmp/links/$cmd"
+done
 files=(
-	-files "$tmp/bin/ifmgrd:bin/ifmgrd"
-	-files "$tmp/bin/ifctl:bin/ifctl"
-	-files "$tmp/bin/uinit:bin/uroute-uinit"
-	-files "$tmp/bin/uroute-probe:bin/uroute-probe"
+	-files "$tmp/links/ifmgrd:bin/ifmgrd"
+	-files "$tmp/links/ifctl:bin/ifctl"
+	-files "$tmp/links/uroute-uinit:bin/uroute-uinit"
 	-files "$profile:etc/uroute/board.toml"
 	-files "$repo/board/profiles:etc/uroute/profiles"
 )
+# Test tools are separate static binaries in /bin, so that a test image's
+# busybox is byte for byte the router's.
+# shellcheck disable=SC2206 # EXTRA_CMDS is a word list
+extra_cmds=(${EXTRA_CMDS:-})
+mkdir -p "$tmp/bin"
 for cmd in "${extra_cmds[@]}"; do
+	env "${target_env[@]}" go build -trimpath -ldflags='-s -w -buildid=' \
+		-o "$tmp/bin/$cmd" "./firmware/cmd/$cmd"
 	files+=(-files "$tmp/bin/$cmd:bin/$cmd")
 done
 if [ -n "${UPGRADE_KEYS:-}" ]; then
@@ -113,19 +160,15 @@ if [ -n "${MODULES_DIR:-}" ]; then
 	[ -f "$MODULES_DIR/load-order" ] || { echo "$0: $MODULES_DIR/load-order missing" >&2; exit 1; }
 	files+=(-files "$MODULES_DIR:lib/modules/uroute")
 fi
-(
-	mkdir -p "$tmp/uroot"
-	cd "$uroot_dir"
-	go mod download
-	env "${target_env[@]}" "$tmp/u-root" \
-		-o "$out" \
-		-tmp-dir "$tmp/uroot" \
-		-skip-ldd \
-		-uinitcmd=/bin/uroute-uinit \
-		-go-build-tags goshsmall \
-		"${files[@]}" \
-		'github.com/u-root/u-root/cmds/core/*'
-) 2> "$tmp/u-root.log" || { cat "$tmp/u-root.log" >&2; exit 1; }
+mkdir -p "$tmp/uroot"
+env "${target_env[@]}" GOWORK="$ws/go.work" "$tmp/u-root" \
+	-o "$out" \
+	-tmp-dir "$tmp/uroot" \
+	-skip-ldd \
+	-uinitcmd=/bin/uroute-uinit \
+	-go-build-tags goshsmall \
+	"${files[@]}" \
+	"${cmds[@]}" 2> "$tmp/u-root.log" || { cat "$tmp/u-root.log" >&2; exit 1; }
 
 case ${COMPRESS:-} in
 "") ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates docs/results.md: runs scripts/bench and scripts/soak (root,
 # throw-away network namespaces, ~40 minutes on a loaded 2-core machine) and
-# writes the page from their output, with the commands, machine and date.
+# scripts/image-sizes.sh, and writes the page from their output, with the
+# commands, machine and date.
 #
 #   scripts/results.sh                 full: N = 100,1000,4000, 5-minute soak
 #   scripts/results.sh -quick          N = 1000, teardown N = 100, 300 events, 2-minute soak
@@ -20,6 +21,10 @@ esac
 if [ "$mode" != -page-only ]; then
 	./scripts/bench -out bench-out "${bench[@]}"
 	./scripts/soak -out soak-out "${soak[@]}" || echo "scripts/results.sh: the soak failed; its failures are on the page" >&2
+	# The initramfs per arch (images cached by content; four builds when
+	# the image's sources changed).
+	./scripts/image-sizes.sh -max-xz 3000000 -json bench-out/image-sizes.json ||
+		echo "scripts/results.sh: the image is over its size target; the page says so" >&2
 fi
 cp soak-out/soak.png docs/results-soak.png 2>/dev/null || true
 cp soak-out/soak.csv docs/results-soak.csv 2>/dev/null || true

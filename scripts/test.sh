@@ -74,9 +74,10 @@ fetch_kernels() {
 	# which a router's image does not carry.
 	EXTRA_MODULES="dm_mod dm_log_writes" ./scripts/fetch-kernel.sh amd64 "$cache/kernel-amd64-dmlog"
 }
-# reproducible: a fresh build of the mipsle image the lifecycle test boots
-# must have the bytes of the cached one (the first build, which the test
-# then reuses). Checked once per set of inputs: a stamp names the image.
+# reproducible: a fresh build of the mipsle router image (the lifecycle
+# test boots it with uroute-probe added, qemu.Variant.WithTestTools) must
+# have the bytes of the cached one. Checked once per set of inputs: a stamp
+# names the image.
 reproducible() {
 	local img fresh=$log/fresh.cpio
 	go build -o "$cache/bin/uroute-image" ./qemu-test/cmd/uroute-image &&
@@ -120,5 +121,10 @@ stage "big-endian MIPS: ifmgr/... and persist under qemu-user" ./scripts/test-mi
 stage "kernels (fetch-kernel.sh, 5 kernels)" fetch_kernels
 stage "the image is reproducible (mipsle, two builds)" reproducible
 stage "the FIT is reproducible (arm64, two builds)" fit_reproducible
+# The router's initramfs fits 8 MB of flash next to a 2.5 MB kernel:
+# mipsle's, without the Debian kernel's modules (a router's kernel has those
+# drivers built in), at most 3 MB xz'd. The image is cached by content.
+stage "the initramfs fits 8 MB of flash (mipsle, <= 3 MB xz, scripts/image-sizes.sh)" \
+	./scripts/image-sizes.sh -max-xz 3000000 mipsle
 stage "Buildroot: check-package, defconfigs, offline malta build" ./scripts/buildroot-check.sh
 stage "QEMU suite (amd64, arm64, armv7, mipsle)" qemu_suite

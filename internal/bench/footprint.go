@@ -12,8 +12,10 @@ import (
 
 // Footprint is ifmgr's cost in flash and memory.
 type Footprint struct {
-	// Binaries: stripped sizes (bytes) by architecture and command, built
-	// as the image builds them (-trimpath -ldflags '-s -w').
+	// Binaries: stripped sizes (bytes) by architecture and command, each
+	// built alone (-trimpath -ldflags '-s -w', as Buildroot's package
+	// does); the u-root image has them as commands of one busybox binary
+	// instead, measured by scripts/image-sizes.sh.
 	Binaries map[string]map[string]int64 `json:"binaries"`
 	RSSIdle  int64                       `json:"rss_idle_bytes"`
 	Managed  int                         `json:"managed"`

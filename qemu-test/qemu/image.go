@@ -132,16 +132,52 @@ type Variant struct {
 	Name  string
 	Env   []string
 	Files []string
+	// NoModules leaves the kernel's modules out: the image a router
+	// whose kernel has those drivers built in would carry, for
+	// scripts/image-sizes.sh. It boots none of the QEMU machines.
+	NoModules bool
+}
+
+// TestTools are the commands every test image carries and a router's
+// does not: uroute-probe (marked frames, background jobs for VM.Spawn).
+// build-image.sh builds them as binaries of their own, so that a test
+// image's busybox is the router's, byte for byte.
+var TestTools = []string{"uroute-probe"}
+
+// WithTestTools is v with TestTools added to its EXTRA_CMDS, named "test"
+// when v has no name.
+func (v Variant) WithTestTools() Variant {
+	w := v
+	w.Env = nil
+	extra := strings.Join(TestTools, " ")
+	for _, e := range v.Env {
+		if cmds, ok := strings.CutPrefix(e, "EXTRA_CMDS="); ok {
+			extra = strings.TrimSpace(extra + " " + cmds)
+			continue
+		}
+		w.Env = append(w.Env, e)
+	}
+	w.Env = append(w.Env, "EXTRA_CMDS="+extra)
+	if w.Name == "" {
+		w.Name = "test"
+	}
+	return w
 }
 
 // key is ImageKey extended by the variant (ImageKey itself for none).
 func (v Variant) key(repo string, m Machine, profile, modules string) (string, error) {
+	if v.NoModules {
+		modules = ""
+	}
 	key, err := ImageKey(repo, m, profile, modules)
-	if err != nil || (v.Name == "" && len(v.Env) == 0 && len(v.Files) == 0) {
+	if err != nil || (v.Name == "" && len(v.Env) == 0 && len(v.Files) == 0 && !v.NoModules) {
 		return key, err
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", key, v.Name)
+	if v.NoModules {
+		fmt.Fprintf(h, "no modules\x00")
+	}
 	for _, e := range v.Env {
 		fmt.Fprintf(h, "env %s\x00", e)
 	}
@@ -156,19 +192,37 @@ func (v Variant) key(repo string, m Machine, profile, modules string) (string, e
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// fileName is the variant's part of its images' file names.
+func (v Variant) fileName() string {
+	if v.NoModules {
+		return strings.TrimPrefix(v.Name+"-nomodules", "-")
+	}
+	return v.Name
+}
+
+// KeyPath is the variant's image key and where BuildImageVariant keeps
+// its image, without building it.
+func (v Variant) KeyPath(repo string, m Machine, profile string) (key, path string, err error) {
+	key, err = v.key(repo, m, profile, filepath.Join(m.KernelDir(), "modules"))
+	if err != nil {
+		return "", "", err
+	}
+	return key, imagePath(m, profile, v.fileName(), key), nil
+}
+
 // BuildImageVariant is BuildImage for an image with more in it (Variant),
 // cached the same way under its own name.
 func BuildImageVariant(ctx context.Context, repo string, m Machine, profile string, v Variant, log io.Writer) (Image, error) {
 	start := time.Now()
 	modules := filepath.Join(m.KernelDir(), "modules")
-	if _, err := os.Stat(filepath.Join(modules, "load-order")); err != nil {
+	if _, err := os.Stat(filepath.Join(modules, "load-order")); err != nil && !v.NoModules {
 		return Image{}, fmt.Errorf("kernel modules: %w (scripts/fetch-kernel.sh %s %s)", err, m.Name, m.KernelDir())
 	}
 	key, err := v.key(repo, m, profile, modules)
 	if err != nil {
 		return Image{}, err
 	}
-	img := Image{Path: imagePath(m, profile, v.Name, key), Key: key}
+	img := Image{Path: imagePath(m, profile, v.fileName(), key), Key: key}
 	dir, name := filepath.Split(img.Path)
 	prefix := name[:len(name)-len(key[:16])-len(".cpio")]
 	if _, err := os.Stat(img.Path); err == nil {
@@ -181,6 +235,9 @@ func BuildImageVariant(ctx context.Context, repo string, m Machine, profile stri
 	tmp := img.Path + fmt.Sprintf(".tmp%d", os.Getpid())
 	cmd := exec.CommandContext(ctx, filepath.Join(repo, "scripts", "build-image.sh"), m.Name, tmp)
 	cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR="+modules)
+	if v.NoModules {
+		cmd.Env = append(os.Environ(), "BOARD_FILE="+profile, "MODULES_DIR=")
+	}
 	cmd.Env = append(cmd.Env, v.Env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Run(); err != nil {

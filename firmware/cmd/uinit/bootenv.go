@@ -259,11 +259,7 @@ func bootCheck(b abBoot, out io.Writer, exits <-chan error) {
 		}
 		if trial && (failures >= trialMaxExits || time.Since(start) > trialDeadline) {
 			fmt.Fprintf(out, "uinit: boot: trial of slot %s failed (%v); rebooting so that U-Boot counts the attempt\n", b.Slot, last)
-			self, err := os.Executable()
-			if err != nil {
-				self = "/bin/uroute-uinit"
-			}
-			cmd := exec.Command(self, "shutdown", "-r")
+			cmd := exec.Command(selfPath(), "shutdown", "-r")
 			cmd.Stdout, cmd.Stderr = out, out
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 			if err := cmd.Start(); err != nil {

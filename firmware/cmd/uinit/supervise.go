@@ -18,10 +18,7 @@ import (
 // session, writing to out, and does not wait for it. When uinit returns,
 // the supervisor is re-parented to init, which reaps it.
 func startSupervisor(argv []string, out io.Writer) error {
-	self, err := os.Executable()
-	if err != nil {
-		self = "/bin/uinit"
-	}
+	self := selfPath()
 	args := append([]string{"supervise", "-boot-check", "--"}, argv...)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout = out
@@ -32,6 +29,23 @@ func startSupervisor(argv []string, out io.Writer) error {
 		return err
 	}
 	return cmd.Process.Release()
+}
+
+// selfPath is the path that runs uinit again. In the image uinit is one
+// command of a busybox-style binary (/bbin/bb) that picks the command by the
+// name it is started as, so /proc/self/exe, the shared binary, would start
+// none: argv[0] names it (the busybox resolves it to its last symlink,
+// /bbin/uroute-uinit, when started by path; a bare name from the shell is
+// found on $PATH, as the shell found it). A standalone build (Buildroot, the
+// tests) runs as itself either way.
+func selfPath() string {
+	if p, err := exec.LookPath(os.Args[0]); err == nil {
+		return p
+	}
+	if p, err := os.Executable(); err == nil {
+		return p
+	}
+	return "/bin/uroute-uinit"
 }
 
 // policy is how the supervisor restarts its program.

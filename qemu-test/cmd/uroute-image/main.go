@@ -2,11 +2,12 @@
 // cache ($UROUTE_CACHE/images; see qemu.BuildImage), building it first
 // unless an image with the same inputs is there:
 //
-//	uroute-image [-key] ARCH PROFILE.toml
+//	uroute-image [-key] [-no-modules] ARCH PROFILE.toml
 //
 // The kernel modules are those of ARCH's cached kernel
-// ($UROUTE_CACHE/kernel-ARCH). With -key it prints the key and path
-// without building. scripts/test.sh uses it so that an image is built once
+// ($UROUTE_CACHE/kernel-ARCH); -no-modules leaves them out (the image of a
+// router whose kernel has those drivers built in; scripts/image-sizes.sh
+// measures it). With -key it prints the key and path without building. scripts/test.sh uses it so that an image is built once
 // per set of inputs, not once per run. Run it from the repository root.
 package main
 
@@ -22,9 +23,10 @@ import (
 
 func main() {
 	keyOnly := flag.Bool("key", false, "print the key and the path, build nothing")
+	noModules := flag.Bool("no-modules", false, "leave the kernel's modules out")
 	flag.Parse()
 	if flag.NArg() != 2 {
-		fmt.Fprintln(os.Stderr, "usage: uroute-image [-key] ARCH PROFILE.toml")
+		fmt.Fprintln(os.Stderr, "usage: uroute-image [-key] [-no-modules] ARCH PROFILE.toml")
 		os.Exit(2)
 	}
 	m, err := qemu.MachineByName(flag.Arg(0))
@@ -35,15 +37,16 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	v := qemu.Variant{NoModules: *noModules}
 	if *keyOnly {
-		key, err := qemu.ImageKey(".", m, profile, filepath.Join(m.KernelDir(), "modules"))
+		key, path, err := v.KeyPath(".", m, profile)
 		if err != nil {
 			fail(err)
 		}
-		fmt.Println(key, qemu.ImagePath(m, profile, key))
+		fmt.Println(key, path)
 		return
 	}
-	img, err := qemu.BuildImage(context.Background(), ".", m, profile, os.Stderr)
+	img, err := qemu.BuildImageVariant(context.Background(), ".", m, profile, v, os.Stderr)
 	if err != nil {
 		fail(err)
 	}
