@@ -39,10 +39,10 @@ type env struct {
 	db     string
 	socket string
 	group  uint32
-	config string        // board profile, if any
-	watch  int           // watcher receive buffer, 0 = default
-	logOut io.Writer     // the daemon's log also goes here, if set
-	retry  time.Duration // backoff of refused actions (min = max), 0 = default
+	config string                          // board profile, if any
+	watch  int                             // watcher receive buffer, 0 = default
+	logOut io.Writer                       // the daemon's log also goes here, if set
+	retry  time.Duration                   // backoff of refused actions (min = max), 0 = default
 	kernel func(ifmgr.Kernel) ifmgr.Kernel // wraps the daemon's kernel Conn, if set
 	cancel context.CancelFunc
 	done   chan error
