@@ -88,37 +88,24 @@ func (e *env) injectFaults() *faultKernel {
 	return k
 }
 
-// checkDBMatchesKernel stops the daemon and compares its DB file with the
-// kernel: every owned link has its record, every record of an interface
-// asked for by name has its link (profile reservations may be absent).
+// checkDBMatchesKernel checks the chain kernel = daemon = DB: the daemon's
+// list and the kernel's owned links agree (checkAgree), then, the daemon
+// stopped, its DB file holds exactly the records the list showed: nothing
+// committed that the daemon did not make, nothing it confirmed lost.
 func (e *env) checkDBMatchesKernel() {
 	e.t.Helper()
+	want := map[string]bool{}
+	for _, in := range e.checkAgree() {
+		want[in.Identity] = true
+	}
 	e.stop()
-	recs := map[string]bool{}
+	got := map[string]bool{}
 	for _, key := range dbRecords(e.t, e.db) {
-		recs[key] = true
+		got[key] = true
 	}
-	owned := kernelOwned(e.t, e.group)
-	for name := range owned {
-		if !recs["name="+name] && !recordOfProfile(recs) {
-			e.t.Errorf("kernel has %s, the DB has no record of it (records %v)", name, keys(recs))
-		}
+	if a, b := keys(got), keys(want); !slices.Equal(a, b) {
+		e.t.Errorf("DB records %v, the daemon (agreeing with the kernel) had %v", a, b)
 	}
-	for key := range recs {
-		name, ok := strings.CutPrefix(key, "name=")
-		if ok && owned[name].Name == "" {
-			e.t.Errorf("DB records %s, the kernel has no such link: an allocation committed that was never made", name)
-		}
-	}
-}
-
-func recordOfProfile(recs map[string]bool) bool {
-	for k := range recs {
-		if strings.HasPrefix(k, "rule=") {
-			return true
-		}
-	}
-	return false
 }
 
 func keys(m map[string]bool) []string {
