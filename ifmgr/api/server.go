@@ -373,26 +373,21 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 	}
 }
 
-// shutdownGrace bounds how long a closing connection is written to and
-// read from at shutdown, so a peer that neither reads nor closes cannot
-// hold the daemon up.
+// shutdownGrace bounds how long the closing answer may take to write at
+// shutdown, so a peer that does not read cannot hold the daemon up.
 const shutdownGrace = time.Second
 
 // tellClosed is the last word on a connection at shutdown: an ErrClosed
 // answer (the request it sent or is sending is not served; a peer that was
-// idle reads it as the answer to whatever it sends next), then a lingering
-// close. Closing a Unix socket with unread input resets the peer
-// (ECONNRESET) and may destroy the answer before it is read; so the write
-// side is shut first and the input read until the peer closes.
+// idle reads it as the answer to whatever it sends next), then the close.
+// Closing a Unix socket with unread input resets the peer (ECONNRESET), but
+// only after the data already queued for it: the answer is read first,
+// which is the promise. No lingering read, so shutdown never waits on a
+// peer that keeps its connection open.
 func tellClosed(c *net.UnixConn) {
 	defer c.Close()
 	c.SetWriteDeadline(time.Now().Add(shutdownGrace))
-	if json.NewEncoder(c).Encode(ErrorResponse(ifmgr.ErrClosed)) != nil {
-		return
-	}
-	c.CloseWrite()
-	c.SetReadDeadline(time.Now().Add(shutdownGrace))
-	io.Copy(io.Discard, c)
+	json.NewEncoder(c).Encode(ErrorResponse(ifmgr.ErrClosed))
 }
 
 // answerBacklog runs once at shutdown. shutdown(2) of the listener's read
