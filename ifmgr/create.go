@@ -83,6 +83,7 @@ func (m *Manager) afterExists(e *entry, t *txn) error {
 	// EEXIST: either the name was taken behind our back, or (VLAN) the vid
 	// already exists on the parent. Only the kernel knows which.
 	exists := m.nameExists(name)
+	inDoubt := false
 	if l, seen := m.links.named(name); exists && seen {
 		if m.owned(l, e.cloner) {
 			// Ours, unknown to the tables: e must not take it over (its
@@ -97,14 +98,28 @@ func (m *Manager) afterExists(e *entry, t *txn) error {
 		// The name was there a moment ago (or the kernel could not say):
 		// hold the unit, which is safe; reusing a taken one is not. The
 		// next event or resync releases it if the name is free.
+		inDoubt = true
 		m.drop(e, t, "name taken by a foreign interface while creating")
 		if err := m.alloc[e.cloner.Name].Hold(e.rec.Unit); err != nil {
 			m.log.Error("mark unit held", "name", name, "err", err)
 		}
 	}
 	m.log.Info("name taken by another interface while creating", "name", name)
+	if inDoubt {
+		return fmt.Errorf("%s: %w (%w)", name, ErrNameTaken, errNameInDoubt)
+	}
 	return fmt.Errorf("%s: %w", name, ErrNameTaken)
 }
+
+// errNameInDoubt marks an ErrNameTaken whose taker the kernel did not show
+// when asked right after its EEXIST: a foreign link gone at once, or a
+// kernel answering EEXIST for a free name. createBatch moves a wildcard
+// create on to another unit only maxInDoubt times for it: a kernel that
+// keeps doing it made one create walk all 32768 units, one DB commit each
+// (6m45s with the owner busy; TestKernelAnswersEEXISTFalsely).
+var errNameInDoubt = errors.New("the kernel then showed no link of that name")
+
+const maxInDoubt = 8
 
 // nameExists asks the kernel, not our cache: after EEXIST the cache is
 // exactly what is in doubt. A link found is observed, so its later removal

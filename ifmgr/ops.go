@@ -19,6 +19,7 @@ type createOp struct {
 	parent   kernel.Link
 	vid      uint16
 	e        *entry // once allocated
+	inDoubt  int    // EEXISTs for names the kernel then showed free
 }
 
 // parseCreate turns a request into an op without touching any state, so bad
@@ -157,6 +158,12 @@ func (m *Manager) createBatch(reqs []*request) {
 			case err == nil:
 				op.req.answer(response{info: m.info(op.e)})
 			case errors.Is(err, ErrNameTaken) && !op.specific:
+				if errors.Is(err, errNameInDoubt) {
+					if op.inDoubt++; op.inDoubt == maxInDoubt {
+						op.req.answer(response{err: fmt.Errorf("%w: create answered EEXIST (file exists) for %d names in a row that it then showed free; last: %v", ErrKernel, op.inDoubt, err)})
+						continue
+					}
+				}
 				pending = append(pending, op)
 			default:
 				op.req.answer(response{err: err})

@@ -26,12 +26,7 @@ import (
 // limits a package to the tests the guest can run; the others run on the
 // host (qemu-test/README.md, the kernel tests inside the guests says which and why).
 var guestPackages = []guestPackage{
-	// TestWatchOverrun needs nothing the host lacks and runs there; in the
-	// guests it hung in 3 of 11 runs (no event and no second ENOBUFS for 2
-	// minutes after the first overrun, armv7, mipsle, arm64: an open
-	// finding, qemu-test/README.md), which would make CI flaky until it is
-	// understood.
-	{Pkg: "ifmgr/kernel", Skip: "^TestWatchOverrun$"},
+	{Pkg: "ifmgr/kernel"},
 	{Pkg: "ifmgr/ifname"},
 	// The daemon's other tests call iproute2's ip (-batch, link delete
 	// group, veths with groups) and the image has only u-root's: they run

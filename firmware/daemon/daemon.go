@@ -49,6 +49,9 @@ type Options struct {
 	Ready func()
 
 	statfs statfsFunc // nil = unix.Statfs; tests fake the DB's file system
+	// wrapKernel, if set (tests), wraps the real rtnetlink Conn the owner
+	// uses, to inject kernel refusals with the real kernel behind them.
+	wrapKernel func(ifmgr.Kernel) ifmgr.Kernel
 }
 
 // ParseFlags reads ifmgrd's command line. Usage errors are reported with
@@ -156,8 +159,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer conn.Close()
 
+	var k ifmgr.Kernel = conn
+	if o.wrapKernel != nil {
+		k = o.wrapKernel(conn)
+	}
 	m, err := ifmgr.New(ifmgr.Config{
-		Kernel:     conn,
+		Kernel:     k,
 		Store:      ifStore,
 		Watcher:    watcher,
 		Cloners:    cloners,

@@ -39,10 +39,11 @@ type env struct {
 	db     string
 	socket string
 	group  uint32
-	config string        // board profile, if any
-	watch  int           // watcher receive buffer, 0 = default
-	logOut io.Writer     // the daemon's log also goes here, if set
-	retry  time.Duration // backoff of refused actions (min = max), 0 = default
+	config string                          // board profile, if any
+	watch  int                             // watcher receive buffer, 0 = default
+	logOut io.Writer                       // the daemon's log also goes here, if set
+	retry  time.Duration                   // backoff of refused actions (min = max), 0 = default
+	kernel func(ifmgr.Kernel) ifmgr.Kernel // wraps the daemon's kernel Conn, if set
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -75,7 +76,7 @@ func (e *env) start() {
 		// thousands of bridges (an rcu_barrier per bridge): wait it out.
 		RequestTimeout: 10 * time.Minute, Config: e.config, WatchBuffer: e.watch,
 		RetryMin: e.retry, RetryMax: e.retry,
-		Logger: testLogger(e.logOut), Ready: func() { close(ready) }}
+		Logger: testLogger(e.logOut), Ready: func() { close(ready) }, wrapKernel: e.kernel}
 	go func() { e.done <- Run(ctx, o) }()
 	select {
 	case <-ready:

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -96,16 +98,23 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 	tab := &connTable{conns: map[*peer]bool{}, max: maxConns, log: log}
 
 	stop := make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		select {
 		case <-ctx.Done():
+			// Every client taken in gets an answer: refuse new connects
+			// first, then answer those already queued (closing a listener
+			// resets them), then close.
+			s.answerBacklog(ln, &wg, log)
 		case <-stop:
 		}
 		ln.Close()
-		tab.wakeAll() // idle readers return; busy ones finish their request
+		tab.wakeAll() // idle readers answer closed; busy ones finish their request first
 	}()
 	defer func() {
 		close(stop)
+		<-stopped // no wg.Add after this
 		wg.Wait()
 	}()
 
@@ -122,7 +131,11 @@ func (s *Server) Serve(ctx context.Context, ln *net.UnixListener) error {
 			return fmt.Errorf("accept: %w", err)
 		}
 		if !tab.makeRoom(ctx, slots) {
-			c.Close()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tellClosed(c)
+			}()
 			return nil
 		}
 		p := tab.add(c)
@@ -154,6 +167,21 @@ type connTable struct {
 	max     int
 	log     *slog.Logger
 	evicted int // since the socket last filled up; 0 = not under pressure
+	peek    [MaxRequestSize + 1]byte
+}
+
+// requestQueued reports whether a complete request line waits unread in
+// c's socket (peeked, not consumed).
+func requestQueued(c *net.UnixConn, buf []byte) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	raw.Control(func(fd uintptr) {
+		n, _, err = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	})
+	return err == nil && bytes.IndexByte(buf[:max(n, 0)], '\n') >= 0
 }
 
 func (t *connTable) add(c *net.UnixConn) *peer {
@@ -180,36 +208,60 @@ func (t *connTable) remove(p *peer) {
 // longest-waiting connection if none is free. It returns false if ctx ends
 // first.
 func (t *connTable) makeRoom(ctx context.Context, slots chan struct{}) bool {
-	select {
-	case slots <- struct{}{}:
-		return true
-	default:
-	}
-	t.evictLongestIdle()
-	// The evicted handler (or, if all were busy, the first to finish its
-	// request) frees a slot.
-	select {
-	case slots <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
+	for {
+		select {
+		case slots <- struct{}{}:
+			return true
+		default:
+		}
+		t.evictLongestIdle()
+		// The evicted handler (or, if all were busy, the first to finish
+		// its request) frees a slot; or, all idle ones being younger than
+		// minIdle, one of them ages into a victim.
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-time.After(minIdle / 4):
+		}
 	}
 }
+
+// minIdle is how long a connection must have waited for its request before
+// it may be evicted: a client that just connected and is about to write is
+// not idle (a burst of hundreds of concurrent clients, each connecting and
+// then writing, otherwise evicts its own members).
+const minIdle = time.Second
 
 func (t *connTable) evictLongestIdle() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var victim *peer
+	var idle []*peer
+	young := time.Now().Add(-minIdle)
 	for p := range t.conns {
-		if p.evicted || p.waitingSince.IsZero() {
+		if p.evicted {
+			return // its slot is on its way back: one eviction at a time
+		}
+		if p.waitingSince.IsZero() || p.waitingSince.After(young) {
 			continue
 		}
-		if victim == nil || p.waitingSince.Before(victim.waitingSince) {
+		idle = append(idle, p)
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].waitingSince.Before(idle[j].waitingSince) })
+	var victim *peer
+	for _, p := range idle {
+		// A connection whose whole request already waits in its socket
+		// is not idle: its handler just has not read it yet (a burst of
+		// new clients; found by TestSIGTERMAnswersEveryClient, where 500
+		// concurrent creates were answered "idle" by the hundred).
+		if !requestQueued(p.c, t.peek[:]) {
 			victim = p
+			break
 		}
 	}
 	if victim == nil {
-		return // every connection is serving a request: wait for one
+		return // every connection is serving a request or new: wait
 	}
 	if t.evicted == 0 {
 		t.log.Warn("control socket full: closing the longest-idle connections to serve new clients (a client leaking connections?)",
@@ -288,6 +340,7 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 	br := bufio.NewReaderSize(c, 512)
 	for {
 		if ctx.Err() != nil {
+			tellClosed(c)
 			return
 		}
 		if !p.table.await(p, idle) {
@@ -300,8 +353,11 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 			return
 		}
 		if err != nil {
-			if p.table.wasEvicted(p) {
+			switch {
+			case p.table.wasEvicted(p):
 				s.tellEvicted(p)
+			case ctx.Err() != nil && !errors.Is(err, io.EOF):
+				tellClosed(c) // woken for shutdown, maybe half-way through a request
 			}
 			return // EOF, idle timeout, eviction or shutdown
 		}
@@ -314,6 +370,71 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 		if err := enc.Encode(s.dispatch(req)); err != nil {
 			return
 		}
+	}
+}
+
+// shutdownGrace bounds how long the closing answer may take to write at
+// shutdown, so a peer that does not read cannot hold the daemon up.
+const shutdownGrace = time.Second
+
+// tellClosed is the last word on a connection at shutdown: an ErrClosed
+// answer (the request it sent or is sending is not served; a peer that was
+// idle reads it as the answer to whatever it sends next), then the close.
+// Closing a Unix socket with unread input resets the peer (ECONNRESET), but
+// only after the data already queued for it: the answer is read first,
+// which is the promise. No lingering read, so shutdown never waits on a
+// peer that keeps its connection open.
+func tellClosed(c *net.UnixConn) {
+	defer c.Close()
+	c.SetWriteDeadline(time.Now().Add(shutdownGrace))
+	json.NewEncoder(c).Encode(ErrorResponse(ifmgr.ErrClosed))
+}
+
+// answerBacklog runs once at shutdown. shutdown(2) of the listener's read
+// side makes the kernel refuse new connects (ECONNREFUSED: never taken in,
+// the client knows to retry), while the connections it already queued can
+// still be accepted: each is answered closed (tellClosed), in a goroutine
+// counted in wg. Without this, closing the listener resets every queued
+// client.
+func (s *Server) answerBacklog(ln *net.UnixListener, wg *sync.WaitGroup, log *slog.Logger) {
+	raw, err := ln.SyscallConn()
+	if err != nil {
+		return
+	}
+	var serr error
+	raw.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_RD) })
+	if serr != nil {
+		log.Warn("control socket: refusing new clients at shutdown", "err", serr)
+	}
+	answered := 0
+	for {
+		nfd := -1
+		raw.Control(func(fd uintptr) {
+			for {
+				nfd, _, serr = unix.Accept4(int(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+				if serr != unix.EINTR {
+					return
+				}
+			}
+		})
+		if serr != nil {
+			break // EAGAIN: the queue is empty
+		}
+		f := os.NewFile(uintptr(nfd), "control connection")
+		fc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			continue
+		}
+		answered++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tellClosed(fc.(*net.UnixConn))
+		}()
+	}
+	if answered > 0 {
+		log.Info("control socket: queued clients answered closed at shutdown", "clients", answered)
 	}
 }
 

@@ -82,6 +82,9 @@ type Watcher struct {
 	nl     *netlink.Conn
 	closed atomic.Bool
 	rcvbuf int
+	// overrun: an ENOBUFS was read and the queue is not yet drained (see
+	// drainOverrun); only the Receive goroutine touches it.
+	overrun bool
 }
 
 // Watch opens the notification socket: joins RTNLGRP_LINK and sets the
@@ -143,7 +146,9 @@ func (w *Watcher) ReadBuffer() int { return w.rcvbuf }
 // Receive blocks until at least one event is available and returns the
 // events of one datagram, in order. An overrun (ENOBUFS) and an undecodable
 // message each become one EventResync, not an error; the Watcher stays
-// usable. Receive returns an error wrapping ErrClosed after Close, and other
+// usable. The overrun's resync comes only once the socket's queue is
+// drained (drainOverrun), so a dump made on it sees every change whose
+// event was lost. Receive returns an error wrapping ErrClosed after Close, and other
 // socket errors as they come (the Watcher may then still be used).
 // RTM_NEWLINK/RTM_DELLINK of family AF_UNSPEC are EventNew/EventDel. Those
 // of family AF_BRIDGE, the bridge's per-port (and, for its own side,
@@ -163,13 +168,17 @@ func (w *Watcher) Receive() ([]Event, error) {
 		if w.closed.Load() {
 			return nil, ErrClosed
 		}
+		if w.overrun {
+			return w.drainOverrun()
+		}
 		msgs, err := w.nl.Receive()
 		if err != nil {
 			if w.closed.Load() {
 				return nil, fmt.Errorf("receive link events: %w (%v)", ErrClosed, err)
 			}
 			if errors.Is(err, unix.ENOBUFS) {
-				return []Event{{Type: EventResync, Reason: "receive buffer overrun (ENOBUFS): link events lost"}}, nil
+				w.overrun = true
+				return w.drainOverrun()
 			}
 			var serr *os.SyscallError
 			if errors.As(err, &serr) || errors.Is(err, os.ErrClosed) {
@@ -183,6 +192,62 @@ func (w *Watcher) Receive() ([]Event, error) {
 			return evs, nil
 		}
 	}
+}
+
+// overrunDrainMax bounds the datagrams one Receive discards after an
+// overrun, so that a flood that never pauses still yields a resync now and
+// then; the drain goes on in the next Receive.
+const overrunDrainMax = 4096
+
+// drainOverrun discards what the socket has queued, without blocking, and
+// returns the overrun's resync once the queue was found empty.
+//
+// Why not report the resync at once: after an overrun the kernel marks the
+// socket congested and drops every later notification WITHOUT another
+// ENOBUFS until a receive finds the queue empty (af_netlink.c:
+// netlink_overrun sets NETLINK_S_CONGESTED and sk_err once; only
+// netlink_rcv_wake, on an empty queue, clears it). A resync reported while
+// stale messages were still queued let the receiver dump too early, and a
+// change made between that dump and the end of the drain was lost silently:
+// no event until the periodic resync (TestWatchResyncAfterDrain; the
+// TestWatchOverrun hangs in the TCG guests). The empty read that ends the
+// drain clears the congestion, so from the resync on every change is
+// either delivered or reported by a new ENOBUFS. The discarded messages
+// are older than the dump the resync asks for, which covers them.
+func (w *Watcher) drainOverrun() ([]Event, error) {
+	const reason = "receive buffer overrun (ENOBUFS): link events lost"
+	rc, err := w.nl.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("receive link events: %w", err)
+	}
+	var buf [64]byte // MSG_TRUNC: the datagram is consumed whatever its size
+	for range overrunDrainMax {
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			for {
+				_, _, rerr = unix.Recvfrom(int(fd), buf[:], unix.MSG_DONTWAIT|unix.MSG_TRUNC)
+				if rerr != unix.EINTR {
+					return true // never wait in the poller: EAGAIN ends the drain
+				}
+			}
+		})
+		switch {
+		case w.closed.Load():
+			return nil, fmt.Errorf("receive link events: %w", ErrClosed)
+		case err != nil:
+			return nil, fmt.Errorf("receive link events: %w", err)
+		case rerr == unix.EAGAIN:
+			w.overrun = false
+			return []Event{{Type: EventResync, Reason: reason}}, nil
+		case rerr == unix.ENOBUFS:
+			// Overrun again while draining: the same resync covers it.
+		case rerr != nil:
+			return nil, fmt.Errorf("receive link events: drain after overrun: %w", os.NewSyscallError("recvfrom", rerr))
+		}
+	}
+	// Still not empty: report now (the receiver's dump is not yet final),
+	// and drain on in the next Receive, which reports again.
+	return []Event{{Type: EventResync, Reason: reason + " (a flood: still draining)"}}, nil
 }
 
 // eventsOf turns one datagram's messages into events.
