@@ -24,7 +24,7 @@ import (
 type faultKernel struct {
 	ifmgr.Kernel
 	mu       sync.Mutex
-	create   syscall.Errno // refuse CreateBridge with this, 0 = none
+	create   syscall.Errno // refuse CreateBridgeWith with this, 0 = none
 	creates  int           // how many more creates to refuse; <0 = all
 	master   syscall.Errno // refuse SetMaster (joins; releases pass) with this
 	injected map[string]int
@@ -57,7 +57,7 @@ func refusal(errno syscall.Errno, format string, args ...any) error {
 	return fmt.Errorf("%s: %w", what, oe)
 }
 
-func (k *faultKernel) CreateBridge(name string, group uint32) (kernel.Link, error) {
+func (k *faultKernel) CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error) {
 	k.mu.Lock()
 	errno := k.create
 	if errno != 0 && k.creates != 0 {
@@ -67,7 +67,7 @@ func (k *faultKernel) CreateBridge(name string, group uint32) (kernel.Link, erro
 		return kernel.Link{}, refusal(errno, "create bridge %q", name)
 	}
 	k.mu.Unlock()
-	return k.Kernel.CreateBridge(name, group)
+	return k.Kernel.CreateBridgeWith(name, group, opt)
 }
 
 func (k *faultKernel) SetMaster(index, master uint32) error {
