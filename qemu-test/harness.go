@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,6 +116,32 @@ func Requirements(t testing.TB, a Arch) (kernel string) {
 // imageMu serializes image builds: each one is a full u-root build.
 var imageMu sync.Mutex
 
+// lockImageBuilds serializes image builds across processes as imageMu does
+// within one: scripts/test.sh runs two QEMU lanes (two go test processes)
+// at once, and both need some of the same images. Holding the lock through
+// the cache look-up, the second one finds the image the first built
+// instead of building it again. The returned func releases it.
+func lockImageBuilds(t testing.TB) func() {
+	t.Helper()
+	dir := filepath.Join(CacheDir(), "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, ".build.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("lock %s: %v", f.Name(), err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Logf("waited %v for another process's image build", waited.Round(100*time.Millisecond))
+	}
+	return func() { f.Close() } // closing the file drops the lock
+}
+
 // BuildImage is the arch's image with the board profile at profile and
 // the cached kernel's modules (qemu.BuildImage: scripts/build-image.sh,
 // cached in $UROUTE_CACHE/images by a hash of every input, so a rerun
@@ -132,6 +159,7 @@ func BuildImageVariant(t testing.TB, a Arch, profile string, v qemu.Variant) str
 	t.Helper()
 	imageMu.Lock()
 	defer imageMu.Unlock()
+	defer lockImageBuilds(t)()
 	var log bytes.Buffer
 	img, err := qemu.BuildImageVariant(context.Background(), RepoRoot(), a, profile, v.WithTestTools(), &log)
 	if err != nil {

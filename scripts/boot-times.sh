@@ -47,7 +47,8 @@ function at(line, name,   r) {
 	if (kt >= 0 && ut >= 0) note(arch, "init", ut - kt)
 	if (ut >= 0 && st >= 0) note(arch, "shell", st - ut)
 }
-/: shell ready .*, profile converged / {
+# "ARCH: shell ready" is TestLifecycle (the TestBuildroot line names no arch)
+/ [a-z0-9]+: shell ready .*, profile converged / {
 	line = $0
 	arch = line; sub(/: shell ready.*/, "", arch); sub(/.* /, "", arch)
 	r = line; sub(/.*shell ready /, "", r); sub(/,.*/, "", r)

@@ -105,6 +105,10 @@ keep_empty = true
 	// The burst of 2060 links and their events takes the daemon a while
 	// (longer on a loaded machine); then it must fall quiet. Measure quiet
 	// windows until one is (a spinning daemon never is), and report each.
+	// Quiet is both: the burst's last events (a peer's carrier coming up
+	// late on a loaded host) change a refused join's grounds, and its one
+	// retry is logged once, which is right; CPU alone was seen quiet in
+	// such a window (a run at load 25 on 2 cores: 30 ms, 2 lines).
 	const window, quietCPU = 3 * time.Second, 300 * time.Millisecond
 	var cpu time.Duration
 	var lines int64
@@ -115,7 +119,7 @@ keep_empty = true
 		st := e.status()
 		t.Logf("window %d with %d of %d ports in %s: the daemon used %v CPU (%.0f%% of a core) and logged %d lines (%.0f/s); event queue %d, resyncs %v",
 			attempt, maxPorts, ports, bridge, cpu, 100*cpu.Seconds()/window.Seconds(), lines, float64(lines)/window.Seconds(), st.EventDepth, st.Resyncs)
-		if cpu <= quietCPU || attempt == 20 {
+		if (cpu <= quietCPU && lines == 0) || attempt == 20 {
 			break
 		}
 	}

@@ -171,6 +171,9 @@ func (s *soak) run(bin, work string, duration, every time.Duration, sum *Summary
 	if err := s.converged(); err != nil {
 		return err
 	}
+	if err := s.fillReservations(); err != nil {
+		return err
+	}
 	s.start = time.Now()
 	first, err := s.sample()
 	if err != nil {
@@ -274,6 +277,10 @@ func (s *soak) cycle() error {
 		}
 	}
 	if i := s.pick(true); i >= 0 { // rename: same hardware, new name
+		// Down for the rename (the kernel refuses to rename a running
+		// link) and up again, as udev or an operator would: ifmgrd
+		// brings a port up only when it takes it in, and respects an
+		// operator's down after that (plan.BringUp).
 		old, name := s.name[i], s.fresh()
 		if err := s.ip("link", "set", old, "down"); err != nil {
 			return err
@@ -282,6 +289,9 @@ func (s *soak) cycle() error {
 			return err
 		}
 		s.name[i] = name
+		if err := s.ip("link", "set", name, "up"); err != nil {
+			return err
+		}
 	}
 	plugged := 0
 	for _, n := range s.name {
@@ -311,8 +321,7 @@ func (s *soak) cycle() error {
 
 	s.newIDs++
 	name := s.fresh()
-	mac := fmt.Sprintf("02:5b:%02x:%02x:%02x:%02x", s.newIDs>>24&0xff, s.newIDs>>16&0xff, s.newIDs>>8&0xff, s.newIDs&0xff)
-	if err := s.ip("link", "add", name, "address", mac, "type", "veth", "peer", "name", "sp"+strings.TrimPrefix(name, "lan")); err != nil {
+	if err := s.ip("link", "add", name, "address", s.newMAC(), "type", "veth", "peer", "name", "sp"+strings.TrimPrefix(name, "lan")); err != nil {
 		return err
 	}
 	if err := s.convergedWith(name); err != nil {
@@ -328,37 +337,85 @@ func (s *soak) cycle() error {
 	return nil
 }
 
-func (s *soak) converged() error { return s.convergedWith("") }
+// fillReservations plugs and unplugs ifmgr.DefaultMaxAbsent new identities
+// in two batches before the timed churn: ifmgrd keeps that many units
+// reserved for absent hardware and retires the oldest beyond it, so from
+// then on the reservations are at their plateau, however few cycles a
+// loaded machine manages. Without it a short soak on a slow host could end
+// before the plateau, and the DB and RSS after warm-up would be judged
+// while they still grow by design.
+func (s *soak) fillReservations() error {
+	var add, del []string
+	var names []string
+	for range ifmgr.DefaultMaxAbsent {
+		s.newIDs++
+		name := s.fresh()
+		names = append(names, name)
+		add = append(add, fmt.Sprintf("link add %s address %s type veth peer name sp%s", name, s.newMAC(), strings.TrimPrefix(name, "lan")))
+		del = append(del, "link del "+name)
+	}
+	s.ops += len(add)
+	if err := s.ns.Batch(add); err != nil {
+		return err
+	}
+	if err := s.convergedWith(names...); err != nil {
+		return fmt.Errorf("filling the reservations: %w", err)
+	}
+	s.ops += len(del)
+	if err := s.ns.Batch(del); err != nil {
+		return err
+	}
+	return s.converged()
+}
 
-// convergedWith waits until every plugged port (and extra) is up in an up
-// bridge of its own and no other bridge is left.
-func (s *soak) convergedWith(extra string) error {
+// newMAC is the MAC of new identity s.newIDs.
+func (s *soak) newMAC() string {
+	n := s.newIDs
+	return fmt.Sprintf("02:5b:%02x:%02x:%02x:%02x", n>>24&0xff, n>>16&0xff, n>>8&0xff, n&0xff)
+}
+
+func (s *soak) converged() error { return s.convergedWith() }
+
+// convergeWait bounds a wait for ifmgrd to converge: a hung daemon, not
+// a speed check (CI runs the soak beside two QEMU guests, and bridge
+// teardown waits on RCU grace periods, which a loaded host stretches).
+const convergeWait = 5 * time.Minute
+
+// convergedWith waits until every plugged port (and each extra) is up in
+// an up bridge of its own and no other bridge is left.
+func (s *soak) convergedWith(extra ...string) error {
 	want := map[string]bool{}
 	for _, n := range s.name {
 		if n != "" {
 			want[n] = true
 		}
 	}
-	if extra != "" {
-		want[extra] = true
+	for _, n := range extra {
+		want[n] = true
 	}
+	var last string // what the last look saw, for the error
 	err := s.w.WaitFor(func(links map[uint32]kernel.Link) bool {
 		bridges, ok := 0, 0
+		var notYet []string
 		for _, l := range links {
 			if l.Kind == "bridge" {
 				bridges++
 			}
-			if !want[l.Name] || l.Flags&unix.IFF_UP == 0 {
+			if !want[l.Name] {
 				continue
 			}
-			if m, found := links[l.Master]; found && m.Kind == "bridge" && m.Flags&unix.IFF_UP != 0 {
+			if m, found := links[l.Master]; found && m.Kind == "bridge" && m.Flags&unix.IFF_UP != 0 && l.Flags&unix.IFF_UP != 0 {
 				ok++
+			} else {
+				notYet = append(notYet, l.Name)
 			}
 		}
+		slices.Sort(notYet)
+		last = fmt.Sprintf("%d of %d ports up in an up bridge (not: %.200v), %d bridges", ok, len(want), notYet, bridges)
 		return ok == len(want) && bridges == len(want)
-	}, time.Minute)
+	}, convergeWait)
 	if err != nil {
-		return fmt.Errorf("ifmgrd did not converge on %d ports: %w", len(want), err)
+		return fmt.Errorf("ifmgrd did not converge on %d ports: %w; last seen: %s", len(want), err, last)
 	}
 	return nil
 }
