@@ -153,7 +153,10 @@ for cmd in "${extra_cmds[@]}"; do
 	files+=(-files "$tmp/bin/$cmd:bin/$cmd")
 done
 if [ -n "${UPGRADE_KEYS:-}" ]; then
-	files+=(-files "$UPGRADE_KEYS:etc/uroute/upgrade.pub")
+	# A copy, not the path: u-root copies a symlink as a symlink, which
+	# would dangle in the image (a cache whose key file is a link).
+	cp -L "$UPGRADE_KEYS" "$tmp/upgrade.pub"
+	files+=(-files "$tmp/upgrade.pub:etc/uroute/upgrade.pub")
 fi
 if [ -n "${MODULES_DIR:-}" ]; then
 	# Kernel modules (*.ko) and their load-order file, for uinit.
