@@ -48,10 +48,21 @@ type dataConfig struct {
 }
 
 // cmdlineKeys are the uroute.* kernel arguments uinit reads, with the value
-// an absent or empty one means.
-var cmdlineKeys = []struct{ key, def string }{
-	{"uroute.data", "/dev/vda"},
-	{"uroute.datafs", "ext4"},
+// an absent or empty one means. empty: the key may be given empty without
+// a word (U-Boot's boot script writes uroute.skipped= when it passed over
+// no slot).
+var cmdlineKeys = []struct {
+	key, def string
+	empty    bool
+}{
+	{key: "uroute.data", def: "/dev/vda"},
+	{key: "uroute.datafs", def: "ext4"},
+	// The A/B boot (firmware/uboot/boot.cmd, bootenv.go): the slot U-Boot
+	// booted and the slots it passed over.
+	{key: "uroute.slot", def: "none (not an A/B boot)"},
+	{key: "uroute.skipped", def: "none", empty: true},
+	// The crash test's log-writes target over the data disk (datalog.go).
+	{key: "uroute.datalog", def: "none"},
 }
 
 // cmdlineDefault is the value key takes when it is absent or empty.
@@ -93,7 +104,7 @@ func cmdlineProblems(cmdline string) []string {
 		for _, k := range cmdlineKeys {
 			if k.key == w {
 				known = true
-				if v == "" {
+				if v == "" && !k.empty {
 					lines = append(lines, fmt.Sprintf("%s is empty: using the default %s", w, k.def))
 				}
 			}

@@ -30,10 +30,14 @@ func TestCmdlineUnknownKeys(t *testing.T) {
 		}},
 		{"uroute.daat=/dev/vdb uroute.bogus uroute.datafs=", []string{
 			`uinit: cmdline: unknown kernel argument uroute.daat=/dev/vdb ignored (did you mean uroute.data?)`,
-			`uinit: cmdline: unknown kernel argument uroute.bogus ignored (known: uroute.data, uroute.datafs)`,
+			`uinit: cmdline: unknown kernel argument uroute.bogus ignored (known: uroute.data, uroute.datafs, uroute.slot, uroute.skipped, uroute.datalog)`,
 			`uinit: cmdline: uroute.datafs is empty: using the default ext4`,
 		}},
 		{"routerdata=x foo.uroute.data=y", []string{"uinit: cmdline: ok"}}, // not ours
+		// What U-Boot's boot script (firmware/uboot/boot.cmd) and the crash
+		// test pass: known, and an empty uroute.skipped is normal.
+		{"console=ttyAMA0 uroute.slot=A uroute.skipped=", []string{"uinit: cmdline: ok"}},
+		{"uroute.slot=B uroute.skipped=A uroute.datalog=/dev/vdb", []string{"uinit: cmdline: ok"}},
 	} {
 		var out bytes.Buffer
 		b := &boot{Root: t.TempDir(), Cmdline: tc.cmdline, Out: &out, Sys: &fakeSys{}}
