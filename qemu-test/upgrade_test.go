@@ -25,8 +25,9 @@ import (
 
 // ubootArches are the machines Debian's U-Boot boots (u-boot-qemu's
 // qemu_arm64 and qemu_arm). amd64 keeps its direct boot (PC routers boot
-// through their BIOS/EFI, not U-Boot); malta's Debian U-Boot cannot run
-// under QEMU's malta (docs/upgrade.md).
+// through their BIOS/EFI, not U-Boot); Debian's maltael U-Boot never
+// autoboots and has no setexpr, part or working disk under QEMU's malta
+// (docs/upgrade.md, "Machines").
 func ubootArches() []Arch {
 	var out []Arch
 	for _, a := range SelectedArches() {
