@@ -203,23 +203,32 @@ func converged() error {
 	if err != nil {
 		return fmt.Errorf("ifctl status: %w", err)
 	}
+	return convergedStatus(out)
+}
+
+// convergedStatus reads ifctl status -j: nil if ifmgrd says it has
+// converged on the profile, else what it still waits for.
+func convergedStatus(statusJSON []byte) error {
 	// ifmgr.Status's fields that say it, decoded here so that uinit does
-	// not link ifmgr (and netlink) into the image a second time.
+	// not link ifmgr (and netlink) into the image a second time; the test
+	// feeds it ifmgr.Status itself, so a renamed field fails there.
 	var st struct {
 		Profile    string            `json:"profile"`
 		Rejected   string            `json:"profile_rejected"`
-		Converged  bool              `json:"converged"`
+		Converged  *bool             `json:"converged"`
 		Pending    int               `json:"pending_actions"`
 		Refused    []json.RawMessage `json:"refused"`
 		EventDepth int               `json:"event_queue_depth"`
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
+	if err := json.Unmarshal(statusJSON, &st); err != nil {
 		return fmt.Errorf("ifctl status: %w", err)
 	}
 	switch {
+	case st.Converged == nil:
+		return fmt.Errorf("ifctl status has no \"converged\": an ifmgrd older than this uinit")
 	case st.Profile == "" || st.Rejected != "":
 		return fmt.Errorf("no board profile in force (rejected: %q)", st.Rejected)
-	case !st.Converged:
+	case !*st.Converged:
 		return fmt.Errorf("not converged on the profile yet: %d actions pending, %d refused, %d event batches queued",
 			st.Pending, len(st.Refused), st.EventDepth)
 	}
