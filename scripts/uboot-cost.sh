@@ -63,8 +63,10 @@ for arch in "$@"; do
 	dir=$cache/router-$arch
 	"$repo/scripts/run-router.sh" "$arch" --prepare
 	[ -f "$dir/flash/disk.img" ] || { echo "$0: no router flash in $dir" >&2; exit 1; }
-	[ -f "$dir/image.cpio.gz" ] && [ "$dir/image.cpio.gz" -nt "$dir/image.cpio" ] ||
+	# The FIT's initramfs, as build-fit.sh compresses it, for -initrd.
+	if [ ! "$dir/image.cpio.gz" -nt "$dir/image.cpio" ]; then
 		gzip -9 -n -c "$dir/image.cpio" >"$dir/image.cpio.gz"
+	fi
 	common=("${machine[@]}" -accel tcg -m 512 -nodefaults -nographic -no-reboot -serial stdio
 		-drive "file=$dir/flash/disk.img,if=none,id=flash,format=raw,snapshot=on" -device virtio-blk-pci,drive=flash
 		-netdev hubport,id=n0,hubid=0 -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:01,romfile=
