@@ -646,6 +646,12 @@ type Status struct {
 	Links      int               `json:"links"`
 	Profile    string            `json:"profile,omitempty"`          // board and file in force
 	Rejected   string            `json:"profile_rejected,omitempty"` // the last refused profile and why
+	// Converged: a profile is in force, no event waits, the plan for the
+	// links as last seen is empty and no action is refused. It is what a
+	// boot's mark-good waits for (firmware/cmd/uinit); Pending counts the
+	// planned actions when it is not.
+	Converged bool `json:"converged"`
+	Pending   int  `json:"pending_actions"`
 	// LastConverge is what the last convergence to the profile did (absent
 	// without a profile).
 	LastConverge *ConvergeReport `json:"last_converge,omitempty"`
@@ -731,6 +737,8 @@ func (m *Manager) status() Status {
 		st.Profile = m.profile.Board + " (" + m.profile.Source + ")"
 		st.LastConverge = m.lastConverge.report()
 		st.Refused = m.refused.report()
+		st.Pending = len(plan.Compute(m.profile, m.planLinks()).Actions)
+		st.Converged = st.Pending == 0 && len(st.Refused) == 0 && st.EventDepth == 0 && m.rejected == ""
 	}
 	st.Rejected = m.rejected
 	for _, c := range m.cloners {

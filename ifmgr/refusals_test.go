@@ -89,6 +89,10 @@ func TestFailedCommitRetried(t *testing.T) {
 	})
 	if st, _ := h.m.Status(context.Background()); st.Managed["bridge"] != 0 {
 		t.Fatalf("a bridge was made without its record: %+v", st.Managed)
+	} else if st.Converged || st.Pending == 0 {
+		// What a trial boot's mark-good reads: a refused action is not
+		// convergence.
+		t.Fatalf("converged %v with %d actions pending and %d refused", st.Converged, st.Pending, len(st.Refused))
 	}
 	s.mu.Lock()
 	s.fail = nil
@@ -96,6 +100,9 @@ func TestFailedCommitRetried(t *testing.T) {
 	waitStatus(t, h.m, func(st Status) bool {
 		return st.Managed["bridge"] == 2 && st.Managed["vlan"] == 2 && len(st.Refused) == 0
 	})
+	// Applied in full: converged (once the kernel's echoes of the
+	// changes have been read).
+	waitStatus(t, h.m, func(st Status) bool { return st.Converged && st.Pending == 0 })
 }
 
 // Per-port units exhausted (max 9, 15 ports): before, about 1000 ERROR/WARN

@@ -21,7 +21,8 @@
 #   VERSION=STRING   the firmware version (default: git describe, or "dev")
 #   BOARD=NAME       the hardware the image is for (default qemu-ARCH); an
 #                    upgrade is refused unless it matches the running image's
-#   KERNEL=FILE      default $UROUTE_CACHE/kernel-ARCH/vmlinuz
+#   KERNEL=FILE      default $UROUTE_CACHE/kernel-ARCH/vmlinuz (on arm64 it
+#                    may be gzip'ed already: then it goes in as it is)
 #   SOURCE_DATE_EPOCH  mkimage's timestamp (default: the last commit's time),
 #                    so two builds of one tree give the same bytes
 set -euo pipefail
@@ -56,7 +57,9 @@ case $out in /*) ;; *) out=$PWD/$out ;; esac
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uroute-fit.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-if [ "$comp" = gzip ]; then
+if [ "$comp" = gzip ] && [ "$(head -c 2 "$kernel" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+	cp "$kernel" "$tmp/kernel" # gzip'ed already (a test reusing one compression)
+elif [ "$comp" = gzip ]; then
 	gzip -9 -n -c "$kernel" >"$tmp/kernel"
 else
 	cp "$kernel" "$tmp/kernel"

@@ -6,6 +6,9 @@
 #   scripts/run-router.sh ARCH [--fresh]        ARCH: arm64 | armv7
 #       boot the router in $UROUTE_CACHE/router-ARCH (made on first use, or
 #       again with --fresh: a factory-fresh flash with VERSION in slot A)
+#   scripts/run-router.sh ARCH --prepare
+#       make the router's flash if missing, and boot nothing
+#       (scripts/uboot-cost.sh boots it itself)
 #   scripts/run-router.sh ARCH --medium VERSION
 #       from a second terminal: build and sign VERSION of the image and
 #       write it to the router's upgrade medium; then, on the router's
@@ -51,7 +54,7 @@ case ${1:-} in
 	exit 0
 	;;
 --fresh) rm -rf "$dir/flash" ;;
-"") ;;
+--prepare | "") ;;
 *) usage ;;
 esac
 
@@ -60,6 +63,7 @@ if [ ! -f "$dir/flash/disk.img" ]; then
 	"$repo/scripts/make-flash.sh" "$arch" "$dir/factory.itb" "$dir/flash"
 	truncate -s 48M "$dir/medium.img"
 fi
+[ "${1:-}" != --prepare ] || exit 0
 exec "$qemu" "${machine[@]}" -accel tcg -m 512 -nodefaults -nographic \
 	-bios "/usr/lib/u-boot/$uboot/u-boot.bin" \
 	-drive "if=pflash,format=raw,unit=1,file=$dir/flash/nor.img" \

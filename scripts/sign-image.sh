@@ -35,7 +35,10 @@ if [ ! -f "$key" ]; then
 	echo "sign-image: made development signing key $key" >&2
 fi
 if [ "$1" = --public-key ]; then
-	echo "$key.pub"
+	# The file itself, not a symlink to it: build-image.sh's u-root copies
+	# a symlink as a symlink, which would dangle in the image (a cache dir
+	# that links the shared key, as the team's brief sets one up).
+	readlink -f "$key.pub"
 	exit 0
 fi
 fw sign "$key" "$(abs "$1")" "$(abs "$2")"

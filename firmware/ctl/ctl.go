@@ -219,6 +219,14 @@ func writeList(w io.Writer, list []ifmgr.Info) error {
 	return tw.Flush()
 }
 
+// convergedText is status's "converged:" line: yes, or what is left.
+func convergedText(st ifmgr.Status) string {
+	if st.Converged {
+		return "yes"
+	}
+	return fmt.Sprintf("no (%d actions pending, %d refused, %d event batches queued)", st.Pending, len(st.Refused), st.EventDepth)
+}
+
 func writeStatus(w io.Writer, st ifmgr.Status) {
 	profile := st.Profile
 	if profile == "" {
@@ -227,6 +235,9 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	fmt.Fprintf(w, "profile: %s\n", profile)
 	if st.Rejected != "" {
 		fmt.Fprintf(w, "profile rejected: %s\n", st.Rejected)
+	}
+	if st.Profile != "" {
+		fmt.Fprintf(w, "converged: %s\n", convergedText(st))
 	}
 	if st.DBProblem != "" {
 		fmt.Fprintf(w, "db NOT PERSISTING: %s\n", st.DBProblem)

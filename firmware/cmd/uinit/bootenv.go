@@ -195,29 +195,42 @@ const (
 )
 
 // converged reports whether ifmgrd serves with the board profile in force
-// and has nothing left to do for it: "ifctl status" names the profile and
-// no rejection, and "ifctl reload --dry-run" plans no change.
+// and has nothing left to do for it: ifmgrd's own status says so
+// (ifmgr.Status.Converged: no pending, refused or queued work, no rejected
+// profile).
 func converged() error {
 	out, err := exec.Command(ifctlPath, "--socket", socketPath, "status", "-j").Output()
 	if err != nil {
 		return fmt.Errorf("ifctl status: %w", err)
 	}
+	return convergedStatus(out)
+}
+
+// convergedStatus reads ifctl status -j: nil if ifmgrd says it has
+// converged on the profile, else what it still waits for.
+func convergedStatus(statusJSON []byte) error {
+	// ifmgr.Status's fields that say it, decoded here so that uinit does
+	// not link ifmgr (and netlink) into the image a second time; the test
+	// feeds it ifmgr.Status itself, so a renamed field fails there.
 	var st struct {
-		Profile  string `json:"profile"`
-		Rejected string `json:"profile_rejected"`
+		Profile    string            `json:"profile"`
+		Rejected   string            `json:"profile_rejected"`
+		Converged  *bool             `json:"converged"`
+		Pending    int               `json:"pending_actions"`
+		Refused    []json.RawMessage `json:"refused"`
+		EventDepth int               `json:"event_queue_depth"`
 	}
-	if err := json.Unmarshal(out, &st); err != nil {
+	if err := json.Unmarshal(statusJSON, &st); err != nil {
 		return fmt.Errorf("ifctl status: %w", err)
 	}
-	if st.Profile == "" || st.Rejected != "" {
+	switch {
+	case st.Converged == nil:
+		return fmt.Errorf("ifctl status has no \"converged\": an ifmgrd older than this uinit")
+	case st.Profile == "" || st.Rejected != "":
 		return fmt.Errorf("no board profile in force (rejected: %q)", st.Rejected)
-	}
-	out, err = exec.Command(ifctlPath, "--socket", socketPath, "reload", "--dry-run").Output()
-	if err != nil {
-		return fmt.Errorf("ifctl reload --dry-run: %w", err)
-	}
-	if strings.TrimSpace(string(out)) != "nothing to change" {
-		return fmt.Errorf("profile not applied yet: %s", strings.TrimSpace(string(out)))
+	case !*st.Converged:
+		return fmt.Errorf("not converged on the profile yet: %d actions pending, %d refused, %d event batches queued",
+			st.Pending, len(st.Refused), st.EventDepth)
 	}
 	return nil
 }
