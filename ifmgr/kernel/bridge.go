@@ -209,9 +209,10 @@ func (c *Conn) BridgeVLANs() (map[uint32][]BridgeVLAN, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for range dumpAttempts {
-		out := map[uint32][]BridgeVLAN{}
-		intr, err := c.exchange(req, func(m netlink.Message) error {
+	var out map[uint32][]BridgeVLAN
+	err = c.retryDump("dump bridge vlans", func() (bool, error) {
+		out = map[uint32][]BridgeVLAN{}
+		return c.exchange(req, func(m netlink.Message) error {
 			if m.Header.Type != unix.RTM_NEWLINK {
 				return nil
 			}
@@ -225,17 +226,11 @@ func (c *Conn) BridgeVLANs() (map[uint32][]BridgeVLAN, error) {
 			out[l.Index] = mergeVLANs(out[l.Index], vlans)
 			return nil
 		})
-		if c.dumpHook != nil {
-			c.dumpHook(intr)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("dump bridge vlans: %w", err)
-		}
-		if !intr {
-			return out, nil
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("dump bridge vlans: %w (%d attempts)", ErrDumpInterrupted, dumpAttempts)
+	return out, nil
 }
 
 // bridgeVLANDumpRequest is the RTM_GETLINK dump of family AF_BRIDGE with

@@ -73,19 +73,36 @@ func (c *Conn) Close() error { return c.nl.Close() }
 func (c *Conn) Links() ([]Link, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var links []Link
+	err := c.retryDump("dump links", func() (intr bool, err error) {
+		links, intr, err = c.dumpLinks()
+		return intr, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return links, nil
+}
+
+// retryDump runs attempt, one whole dump that starts its result afresh,
+// until the kernel does not flag it NLM_F_DUMP_INTR (a dump that raced a
+// change may have skipped or repeated entries), at most dumpAttempts
+// times; then ErrDumpInterrupted. Errors are wrapped with what. The
+// caller holds c.mu.
+func (c *Conn) retryDump(what string, attempt func() (interrupted bool, err error)) error {
 	for range dumpAttempts {
-		links, intr, err := c.dumpLinks()
+		intr, err := attempt()
 		if c.dumpHook != nil {
 			c.dumpHook(intr)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("dump links: %w", err)
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		if !intr {
-			return links, nil
+			return nil
 		}
 	}
-	return nil, fmt.Errorf("dump links: %w (%d attempts)", ErrDumpInterrupted, dumpAttempts)
+	return fmt.Errorf("%s: %w (%d attempts)", what, ErrDumpInterrupted, dumpAttempts)
 }
 
 func (c *Conn) dumpLinks() ([]Link, bool, error) {
