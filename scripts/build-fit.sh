@@ -4,7 +4,7 @@
 # scripts/build-image.sh made, each with a sha256 hash, and a description
 # naming the board, the architecture and the version:
 #
-#   scripts/build-fit.sh ARCH CPIO OUT.itb     ARCH: arm64 | armv7
+#   scripts/build-fit.sh ARCH CPIO OUT.itb     ARCH: arm64 | armv7 | mipsle
 #
 # Then scripts/sign-image.sh signs it for upgrades, and scripts/make-flash.sh
 # lays it out on a router's flash (docs/upgrade.md).
@@ -15,7 +15,16 @@
 # device tree. A board whose U-Boot does not have the kernel's DTB would
 # add an fdt image to the configuration here.
 #
-# mipsle (malta) and amd64 boot without U-Boot; see docs/upgrade.md.
+# mipsle's FIT is for real MIPS routers, whose U-Boot loads a FIT or
+# uImage from flash (the EdgeRouter X, MT7621: board/profiles/
+# ubnt-edgerouter-x.toml; build with BOARD=ubnt-edgerouter-x). Its kernel
+# goes in as a raw binary: Debian's 4kc-malta vmlinuz is a
+# self-decompressing ELF, whose one loadable segment uroute-fw rawkernel
+# extracts (the host's objcopy need not read MIPS ELF) with the load and
+# entry addresses read from the ELF; no fdt (the kernel has its DTB built
+# in). QEMU's malta still boots mipsle directly, not through this FIT:
+# Debian's maltael U-Boot cannot boot unattended (no autoboot, no setexpr,
+# no disk) -- docs/upgrade.md, "Machines". amd64 boots without U-Boot.
 #
 # Environment:
 #   VERSION=STRING   the firmware version (default: git describe, or "dev")
@@ -27,7 +36,7 @@
 #                    so two builds of one tree give the same bytes
 set -euo pipefail
 
-usage() { echo "usage: $0 arm64|armv7 CPIO OUT.itb" >&2; exit 2; }
+usage() { echo "usage: $0 arm64|armv7|mipsle CPIO OUT.itb" >&2; exit 2; }
 [ $# -eq 3 ] || usage
 arch=$1 cpio=$2 out=$3
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,21 +52,31 @@ export SOURCE_DATE_EPOCH
 # let U-Boot inflate it to a 2 MiB-aligned address (arm64 boot protocol).
 # The armv7 zImage decompresses itself: U-Boot copies it and jumps to it.
 # 0x40400000 is 4 MiB into RAM on both virt machines, below the FIT that
-# the boot script reads to 0x48000000.
+# the boot script reads to 0x48000000. mipsle: raw, decompressing itself,
+# at the load and entry addresses of its ELF (set below).
 case $arch in
 arm64) fitarch=arm64 comp=gzip load=0x40400000 ;;
 armv7) fitarch=arm comp=none load=0x40400000 ;;
+mipsle) fitarch=mips comp=none load=elf ;;
 *) echo "$0: $arch boots without U-Boot (docs/upgrade.md)" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC1003 # the pattern is a backslash, not an escaped quote
 case $version in *'"'* | *'\'*) echo "$0: VERSION must not hold quotes or backslashes" >&2; exit 2 ;; esac
 [ -f "$kernel" ] || { echo "$0: no kernel $kernel" >&2; exit 1; }
 [ -f "$cpio" ] || { echo "$0: no initramfs $cpio" >&2; exit 1; }
 command -v mkimage >/dev/null || { echo "$0: mkimage missing (apt-get install u-boot-tools)" >&2; exit 1; }
 case $out in /*) ;; *) out=$PWD/$out ;; esac
+case $kernel in /*) ;; *) kernel=$PWD/$kernel ;; esac # go run runs in $repo
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uroute-fit.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-if [ "$comp" = gzip ] && [ "$(head -c 2 "$kernel" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+entry=$load
+if [ "$load" = elf ]; then
+	# One PT_LOAD segment's bytes, as objcopy -O binary would write them.
+	addrs=$(cd "$repo" && CGO_ENABLED=0 go run ./firmware/cmd/uroute-fw rawkernel "$kernel" "$tmp/kernel") ||
+		{ echo "$0: $kernel: cannot extract the raw kernel" >&2; exit 1; }
+	read -r load entry <<<"$addrs"
+elif [ "$comp" = gzip ] && [ "$(head -c 2 "$kernel" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
 	cp "$kernel" "$tmp/kernel" # gzip'ed already (a test reusing one compression)
 elif [ "$comp" = gzip ]; then
 	gzip -9 -n -c "$kernel" >"$tmp/kernel"
@@ -88,7 +107,7 @@ cat >"$tmp/image.its" <<ITS
 			os = "linux";
 			compression = "$comp";
 			load = <$load>;
-			entry = <$load>;
+			entry = <$entry>;
 			hash-1 { algo = "sha256"; };
 		};
 		ramdisk {

@@ -11,7 +11,9 @@
 //     on the boot disk, which the U-Boot boot script
 //     (firmware/uboot/boot.cmd) and the upgrade code both read and write
 //     (bootenv.go);
-//   - the A/B state held in that environment (state.go).
+//   - the A/B state held in that environment (state.go);
+//   - a self-decompressing kernel ELF (MIPS) as the raw binary and
+//     load/entry addresses a FIT kernel image needs (kernelelf.go).
 //
 // docs/upgrade.md explains the design.
 package fwimage
@@ -29,4 +31,7 @@ var (
 	ErrSignature = errors.New("fwimage: signature check failed")
 	// ErrEnv: a boot environment copy that is damaged (bad CRC) or malformed.
 	ErrEnv = errors.New("fwimage: bad boot environment")
+	// ErrKernelELF: a kernel ELF that cannot become a raw FIT kernel image
+	// (not an executable ELF, or not exactly one loadable segment).
+	ErrKernelELF = errors.New("fwimage: kernel ELF not loadable as a raw image")
 )

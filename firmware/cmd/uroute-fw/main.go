@@ -10,8 +10,12 @@
 //	uroute-fw info FILE.itb            check an unsigned FIT; print its info
 //	uroute-fw env OUT                  the env partition of a freshly
 //	                                   flashed router (slot A, 3 attempts)
+//	uroute-fw rawkernel ELF OUT        the raw kernel of a one-segment
+//	                                   kernel ELF (objcopy -O binary);
+//	                                   prints "LOAD ENTRY" in hex for the FIT
 //
-// scripts/sign-image.sh and scripts/make-flash.sh run it.
+// scripts/sign-image.sh, scripts/make-flash.sh and scripts/build-fit.sh
+// run it.
 package main
 
 import (
@@ -35,7 +39,7 @@ func main() {
 }
 
 func usage() error {
-	return errors.New("usage: uroute-fw keygen PRIV PUB | sign PRIV IN OUT | verify PUB FILE | info FILE | env OUT")
+	return errors.New("usage: uroute-fw keygen PRIV PUB | sign PRIV IN OUT | verify PUB FILE | info FILE | env OUT | rawkernel ELF OUT")
 }
 
 func run(args []string) error {
@@ -61,6 +65,8 @@ func run(args []string) error {
 		return printJSON(info)
 	case cmd == "env" && len(a) == 1:
 		return factoryEnv(a[0])
+	case cmd == "rawkernel" && len(a) == 2:
+		return rawKernel(a[0], a[1])
 	default:
 		return usage()
 	}
@@ -147,4 +153,27 @@ func printJSON(v any) error {
 	}
 	fmt.Println(string(b))
 	return nil
+}
+
+// rawKernel writes the loadable segment of the kernel ELF in to out and
+// prints its load and entry addresses, as build-fit.sh puts them in the
+// FIT (one 32-bit cell each: #address-cells = <1>).
+func rawKernel(in, out string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	k, err := fwimage.KernelFromELF(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in, err)
+	}
+	if k.Load > 0xffffffff || k.Entry > 0xffffffff {
+		return fmt.Errorf("%s: load %#x or entry %#x needs more than the FIT's one 32-bit address cell", in, k.Load, k.Entry)
+	}
+	if err := os.WriteFile(out, k.Data, 0o644); err != nil {
+		return err
+	}
+	_, err = fmt.Printf("%#x %#x\n", k.Load, k.Entry)
+	return err
 }
