@@ -38,13 +38,18 @@ import (
 const trustedKeys = "/etc/uroute/upgrade.pub"
 
 // buildArch is build-image.sh's name for the architecture uinit runs on.
-func buildArch() string {
-	switch runtime.GOARCH {
-	case "arm":
+func buildArch() string { return buildArchOf(runtime.GOARCH) }
+
+// buildArchOf maps a GOARCH to build-image.sh's ARCH, the uroute,arch of
+// the FITs build-fit.sh makes for it (GOARM=7 builds are "armv7"; mipsle
+// is the EdgeRouter X's, GOMIPS=softfloat). Any other GOARCH maps to
+// itself, which no FIT of ours names: an upgrade there is refused as for
+// another architecture.
+func buildArchOf(goarch string) string {
+	if goarch == "arm" {
 		return "armv7"
-	default:
-		return runtime.GOARCH
 	}
+	return goarch
 }
 
 // stopPoints are where -stop-at halts an upgrade (fault injection for the

@@ -198,3 +198,29 @@ func TestUpgradeMarkGoodRollback(t *testing.T) {
 		t.Errorf("status after the rollback: %+v", s)
 	}
 }
+
+// TestBuildArchMatchesFIT: on each GOARCH an image of ours runs on, the
+// upgrade accepts the FIT build-fit.sh makes for it (uroute,arch and the
+// images' U-Boot arch, "mips" for mipsle), and refuses the others'.
+func TestBuildArchMatchesFIT(t *testing.T) {
+	for goarch, arch := range map[string]string{"amd64": "amd64", "arm64": "arm64", "arm": "armv7", "mipsle": "mipsle"} {
+		if got := buildArchOf(goarch); got != arch {
+			t.Errorf("GOARCH %s: build arch %q, want %q", goarch, got, arch)
+		}
+		info, err := fwimage.ParseFIT(fittest.FIT("board", arch, "v2", []byte("kernel"), []byte("ramdisk")))
+		if err != nil {
+			t.Fatalf("%s FIT: %v", arch, err)
+		}
+		if err := fwimage.CheckTarget(info, "board", buildArchOf(goarch)); err != nil {
+			t.Errorf("GOARCH %s refuses its own %s FIT: %v", goarch, arch, err)
+		}
+		for _, other := range []string{"amd64", "arm64", "arm", "mipsle", "mips"} {
+			if other == goarch {
+				continue
+			}
+			if err := fwimage.CheckTarget(info, "board", buildArchOf(other)); !errors.Is(err, fwimage.ErrWrongTarget) {
+				t.Errorf("GOARCH %s accepts the %s FIT: %v", other, arch, err)
+			}
+		}
+	}
+}
