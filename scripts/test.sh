@@ -130,7 +130,8 @@ reproducible() {
 # fit_reproducible: the arm64 and mipsle router images (FITs) built twice
 # from the same initramfs and kernel have the same bytes (mkimage stamps
 # SOURCE_DATE_EPOCH, the last commit's time). mipsle's initramfs is the one
-# reproducible() built; its FIT takes under a second.
+# reproducible() built; each mipsle build took 4 s (2.5 s CPU, gzip -9 of
+# the 12 MB initramfs) at load 10.
 fit_reproducible() {
 	local arch img
 	for arch in arm64 mipsle; do
