@@ -238,7 +238,7 @@ func (m *Manager) settle(name string, t *txn) bool {
 			if _, ok := m.renamedLink(e); e != nil && !ok {
 				changed = m.vanished(e, name, t) || changed
 			}
-			if e == nil && !a.IsHeld(u) {
+			if m.entries.named(name) == nil && !a.IsHeld(u) { // none, or just dropped
 				if err := a.Hold(u); err != nil {
 					m.log.Error("cannot mark unit held", "name", name, "err", err)
 				}
@@ -378,8 +378,9 @@ func (m *Manager) vanished(e *entry, name string, t *txn) bool {
 // another process renamed while ifmgr was not looking (before a restart,
 // or with events lost): an owned link whose alias names an entry's
 // identity but not the entry's name. It is attached to that entry, unless
-// the entry's own name has its owned link (then the renamed one is a
-// second link for one identity, which ifmgr does not manage: logged).
+// the entry's own name has an owned link of the same identity (then the
+// renamed one is a second link for one identity, which ifmgr does not
+// manage: logged). The entry's name may have another entry's renamed link.
 func (m *Manager) attachRenamed(links []kernel.Link) {
 	for _, l := range links {
 		if l.Group != m.cfg.OwnerGroup {
@@ -393,7 +394,7 @@ func (m *Manager) attachRenamed(links []kernel.Link) {
 		if e == nil || e.cloner.Kind != l.Kind || e.name() == l.Name || e.index == l.Index {
 			continue
 		}
-		if own, ok := m.links.named(e.name()); ok && m.owned(own, e.cloner) {
+		if own, ok := m.links.named(e.name()); ok && m.owned(own, e.cloner) && identityFromAlias(own.Alias, own.Name).Key() == id.Key() {
 			m.log.Warn("two owned links claim one identity; the one under another name is not managed", "name", e.name(), "other", l.Name, "identity", id.Key())
 			continue
 		}

@@ -2,8 +2,14 @@ package ifmgr
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sort"
+	"strings"
 	"testing"
 
+	"github.com/uroute/uroute/ifmgr/kernel"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -170,4 +176,157 @@ func TestProfileBridgeRenamedFromOutside(t *testing.T) {
 	}
 	ownedByIdentity(t, k)
 	h.checkConsistent()
+}
+
+// TestRandomOwnRenames: another process renames ifmgr's own bridges out of
+// the unit space, into other units' names and back, deletes them, and adds
+// foreign links, between random creates, destroys (by the name list shows)
+// and restarts. After every step: one owned link per identity, a record
+// for every owned link and an owned link for every record (by identity,
+// whatever its name), the wildcard hands out the lowest unit neither a
+// link's name nor a renamed link's identity takes, and exactly the units
+// whose names other links have are held.
+func TestRandomOwnRenames(t *testing.T) {
+	const maxUnit = 30
+	for seed := int64(1); seed <= 8; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			k, s := newFakeKernel(), newFakeStore()
+			h := start(t, k, s, maxUnit)
+			ctx := context.Background()
+			owned := func() []kernel.Link {
+				var out []kernel.Link
+				for _, l := range k.names() {
+					if l.Group == DefaultOwnerGroup {
+						out = append(out, l)
+					}
+				}
+				sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+				return out
+			}
+			var trace []string // what the other process did, shown on failure
+			defer func() {
+				if t.Failed() {
+					t.Logf("the other process, last steps:\n%s", strings.Join(trace[max(0, len(trace)-20):], "\n"))
+				}
+			}()
+			for step := 0; step < 500; step++ {
+				switch op := rng.Intn(12); {
+				case op < 4:
+					h.settle()
+					want := lowestUnreserved(k, maxUnit)
+					in, err := h.create("bridge")
+					switch {
+					case want < 0 && !errors.Is(err, ErrUnitRange):
+						t.Fatalf("step %d: full cloner answered %v", step, err)
+					case want >= 0 && (err != nil || in.Name != fmt.Sprintf("bridge%d", want)):
+						t.Fatalf("step %d: wildcard gave %q %v, want bridge%d", step, in.Name, err, want)
+					}
+				case op < 6:
+					h.settle() // the list is not stale: what it names exists
+					list, _ := h.m.List(ctx)
+					if len(list) > 0 {
+						in := list[rng.Intn(len(list))]
+						if err := h.m.Destroy(ctx, in.Name); err != nil {
+							t.Fatalf("step %d: destroy %s: %v", step, in.Name, err)
+						}
+					}
+				case op < 9:
+					if o := owned(); len(o) > 0 {
+						l := o[rng.Intn(len(o))]
+						to := fmt.Sprintf("fo%d", step)
+						switch rng.Intn(3) {
+						case 0:
+							to = fmt.Sprintf("bridge%d", rng.Intn(maxUnit+3))
+						case 1:
+							if id, ok := persist.IdentityFromAlias(l.Alias); ok {
+								to = id.Name // back home
+							}
+						}
+						err := k.rename(l.Index, to)
+						trace = append(trace, fmt.Sprintf("step %d: rename %s (%d) -> %s: %v", step, l.Name, l.Index, to, err))
+					}
+				case op < 10:
+					if o := owned(); len(o) > 0 {
+						l := o[rng.Intn(len(o))]
+						k.Delete(l.Index)
+						trace = append(trace, fmt.Sprintf("step %d: delete %s (%d)", step, l.Name, l.Index))
+					}
+				case op < 11:
+					if l, err := k.add(kernel.Link{Name: fmt.Sprintf("bridge%d", rng.Intn(maxUnit+3)), Kind: "veth"}); err == nil && rng.Intn(2) == 0 {
+						k.Delete(l.Index)
+					}
+				case rng.Intn(4) == 0:
+					h.stop()
+					h = start(t, k, s, maxUnit)
+					trace = append(trace, fmt.Sprintf("step %d: restart", step))
+				}
+				if step%10 == 0 {
+					h.checkByIdentity(maxUnit)
+					if t.Failed() {
+						t.Fatalf("step %d", step)
+					}
+				}
+			}
+			h.checkByIdentity(maxUnit)
+		})
+	}
+}
+
+// lowestUnreserved is the reference answer for the wildcard: the lowest
+// unit whose name no link has and whose identity (name=bridgeN) no renamed
+// owned link claims.
+func lowestUnreserved(k *fakeKernel, maxUnit int) int {
+	taken := map[string]bool{}
+	for name, l := range k.names() {
+		taken[name] = true
+		if id, ok := persist.IdentityFromAlias(l.Alias); ok && l.Group == DefaultOwnerGroup {
+			taken[id.Name] = true
+		}
+	}
+	for u := 0; u <= maxUnit; u++ {
+		if !taken[fmt.Sprintf("bridge%d", u)] {
+			return u
+		}
+	}
+	return -1
+}
+
+// checkByIdentity: records and owned links agree by identity (the name
+// may be another's), one owned link per identity, and the held units are
+// exactly the unrecorded units whose names other links have.
+func (h *harness) checkByIdentity(maxUnit int) {
+	h.t.Helper()
+	h.settle()
+	byID := ownedByIdentity(h.t, h.k)
+	recs, _ := h.s.Records()
+	recorded := map[string]bool{}
+	units := map[uint32]bool{}
+	for _, r := range recs {
+		recorded[r.Identity.Key()] = true
+		units[r.Unit] = true
+		if len(byID[r.Identity.Key()]) != 1 {
+			h.t.Errorf("record bridge%d (%s) has owned links %v", r.Unit, r.Identity.Key(), byID[r.Identity.Key()])
+		}
+	}
+	for key, names := range byID {
+		if !recorded[key] {
+			h.t.Errorf("owned link %v (%s) has no record", names, key)
+		}
+	}
+	want := 0
+	for name := range h.k.names() {
+		var u uint32
+		if n, _ := fmt.Sscanf(name, "bridge%d", &u); n == 1 && fmt.Sprintf("bridge%d", u) == name && u <= uint32(maxUnit) && !units[u] {
+			want++
+		}
+	}
+	st, _ := h.m.Status(context.Background())
+	if st.Cloners[0].Held != want {
+		h.t.Errorf("held %d units, other links have %d unrecorded unit names", st.Cloners[0].Held, want)
+	}
+	list, _ := h.m.List(context.Background())
+	if len(list) != len(recs) {
+		h.t.Errorf("manager lists %d interfaces, store has %d records", len(list), len(recs))
+	}
 }
