@@ -1,8 +1,15 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/uroute/uroute/ifmgr"
@@ -145,5 +152,135 @@ func TestOwnBridgesRenamedFromOutside(t *testing.T) {
 		t.Errorf("after the renamed links went: renamed %v, %d units held", st.Renamed, st.Cloners[0].Held)
 	}
 	e.checkAgree()
+	e.checkDBMatchesKernel()
+}
+
+// ownIntruderScript is a second process that also renames and deletes
+// ifmgr's OWN bridges (group $o), the way an operator would (down, then
+// rename): out of the unit space and back, into other units' names, and
+// deletes renamed ones; and adds and deletes links of its own (group $g)
+// with names in the unit space.
+const ownIntruderScript = `
+g=$1; o=$2; stop=$3; n=0
+pick() { ip -o link show group $1 | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E "$2" | shuf -n 1; }
+while [ ! -e "$stop" ]; do
+	b=bridge$((RANDOM % 40)); n=$((n+1))
+	case $((RANDOM % 6)) in
+	0) ip link add $b group $g type veth peer name fi$n group $g ;;
+	1|2) a=$(pick $o '^bridge[0-9]+$') && [ -n "$a" ] && ip link set $a down && ip link set $a name fo$n ;;
+	3) a=$(pick $o '^fo') && [ -n "$a" ] && ip link set $a name $b ;;
+	4) a=$(pick $o '^fo') && [ -n "$a" ] && ip link delete $a ;;
+	5) a=$(pick $g '^bridge') && [ -n "$a" ] && ip link delete $a ;;
+	esac 2>/dev/null
+done
+echo $n
+`
+
+// TestIntruderRenamesOwnLinks: while 4 clients create and destroy bridges,
+// another process renames and deletes the daemon's own bridges and squats
+// on unit names. No two owned links ever claim one identity, list and
+// kernel agree (by current name), also across a restart; once the renamed
+// links and the squatters are gone, no unit stays held or reserved for
+// them, and the free units below the highest in use are handed out again,
+// lowest first.
+func TestIntruderRenamesOwnLinks(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	stop := filepath.Join(e.dir, "intruder.stop")
+	intruder := exec.Command("bash", "-c", ownIntruderScript, "intruder", fmt.Sprint(e.foreignGroup()), fmt.Sprint(e.group), stop)
+	var ops strings.Builder
+	intruder.Stdout = &ops
+	if err := intruder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		os.WriteFile(stop, nil, 0o644)
+		intruder.Wait()
+	}()
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := e.client()
+			var mine []string
+			for i := range 40 {
+				if i%3 == 2 && len(mine) > 0 {
+					// By the name the unit renders: it names the
+					// interface whatever the other process called it,
+					// unless that process deleted it.
+					if err := c.Destroy(mine[0]); err != nil && !errors.Is(err, ifmgr.ErrNoSuchLink) {
+						t.Errorf("client %d: destroy %s: %v", w, mine[0], err)
+						return
+					}
+					mine = mine[1:]
+					continue
+				}
+				in, err := c.Create("bridge", "", 0)
+				if err != nil {
+					t.Errorf("client %d: create: %v", w, err)
+					return
+				}
+				mine = append(mine, in.Name)
+			}
+		}()
+	}
+	wg.Wait()
+	os.WriteFile(stop, nil, 0o644)
+	if err := intruder.Wait(); err != nil {
+		t.Fatalf("intruder: %v", err)
+	}
+	e.ownedIdentities()
+	e.checkAgree()
+	st := e.status()
+	t.Logf("intruder ran %s ip operations; %d of the daemon's bridges renamed at the end, %d units held for foreign links",
+		strings.TrimSpace(ops.String()), len(st.Renamed), st.Cloners[0].Held)
+	e.stop()
+	e.start()
+	e.ownedIdentities()
+	e.checkAgree()
+	if again := e.status(); len(again.Renamed) != len(st.Renamed) {
+		t.Errorf("after a restart %d renamed bridges, before %d", len(again.Renamed), len(st.Renamed))
+	}
+
+	// The other process's links and the renamed ones go.
+	// (A group delete can answer "No such device" for a veth whose peer it
+	// deleted first: what matters is that none is left.)
+	exec.Command("ip", "link", "delete", "group", fmt.Sprint(e.foreignGroup())).Run()
+	if out, _ := exec.Command("ip", "-o", "link", "show", "group", fmt.Sprint(e.foreignGroup())).Output(); len(out) != 0 {
+		t.Fatalf("the intruder's links are not all gone: %s", out)
+	}
+	for _, now := range e.status().Renamed {
+		if err := ip(t, "link", "delete", now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { st := e.status(); return st.Cloners[0].Held == 0 && len(st.Renamed) == 0 })
+	used := map[int]bool{}
+	highest := -1
+	for _, in := range e.checkAgree() {
+		used[int(in.Unit)] = true
+		highest = max(highest, int(in.Unit))
+	}
+	var gaps, again []string
+	for u := range highest {
+		if !used[u] {
+			gaps = append(gaps, fmt.Sprintf("bridge%d", u))
+		}
+	}
+	c := e.client()
+	for range gaps {
+		in, err := c.Create("bridge", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again = append(again, in.Name)
+	}
+	sort.Strings(gaps)
+	sort.Strings(again)
+	if !slices.Equal(gaps, again) {
+		t.Errorf("after the intruder left, the free units below bridge%d were handed out as %v, want %v", highest, again, gaps)
+	}
+	e.ownedIdentities()
 	e.checkDBMatchesKernel()
 }
