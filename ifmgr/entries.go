@@ -34,6 +34,8 @@ func (e *entry) name() string { return e.cloner.IfName(e.rec.Unit) }
 //     other in shadowed, and removing the one it leads to brings the other
 //     forward.
 //   - byIndex[i] == e  <=>  e.index == i != 0: one entry per link.
+//   - e.renamedTo != ""  =>  e.index != 0: only a link can be renamed; a
+//     detach or an attach to another link clears it.
 type entryTable struct {
 	byName     map[string]*entry
 	byIdentity map[string]*entry
@@ -146,7 +148,7 @@ func (t *entryTable) detach(e *entry) {
 // markRenamed records the name another process gave e's link ("": it has
 // its own name again) and reports whether that is news.
 func (t *entryTable) markRenamed(e *entry, to string) bool {
-	if e == nil || e.renamedTo == to || t.byName[e.name()] != e {
+	if e == nil || e.renamedTo == to || t.byName[e.name()] != e || (to != "" && e.index == 0) {
 		return false
 	}
 	e.renamedTo = to
