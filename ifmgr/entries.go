@@ -12,6 +12,10 @@ type entry struct {
 	rec    persist.Record
 	cloner *Cloner
 	index  uint32
+	// renamedTo is the name another process gave the entry's link ("" while
+	// it has the name its unit renders): the entry keeps its unit for it
+	// (see settle). Changed only by entryTable's methods.
+	renamedTo string
 }
 
 // name is the interface name the entry's unit renders.
@@ -30,6 +34,8 @@ func (e *entry) name() string { return e.cloner.IfName(e.rec.Unit) }
 //     other in shadowed, and removing the one it leads to brings the other
 //     forward.
 //   - byIndex[i] == e  <=>  e.index == i != 0: one entry per link.
+//   - e.renamedTo != ""  =>  e.index != 0: only a link can be renamed; a
+//     detach or an attach to another link clears it.
 type entryTable struct {
 	byName     map[string]*entry
 	byIdentity map[string]*entry
@@ -120,8 +126,11 @@ func (t *entryTable) attachIndex(e *entry, index uint32) {
 	if e.index != 0 && t.byIndex[e.index] == e {
 		delete(t.byIndex, e.index)
 	}
+	if e.index != index {
+		e.renamedTo = ""
+	}
 	if o := t.byIndex[index]; o != nil && o != e {
-		o.index = 0
+		o.index, o.renamedTo = 0, ""
 	}
 	e.index = index
 	t.byIndex[index] = e
@@ -133,6 +142,17 @@ func (t *entryTable) detach(e *entry) {
 		delete(t.byIndex, e.index)
 	}
 	e.index = 0
+	e.renamedTo = ""
+}
+
+// markRenamed records the name another process gave e's link ("": it has
+// its own name again) and reports whether that is news.
+func (t *entryTable) markRenamed(e *entry, to string) bool {
+	if e == nil || e.renamedTo == to || t.byName[e.name()] != e || (to != "" && e.index == 0) {
+		return false
+	}
+	e.renamedTo = to
+	return true
 }
 
 // stamp sets e's LastSeen (not an index field; through the table so that

@@ -537,6 +537,9 @@ type Info struct {
 	Parent   string      `json:"parent,omitempty"` // a VLAN's parent link, by name
 	VID      uint16      `json:"vid,omitempty"`
 	State    string      `json:"state"`
+	// RenamedFrom: another process renamed the link; Name is its name
+	// now, and this (the name Unit renders) stays reserved for it.
+	RenamedFrom string `json:"renamed_from,omitempty"`
 	// A VLAN-filtering bridge: its own (self) entries and every port's,
 	// as last read from the kernel.
 	VLANFiltering bool        `json:"vlan_filtering,omitempty"`
@@ -606,6 +609,9 @@ func (m *Manager) info(e *entry) Info {
 	}
 	if l, ok := m.links.get(e.index); ok {
 		in.State = linkState(l)
+		if l.Name != in.Name {
+			in.Name, in.RenamedFrom = l.Name, in.Name
+		}
 		if l.Kind == kernel.KindBridge && l.VLANFiltering {
 			in.VLANFiltering = true
 			in.SelfVLANs = vlanMembers(m.links.vlansOf(l.Index))
@@ -661,6 +667,10 @@ type Status struct {
 	// BridgeVLANs counts the membership of ifmgr's VLAN-filtering bridges
 	// (absent if none).
 	BridgeVLANs *BridgeVLANStatus `json:"bridge_vlans,omitempty"`
+	// Renamed maps each managed interface renamed by another process (by
+	// the name its unit renders) to the name its link has now: the unit
+	// stays reserved for it (see docs/design.md, "Renamed from outside").
+	Renamed map[string]string `json:"renamed,omitempty"`
 }
 
 // BridgeVLANStatus counts the bridge VLAN membership ifmgr keeps.
@@ -730,6 +740,12 @@ func (m *Manager) status() Status {
 	m.entries.each(func(e *entry) {
 		if e.index != 0 {
 			st.Managed[string(e.cloner.Kind)]++
+		}
+		if l, renamed := m.renamedLink(e); renamed {
+			if st.Renamed == nil {
+				st.Renamed = map[string]string{}
+			}
+			st.Renamed[e.name()] = l.Name
 		}
 	})
 	st.BridgeVLANs = m.bridgeVLANStatus()

@@ -184,6 +184,11 @@ func (m *Manager) destroyBatch(reqs []*request) {
 	for _, r := range reqs {
 		name := r.destroy
 		e := m.entries.named(name)
+		if l, ok := m.links.named(name); ok {
+			if o := m.entries.onLink(l.Index); o != nil {
+				e = o // renamed from outside: its current name names it too
+			}
+		}
 		if e == nil {
 			if _, ok := m.links.named(name); ok {
 				r.answer(response{err: fmt.Errorf("%s: %w", name, ErrNotOwned)})
@@ -196,6 +201,7 @@ func (m *Manager) destroyBatch(reqs []*request) {
 			r.answer(response{err: fmt.Errorf("%s: %w", name, ErrFromProfile)})
 			continue
 		}
+		renamed, wasRenamed := m.renamedLink(e)
 		if e.index != 0 {
 			if err := m.cfg.Kernel.Delete(e.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
 				r.answer(response{err: fmt.Errorf("destroy %s: %w: %w", name, ErrKernel, err)})
@@ -204,6 +210,10 @@ func (m *Manager) destroyBatch(reqs []*request) {
 			m.links.forget(e.index)
 		}
 		m.release(e, &t)
+		if wasRenamed {
+			// A unit its other name held is free now too.
+			m.settle(renamed.Name, &t)
+		}
 		m.log.Info("destroyed", "name", name)
 		done = append(done, r)
 	}

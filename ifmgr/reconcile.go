@@ -2,6 +2,7 @@ package ifmgr
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/uroute/uroute/board"
@@ -47,6 +48,7 @@ func (m *Manager) resync(reason string) error {
 	m.links.names(func(n string) { names[n] = true })
 	m.entries.each(func(e *entry) { names[e.name()] = true })
 	m.links.replace(links)
+	m.attachRenamed(links)
 	m.readBridgeVLANs(m.profile, reason)
 	for _, l := range links {
 		names[l.Name] = true
@@ -122,6 +124,9 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 		}
 	}
 	for idx := range touched {
+		if e := m.entries.onLink(idx); e != nil {
+			names[e.name()] = true // its link may have been renamed from outside
+		}
 		if old, ok := m.links.get(idx); ok {
 			names[old.Name] = true
 			m.links.forget(idx)
@@ -223,8 +228,31 @@ func (m *Manager) settle(name string, t *txn) bool {
 	e := m.entries.named(name)
 	changed := false
 
+	if present && m.owned(l, c) {
+		if o := m.entries.onLink(l.Index); o != nil && o != e {
+			// Another entry's link, renamed from outside into this
+			// name: it stays that entry's (see renamedAway). Its new
+			// name is taken in the kernel, so the unit must not be
+			// handed out: held as for a foreign link.
+			changed = m.renamedAway(o, l)
+			if _, ok := m.renamedLink(e); e != nil && !ok {
+				changed = m.vanished(e, name, t) || changed
+			}
+			if m.entries.named(name) == nil && !a.IsHeld(u) { // none, or just dropped
+				if err := a.Hold(u); err != nil {
+					m.log.Error("cannot mark unit held", "name", name, "err", err)
+				}
+				changed = true
+			}
+			return changed
+		}
+	}
 	switch {
 	case present && m.owned(l, c):
+		if m.entries.markRenamed(e, "") {
+			m.log.Info("renamed back to its own name", "name", name, "ifindex", l.Index)
+			changed = true
+		}
 		if a.IsHeld(u) {
 			a.Release(u)
 			changed = true
@@ -256,6 +284,11 @@ func (m *Manager) settle(name string, t *txn) bool {
 			m.setAlias(l.Index, e.rec.Identity) // the crash fell between create and alias
 		}
 	case present:
+		if r, renamed := m.renamedLink(e); renamed {
+			// Its link lives on under another name and keeps the unit
+			// allocated; the foreign link holds the name meanwhile.
+			return m.renamedAway(e, r) || changed
+		}
 		if e != nil {
 			m.drop(e, t, "name now held by a foreign interface")
 			changed = true
@@ -273,26 +306,103 @@ func (m *Manager) settle(name string, t *txn) bool {
 			m.log.Info("foreign interface gone; unit allocatable again", "name", name)
 			changed = true
 		}
-		switch {
-		case e == nil:
-		case plan.Derived(e.rec.Identity):
-			// A reservation: the hardware may come back and must get the
-			// same unit without a DB write.
-			if e.index != 0 {
-				// ifmgr detaches what it deletes itself before the event,
-				// and a VLAN goes with its port (an unplug) by itself.
-				if _, parentHere := m.links.named(e.rec.ParentName); e.rec.VID == 0 || parentHere {
-					m.log.Warn("deleted from outside", "name", name, "ifindex", e.index, "identity", e.rec.Identity.Key())
-				}
-				m.entries.detach(e)
-				changed = true
-			}
-		default:
-			m.drop(e, t, "interface vanished")
-			changed = true
+		if r, renamed := m.renamedLink(e); renamed {
+			return m.renamedAway(e, r) || changed
 		}
+		changed = m.vanished(e, name, t) || changed
 	}
 	return changed
+}
+
+// renamedLink returns e's link if another process renamed it: it still
+// exists, still carries the owner marker and the cloner's kind, under a
+// name that is not e's.
+func (m *Manager) renamedLink(e *entry) (kernel.Link, bool) {
+	if e == nil || e.index == 0 {
+		return kernel.Link{}, false
+	}
+	l, ok := m.links.get(e.index)
+	if !ok || !m.owned(l, e.cloner) || l.Name == e.name() {
+		return kernel.Link{}, false
+	}
+	return l, true
+}
+
+// renamedAway keeps e for its link l, which another process renamed, and
+// logs that once per new name. Why adopt rather than forget or rename back:
+// the link still serves e's identity (its alias says which; ports, VLANs
+// and addresses stay on it), so forgetting it would hand e's unit out again
+// and a profile would make a second link for the same identity, both
+// marked as ifmgr's; renaming it back needs the link down (the kernel
+// answers EBUSY for a running link), which would cut the LAN off to undo a
+// cosmetic change. So the record and the unit stay reserved while the
+// link exists under any name, list and status show its current name, and
+// when it is deleted or renamed back settle converges as for any other
+// link (docs/design.md, "Renamed from outside").
+func (m *Manager) renamedAway(e *entry, l kernel.Link) bool {
+	if !m.entries.markRenamed(e, l.Name) {
+		return false
+	}
+	m.log.Warn(e.name()+" renamed from outside to "+l.Name+"; unit "+fmt.Sprint(e.rec.Unit)+" stays reserved",
+		"name", e.name(), "now", l.Name, "ifindex", l.Index, "identity", e.rec.Identity.Key())
+	return true
+}
+
+// vanished settles an entry whose link is gone: a reservation of the
+// profile's keeps its unit for the hardware's return, anything else is
+// dropped.
+func (m *Manager) vanished(e *entry, name string, t *txn) bool {
+	switch {
+	case e == nil:
+		return false
+	case plan.Derived(e.rec.Identity):
+		// A reservation: the hardware may come back and must get the
+		// same unit without a DB write.
+		if e.index == 0 {
+			return false
+		}
+		// ifmgr detaches what it deletes itself before the event, and a
+		// VLAN goes with its port (an unplug) by itself.
+		if _, parentHere := m.links.named(e.rec.ParentName); e.rec.VID == 0 || parentHere {
+			m.log.Warn("deleted from outside", "name", name, "ifindex", e.index, "identity", e.rec.Identity.Key())
+		}
+		m.entries.detach(e)
+		return true
+	default:
+		m.drop(e, t, "interface vanished")
+		return true
+	}
+}
+
+// attachRenamed finds, after a full dump, the links of entries that
+// another process renamed while ifmgr was not looking (before a restart,
+// or with events lost): an owned link whose alias names an entry's
+// identity but not the entry's name. It is attached to that entry, unless
+// the entry's own name has an owned link of the same identity (then the
+// renamed one is a second link for one identity, which ifmgr does not
+// manage: logged). The entry's name may have another entry's renamed link.
+func (m *Manager) attachRenamed(links []kernel.Link) {
+	for _, l := range links {
+		if l.Group != m.cfg.OwnerGroup {
+			continue
+		}
+		id, ok := persist.IdentityFromAlias(l.Alias)
+		if !ok {
+			continue
+		}
+		e := m.entries.withIdentity(id.Key())
+		if e == nil || e.cloner.Kind != l.Kind || e.name() == l.Name || e.index == l.Index {
+			continue
+		}
+		if own, ok := m.links.named(e.name()); ok && m.owned(own, e.cloner) && identityFromAlias(own.Alias, own.Name).Key() == id.Key() {
+			m.log.Warn("two owned links claim one identity; the one under another name is not managed", "name", e.name(), "other", l.Name, "identity", id.Key())
+			continue
+		}
+		if _, renamed := m.renamedLink(e); renamed {
+			continue // already on a renamed link
+		}
+		m.entries.attach(e, l.Index)
+	}
 }
 
 // drop forgets a managed interface: its entry, its unit and (in t) its

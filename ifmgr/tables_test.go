@@ -45,6 +45,9 @@ func checkEntryTable(t *testing.T, et *entryTable) {
 		if e.index != 0 && et.byIndex[e.index] != e {
 			t.Fatalf("%s has ifindex %d but byIndex leads to %v", name, e.index, et.byIndex[e.index])
 		}
+		if e.renamedTo != "" && e.index == 0 {
+			t.Fatalf("%s renamed to %s but has no link", name, e.renamedTo)
+		}
 	}
 	for k, e := range et.byIdentity {
 		if e.rec.Identity.Key() != k || et.byName[e.name()] != e {

@@ -249,6 +249,9 @@ func writeStatus(w io.Writer, st ifmgr.Status) {
 	for _, c := range st.Cloners {
 		fmt.Fprintf(w, "cloner %s (%s, max %d): %d allocated, %d held by foreign interfaces\n", c.Name, c.Template, c.MaxUnit, c.Allocated, c.Held)
 	}
+	for _, from := range slices.Sorted(maps.Keys(st.Renamed)) {
+		fmt.Fprintf(w, "renamed from outside: %s is now %s (its unit stays reserved until the link goes)\n", from, st.Renamed[from])
+	}
 	for _, r := range slices.Sorted(maps.Keys(st.Resyncs)) {
 		fmt.Fprintf(w, "resyncs (%s): %d\n", r, st.Resyncs[r])
 	}
