@@ -34,7 +34,7 @@ func TestJudgeFailsOnEachViolation(t *testing.T) {
 		spoil func(s *soak)
 		want  string
 	}{
-		{"commits for known hardware", func(s *soak) { s.known = 1 }, "DB commits for flaps, renames and replugs of known identities"},
+		{"commits for known hardware", func(s *soak) { s.known = 1 }, "DB commits for flaps, MAC changes and replugs of known identities"},
 		{"RSS grows 1 MiB", func(s *soak) {
 			for i := range s.samples[len(s.samples)-3:] {
 				s.samples[len(s.samples)-3+i].RSS += 1 << 20

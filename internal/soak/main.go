@@ -1,6 +1,12 @@
 // Command soak (scripts/soak) churns links under ifmgrd in a throw-away
-// network namespace for a given time: flaps, renames, unplugs and replugs of
-// known port identities, and plugs of new ones. It samples the daemon
+// network namespace for a given time: flaps, MAC changes, unplugs and
+// replugs of known port identities, and plugs of new ones. The ports are
+// veths, which have no permanent MAC: by board/README.md's "Identities" a
+// port's identity is then its kernel name, never its current MAC. So a
+// known identity keeps its name across replugs and gets a new MAC at each
+// (as a USB gadget that makes one up does), and its MAC also changes while
+// plugged; a rename would make it a new identity, which the new-identity
+// phase of every cycle covers. It samples the daemon
 // (RSS, goroutines, open fds, DB size, commits, units) to a CSV and a PNG,
 // and at the end asserts what years of uptime need: zero DB commits for
 // known identities, units in use back to baseline, RSS growth under 1 MB
@@ -58,8 +64,9 @@ type soak struct {
 	daemon  *exec.Cmd
 	rng     *rand.Rand
 	k       int
-	mac     []string // known identities
-	name    []string // current name of known identity i, "" if unplugged
+	port    []string // known identities: the kernel name of port i
+	name    []string // port[i] while plugged, "" if unplugged
+	macs    int      // MACs handed out to known ports so far
 	serial  int
 	ops     int
 	newIDs  int
@@ -162,7 +169,7 @@ func (s *soak) run(bin, work string, duration, every time.Duration, sum *Summary
 		return err
 	}
 	for i := range s.k {
-		s.mac = append(s.mac, fmt.Sprintf("02:5a:00:00:%02x:%02x", i>>8, i&0xff))
+		s.port = append(s.port, s.fresh())
 		s.name = append(s.name, "")
 		if err := s.plug(i); err != nil {
 			return err
@@ -232,10 +239,19 @@ func (s *soak) fresh() string {
 	return fmt.Sprintf("lan%d", s.serial)
 }
 
+// plug adds known port i under its name, with a MAC it never had.
 func (s *soak) plug(i int) error {
-	name := s.fresh()
+	name := s.port[i]
 	s.name[i] = name
-	return s.ip("link", "add", name, "address", s.mac[i], "type", "veth", "peer", "name", "sp"+strings.TrimPrefix(name, "lan"))
+	return s.ip("link", "add", name, "address", s.knownMAC(), "type", "veth", "peer", "name", "sp"+strings.TrimPrefix(name, "lan"))
+}
+
+// knownMAC is a MAC no known port had before (02:5a:..., apart from the
+// new identities' 02:5b:...).
+func (s *soak) knownMAC() string {
+	s.macs++
+	n := s.macs
+	return fmt.Sprintf("02:5a:%02x:%02x:%02x:%02x", n>>24&0xff, n>>16&0xff, n>>8&0xff, n&0xff)
 }
 
 func (s *soak) pick(plugged bool) int {
@@ -276,19 +292,17 @@ func (s *soak) cycle() error {
 			return err
 		}
 	}
-	if i := s.pick(true); i >= 0 { // rename: same hardware, new name
-		// Down for the rename (the kernel refuses to rename a running
-		// link) and up again, as udev or an operator would: ifmgrd
-		// brings a port up only when it takes it in, and respects an
-		// operator's down after that (plan.BringUp).
-		old, name := s.name[i], s.fresh()
-		if err := s.ip("link", "set", old, "down"); err != nil {
+	if i := s.pick(true); i >= 0 { // MAC change: same port, new address
+		// Down and up around it, as an operator would: ifmgrd brings a
+		// port up only when it takes it in, and respects an operator's
+		// down after that (plan.BringUp).
+		name := s.name[i]
+		if err := s.ip("link", "set", name, "down"); err != nil {
 			return err
 		}
-		if err := s.ip("link", "set", old, "name", name); err != nil {
+		if err := s.ip("link", "set", name, "address", s.knownMAC()); err != nil {
 			return err
 		}
-		s.name[i] = name
 		if err := s.ip("link", "set", name, "up"); err != nil {
 			return err
 		}
@@ -305,7 +319,7 @@ func (s *soak) cycle() error {
 		}
 		s.name[i] = ""
 	}
-	if i := s.pick(false); i >= 0 { // replug a known identity under a new name
+	if i := s.pick(false); i >= 0 { // replug a known identity, with a new MAC
 		if err := s.plug(i); err != nil {
 			return err
 		}
@@ -494,7 +508,7 @@ func (s *soak) judge(sum *Summary) {
 		fail("%d bridges present at the end, want %d (one per known port)", last.Managed, s.k)
 	}
 	if s.known != 0 {
-		fail("%d DB commits for flaps, renames and replugs of known identities, want 0", s.known)
+		fail("%d DB commits for flaps, MAC changes and replugs of known identities, want 0", s.known)
 	}
 	// Warm-up: the first fifth of the run, and until the reservations
 	// plateau (from then on each new identity retires an old one).
