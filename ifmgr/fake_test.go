@@ -38,6 +38,10 @@ type fakeKernel struct {
 	// it to slip a foreign link in under the name being created.
 	beforeCreate func(name string)
 	failCreate   func(name string) error
+	// failDumps: the next this many Links calls fail as a dump the kernel
+	// kept interrupting does; muted: changes emit no event (they are lost).
+	failDumps int
+	muted     bool
 }
 
 func newFakeKernel() *fakeKernel {
@@ -45,6 +49,9 @@ func newFakeKernel() *fakeKernel {
 }
 
 func (k *fakeKernel) emit(t kernel.EventType, l kernel.Link) {
+	if k.muted {
+		return
+	}
 	select {
 	case k.events <- []kernel.Event{{Type: t, Link: l}}:
 	default: // a full queue is an overflow: the real watcher reports ENOBUFS
@@ -79,6 +86,10 @@ func (k *fakeKernel) Links() ([]kernel.Link, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.dumps++
+	if k.failDumps > 0 {
+		k.failDumps--
+		return nil, fmt.Errorf("dump links: %w (5 attempts)", kernel.ErrDumpInterrupted)
+	}
 	out := make([]kernel.Link, 0, len(k.links))
 	for _, l := range k.links {
 		out = append(out, l)

@@ -137,6 +137,7 @@ type Manager struct {
 	lastConverge convergeResult // what the last convergence that acted did, for status
 	refused      refusals       // refused actions, retried with backoff
 	retry        *time.Timer    // fires when the earliest refused action is due
+	redump       redumpTimer    // a failed resync's next try
 	started      bool
 }
 
@@ -174,6 +175,7 @@ func New(cfg Config) (*Manager, error) {
 		resyncs:  map[string]uint64{},
 		refused:  newRefusals(cfg.RetryMin, cfg.RetryMax),
 		retry:    time.NewTimer(time.Hour),
+		redump:   newRedumpTimer(),
 	}
 	m.retry.Stop()
 	for _, c := range cfg.Cloners {
@@ -265,6 +267,8 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.resync("periodic")
 		case <-m.retry.C:
 			m.converge("retry")
+		case <-m.redump.timer.C:
+			m.resync(m.redump.reason)
 		}
 	}
 }

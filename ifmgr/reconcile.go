@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
@@ -36,13 +37,18 @@ func (m *Manager) commit(t *txn, why string) error {
 
 // resync re-reads every link and settles every name the kernel, the records
 // or the held set mention. It is the one mechanism behind startup, lost
-// events and the periodic safety net.
+// events and the periodic safety net. A dump that fails (interrupted again
+// and again while links churn) is tried again soon (redumpTimer): the
+// events it stood for are gone, and after a storm no other event may come
+// before the periodic resync, minutes later.
 func (m *Manager) resync(reason string) error {
 	links, err := m.cfg.Kernel.Links()
 	if err != nil {
-		m.log.Error("link dump failed", "reason", reason, "err", err)
+		delay := m.redump.failed(reason)
+		m.log.Error("link dump failed; trying again", "reason", reason, "in", delay, "err", err)
 		return err
 	}
+	m.redump.succeeded()
 	m.resyncs[reason]++
 	names := map[string]bool{}
 	m.links.names(func(n string) { names[n] = true })
@@ -442,4 +448,40 @@ func identityFromAlias(alias, name string) persist.Identity {
 		return id
 	}
 	return persist.Identity{Name: name}
+}
+
+// redumpTimer schedules the next try of a failed resync: 100 ms, doubling
+// to at most 5 s while dumps keep failing, reset by a dump that succeeds
+// (whatever asked for it). The owner loop waits on timer.
+type redumpTimer struct {
+	timer  *time.Timer
+	delay  time.Duration // the last delay armed; 0 when no retry is due
+	reason string        // the failed resync's reason, kept for its retry
+}
+
+const (
+	redumpMin = 100 * time.Millisecond
+	redumpMax = 5 * time.Second
+)
+
+func newRedumpTimer() redumpTimer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return redumpTimer{timer: t}
+}
+
+// failed arms the next try and returns its delay.
+func (r *redumpTimer) failed(reason string) time.Duration {
+	r.delay = min(max(2*r.delay, redumpMin), redumpMax)
+	r.reason = reason
+	r.timer.Reset(r.delay)
+	return r.delay
+}
+
+// succeeded disarms it.
+func (r *redumpTimer) succeeded() {
+	if r.delay != 0 {
+		r.timer.Stop()
+		r.delay, r.reason = 0, ""
+	}
 }

@@ -163,3 +163,33 @@ type syncLog struct {
 
 func (s *syncLog) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncLog) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A resync whose dump fails (the kernel kept interrupting it) is tried
+// again soon, not at the next event or periodic resync: the events it
+// stood for are lost, and after a storm no other event may come. Before
+// the retry, the port below stayed out of its bridge until something
+// else happened.
+func TestFailedResyncIsRetried(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	h.settle()
+	k.mu.Lock()
+	k.muted, k.failDumps = true, 3
+	k.mu.Unlock()
+	eth, _ := k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01"), MAC: mac("52:54:00:00:00:01")})
+	k.mu.Lock()
+	k.muted = false
+	k.mu.Unlock()
+	k.events <- []kernel.Event{{Type: kernel.EventResync}} // the overrun that lost eth0's events
+	waitStatus(t, h.m, func(st Status) bool { return st.Managed["vlan"] == 2 })
+	l, _ := k.LinkByIndex(eth.Index)
+	if br := k.names()["bridge1"]; br.Index == 0 || l.Master != br.Index {
+		t.Errorf("eth0 not a port of the lan bridge after the retried resync: master %d", l.Master)
+	}
+	k.mu.Lock()
+	left := k.failDumps
+	k.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d failing dumps never tried", left)
+	}
+}
