@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -55,10 +56,37 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, dir: dir, db: filepath.Join(dir, "data", "ifmgr.db"), socket: filepath.Join(dir, "ifmgr.sock"), group: 0x7000 + groupSeq.Add(1)}
 	t.Cleanup(func() {
 		e.stop()
-		exec.Command("ip", "link", "delete", "group", fmt.Sprint(e.group)).Run()
-		exec.Command("ip", "link", "delete", "group", fmt.Sprint(e.group+0x100)).Run()
+		deleteGroups(t, e.group, e.foreignGroup())
 	})
 	return e
+}
+
+// deleteGroups deletes every link of the given groups (the test's own and
+// its foreign ones), through netlink: the guests' ip is u-root's, which
+// has no "link delete group", and the tests of one binary share a network
+// namespace, so a link left behind (a profile bridge whose last port went
+// just before the daemon stopped) would hold its name in the next test.
+func deleteGroups(t *testing.T, groups ...uint32) {
+	t.Helper()
+	c, err := kernel.Dial()
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer c.Close()
+	links, err := c.Links()
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	for _, l := range links {
+		if slices.Contains(groups, l.Group) {
+			// A VLAN goes with its parent: ErrNotFound is fine.
+			if err := c.Delete(l.Index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+				t.Errorf("cleanup: delete %s: %v", l.Name, err)
+			}
+		}
+	}
 }
 
 // foreignGroup tags links the test creates as "another process", so the
