@@ -437,6 +437,7 @@ type request struct {
 	reload  reloadRequest // opReload
 	refused error         // opReject: why the profile failed to load
 	chain   *Chain        // nil: independent of the requests before it
+	place   uint64        // its place in chain
 	reply   chan response
 }
 
@@ -447,19 +448,54 @@ type request struct {
 // batch, when an earlier one fails: the owner checks the chain before it
 // does anything for a request, and before it makes the link of a create
 // whose record a batch already committed (that record is then deleted).
-type Chain struct{ failed atomic.Bool }
+// Each request takes its place in the chain when it is queued; only those
+// after the failure are skipped, whatever order a batch works in.
+type Chain struct {
+	last     atomic.Uint64 // the place of the last request queued
+	failedAt atomic.Uint64 // the place of the first failure; 0: none
+}
 
-// Fail breaks the chain: every later request of it is skipped. The owner
-// calls it when it answers a chained request with an error; the control
-// server, for a failure it answered itself (a bad line).
-func (c *Chain) Fail() { c.failed.Store(true) }
+// place gives the next request its place in the chain.
+func (c *Chain) place() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.last.Add(1)
+}
+
+// failAt records a failure at place p.
+func (c *Chain) failAt(p uint64) {
+	for {
+		old := c.failedAt.Load()
+		if old != 0 && old <= p {
+			return
+		}
+		if c.failedAt.CompareAndSwap(old, p) {
+			return
+		}
+	}
+}
+
+// Fail breaks the chain here: every request queued after this call is
+// skipped. The control server calls it for a failure it answered itself (a
+// bad line, a failed list), once every request before it is answered.
+func (c *Chain) Fail() { c.failAt(c.place()) }
 
 // Failed reports whether a request of the chain failed.
-func (c *Chain) Failed() bool { return c != nil && c.failed.Load() }
+func (c *Chain) Failed() bool { return c != nil && c.failedAt.Load() != 0 }
 
-// skip answers r ErrSkipped if its chain failed before it.
+// skipped reports whether a request of r's chain before r failed.
+func (r *request) skipped() bool {
+	if r.chain == nil {
+		return false
+	}
+	f := r.chain.failedAt.Load()
+	return f != 0 && f < r.place
+}
+
+// skip answers r ErrSkipped if a request of its chain before it failed.
 func (r *request) skip() bool {
-	if !r.chain.Failed() {
+	if !r.skipped() {
 		return false
 	}
 	r.answer(response{err: ErrSkipped})
@@ -473,7 +509,7 @@ type reloadRequest struct {
 
 func (r *request) answer(res response) {
 	if res.err != nil && r.chain != nil {
-		r.chain.Fail()
+		r.chain.failAt(r.place)
 	}
 	r.reply <- res // buffered: never blocks the owner
 }
@@ -875,7 +911,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 // With a chain, the create is skipped if a request of the chain before it
 // failed, and its own failure makes the chain's later requests skipped.
 func (m *Manager) QueueCreate(ctx context.Context, req CreateRequest, chain *Chain) func() (Info, error) {
-	r := &request{op: opCreate, create: req, chain: chain}
+	r := &request{op: opCreate, create: req, chain: chain, place: chain.place()}
 	if res, queued := m.q.send(ctx, r); !queued {
 		return func() (Info, error) { return res.info, res.err }
 	}
@@ -887,7 +923,7 @@ func (m *Manager) QueueCreate(ctx context.Context, req CreateRequest, chain *Cha
 
 // QueueDestroy is Destroy's QueueCreate: queued in order, answered later.
 func (m *Manager) QueueDestroy(ctx context.Context, name string, chain *Chain) func() error {
-	r := &request{op: opDestroy, destroy: name, chain: chain}
+	r := &request{op: opDestroy, destroy: name, chain: chain, place: chain.place()}
 	if res, queued := m.q.send(ctx, r); !queued {
 		return func() error { return res.err }
 	}

@@ -159,7 +159,7 @@ func (m *Manager) createBatch(reqs []*request) {
 		}
 		pending = nil
 		for _, op := range ready {
-			if op.req.chain.Failed() {
+			if op.req.skipped() {
 				// Committed with the batch, never to have its link.
 				m.release(op.e, &t)
 				op.req.skip()
