@@ -257,6 +257,23 @@ func (b *bench) unplugOnce(r *runCtx, daemon bool, i int, send func(string) erro
 	}, time.Minute); err != nil {
 		return fmt.Errorf("unplug %s: %w", port, err)
 	}
+	if daemon {
+		// ifmgrd deleted the bridge on its owner goroutine, and the kernel
+		// finishes unregistering a link (an RCU barrier, tens of ms) in the
+		// deleting thread after the watcher has seen it go: a request to
+		// the owner is answered only once that is over, as the kernel
+		// contender's own Delete above returned only then. Without this
+		// the replug's time included the previous unplug's.
+		c, err := api.Dial(r.sock)
+		if err != nil {
+			return err
+		}
+		_, err = c.Status()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("status after unplugging %s: %w", port, err)
+		}
+	}
 	r.w.Forget(port)
 	return nil
 }
