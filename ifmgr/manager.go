@@ -479,7 +479,11 @@ func (c *Chain) failAt(p uint64) {
 // Fail breaks the chain here: every request queued after this call is
 // skipped. The control server calls it for a failure it answered itself (a
 // bad line, a failed list), once every request before it is answered.
-func (c *Chain) Fail() { c.failAt(c.place()) }
+func (c *Chain) Fail() {
+	if c != nil {
+		c.failAt(c.place())
+	}
+}
 
 // Failed reports whether a request of the chain failed.
 func (c *Chain) Failed() bool { return c != nil && c.failedAt.Load() != 0 }
