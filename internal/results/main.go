@@ -380,7 +380,16 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 		createWhy = fmt.Sprintf("%.1f netlink requests per bridge where `ip -batch` sends 2, and %.0f DB commits (each 2 fsyncs) for %d creates", x.PerLink, c.Value, x.N)
 	}
 	ratioRow("bringup", "ifmgrd profile", 1.0, "profile bring-up <= 1.0x `ip -batch`", bringWhy)
-	ratioRow("create", "ifctl -batch", 1.2, "durable creates (`ifctl -batch`, one connection like `ip -batch`) <= 1.2x `ip -batch`", "")
+	batchWhy := ""
+	for _, x := range r.Results {
+		if x.Section == "create" && x.Contender == "ifctl -batch" {
+			batchWhy = fmt.Sprintf("%v DB commits for %d creates (pipelined, group-committed); the rest is each bridge's netlink requests, waited for one by one", x.Extra["commits"], x.N)
+			if w, ok := r.where("create", "netlink requests"); ok {
+				batchWhy += fmt.Sprintf(" (%.1f per bridge in the create profile below, where `ip -batch` sends 2)", w.PerLink)
+			}
+		}
+	}
+	ratioRow("create", "ifctl -batch", 1.2, "durable creates (`ifctl -batch`, one connection like `ip -batch`) <= 1.2x `ip -batch`", batchWhy)
 	ratioRow("create", "ifctl create x16 conns", 1.2, "durable creates from 16 concurrent one-at-a-time clients <= 1.2x `ip -batch`", createWhy)
 	// 5x faster than networkd and one ip per op: their medians over ifmgrd's.
 	fast := func(other, target string) {
@@ -413,8 +422,31 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 			fsync = &r.Latency[i]
 		}
 	}
+	ifmgrd := map[string]latency{} // by phase: the daemon's own figures
+	for _, l := range r.Latency {
+		if strings.HasPrefix(l.Who, "ifmgrd") {
+			ifmgrd[l.Phase] = l
+		}
+	}
 	for _, l := range r.Latency {
 		if !strings.HasPrefix(l.Who, "ifmgr overhead") {
+			continue
+		}
+		measured := fmt.Sprintf("p50 %.2f ms, p99 %.2f ms", l.P50, l.P99)
+		if d, ok := ifmgrd[l.Phase]; ok {
+			measured += fmt.Sprintf(" (ifmgrd itself: p50 %.2f, p99 %.2f", d.P50, d.P99)
+			if d.Commits != nil {
+				measured += fmt.Sprintf("; %d DB commits for %d events", *d.Commits, d.Events)
+			}
+			measured += ")"
+		}
+		// Missed if even the median overhead is past the target; a
+		// negative difference otherwise means the figures say nothing.
+		missed := l.P50 >= 5 || l.P99 >= 5
+		if !missed && (l.P50 < 0 || l.P99 < 0) {
+			// Two runs one after the other on a shared machine: the
+			// kernel's was the slower.
+			p("| event latency (%s): p99 overhead < 5 ms | %s | **not measured**: the kernel baseline ran slower than ifmgrd (a negative difference: the machine's load changed between the two runs); run again on a quiet machine |\n", l.Phase, measured)
 			continue
 		}
 		why := ""
@@ -422,23 +454,23 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 		switch l.Phase {
 		case "known":
 			what = "event latency, known hardware replugged (zero DB writes): p99 overhead < 5 ms"
-			if l.P99 >= 5 {
-				why = ": ifmgr's own path (event, re-read, plan, netlink) on a loaded machine"
+			if missed {
+				why = ": every event burst re-reads the links it names and plans over every link (plan.Compute sorts them all), so the cost grows with the links present"
 			}
 		case "new":
 			what = "event latency, new port identity (one commit each): p99 overhead < 5 ms"
-			if l.P99 >= 5 {
+			if missed {
 				why = ": the unit is committed (2 fsyncs) before its bridge is made, which the promise requires"
 				if fsync != nil {
 					why += fmt.Sprintf("; one fsync on this disk in the same run: p50 %.2f ms, p99 %.2f ms", fsync.P50, fsync.P99)
 				}
 			}
 		default:
-			if l.P99 >= 5 {
+			if missed {
 				why = ": each new port identity commits (fsyncs) before its bridge is made, on a shared disk"
 			}
 		}
-		p("| %s | p50 %.2f ms, p99 %.2f ms | %s%s |\n", what, l.P50, l.P99, verdict(l.P99 < 5), why)
+		p("| %s | %s | %s%s |\n", what, measured, verdict(!missed), why)
 	}
 	if x, ok := r.where("bringup", "DB commits"); ok {
 		p("| one DB transaction per bulk bring-up | %.0f commits for %d ports | %s |\n", x.Value, x.N, verdict(x.Value <= 1))
