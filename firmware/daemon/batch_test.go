@@ -62,10 +62,13 @@ func TestBatchCreatesCommitOnce(t *testing.T) {
 	commits := after.Commits - before.Commits
 	t.Logf("%d creates in one batch: %d commits", n, commits)
 	// Without pipelining each create is its own batch: n commits. The
-	// first request is taken alone (nothing queued behind it yet); a
-	// handful of batches after that is the point.
-	if commits == 0 || commits > n/10 {
-		t.Errorf("%d creates took %d commits, want between 1 and %d", n, commits, n/10)
+	// first request is taken alone (nothing queued behind it yet), and
+	// while the owner commits and makes links the client has written
+	// dozens more: here 3 commits for 200. The bound is loose so that a
+	// slow guest (TCG) whose client is descheduled now and then does not
+	// fail it; one commit per create, or one per two, does.
+	if commits == 0 || commits > n/4 {
+		t.Errorf("%d creates took %d commits, want between 1 and %d", n, commits, n/4)
 	}
 	list := e.checkAgree()
 	if len(list) != n {
