@@ -36,4 +36,6 @@ var (
 	ErrClosed       = errors.New("ifmgr is shutting down")
 	ErrBadRequest   = errors.New("bad request")
 	ErrQueueTimeout = errors.New("request not taken before its deadline")
+	// ErrSkipped answers a request of a Chain after one before it failed.
+	ErrSkipped = errors.New("not done: an earlier command of the batch failed")
 )

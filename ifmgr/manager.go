@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/uroute/uroute/board"
@@ -435,7 +436,74 @@ type request struct {
 	destroy string        // opDestroy: the interface name
 	reload  reloadRequest // opReload
 	refused error         // opReject: why the profile failed to load
+	chain   *Chain        // nil: independent of the requests before it
+	place   uint64        // its place in chain
 	reply   chan response
+}
+
+// Chain links the requests of a batch that stops at its first failure
+// (ifctl -batch without -force, like ip -batch): once one of them fails,
+// every later one is answered ErrSkipped without being done. Requests are
+// pipelined, so the later ones may already be queued, even in the owner's
+// batch, when an earlier one fails: the owner checks the chain before it
+// does anything for a request, and before it makes the link of a create
+// whose record a batch already committed (that record is then deleted).
+// Each request takes its place in the chain when it is queued; only those
+// after the failure are skipped, whatever order a batch works in.
+type Chain struct {
+	last     atomic.Uint64 // the place of the last request queued
+	failedAt atomic.Uint64 // the place of the first failure; 0: none
+}
+
+// place gives the next request its place in the chain.
+func (c *Chain) place() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.last.Add(1)
+}
+
+// failAt records a failure at place p.
+func (c *Chain) failAt(p uint64) {
+	for {
+		old := c.failedAt.Load()
+		if old != 0 && old <= p {
+			return
+		}
+		if c.failedAt.CompareAndSwap(old, p) {
+			return
+		}
+	}
+}
+
+// Fail breaks the chain here: every request queued after this call is
+// skipped. The control server calls it for a failure it answered itself (a
+// bad line, a failed list), once every request before it is answered.
+func (c *Chain) Fail() {
+	if c != nil {
+		c.failAt(c.place())
+	}
+}
+
+// Failed reports whether a request of the chain failed.
+func (c *Chain) Failed() bool { return c != nil && c.failedAt.Load() != 0 }
+
+// skipped reports whether a request of r's chain before r failed.
+func (r *request) skipped() bool {
+	if r.chain == nil {
+		return false
+	}
+	f := r.chain.failedAt.Load()
+	return f != 0 && f < r.place
+}
+
+// skip answers r ErrSkipped if a request of its chain before it failed.
+func (r *request) skip() bool {
+	if !r.skipped() {
+		return false
+	}
+	r.answer(response{err: ErrSkipped})
+	return true
 }
 
 type reloadRequest struct {
@@ -443,7 +511,12 @@ type reloadRequest struct {
 	dryRun  bool
 }
 
-func (r *request) answer(res response) { r.reply <- res } // buffered: never blocks the owner
+func (r *request) answer(res response) {
+	if res.err != nil && r.chain != nil {
+		r.chain.failAt(r.place)
+	}
+	r.reply <- res // buffered: never blocks the owner
+}
 
 // requestQueue is the client side of the owner loop: the channel requests
 // travel on, and done, closed when the owner has answered its last request.
@@ -456,20 +529,36 @@ type requestQueue struct {
 // took the request, the change still completes (no half-done state); only the
 // answer is dropped.
 func (q *requestQueue) call(ctx context.Context, r *request) response {
+	if res, queued := q.send(ctx, r); !queued {
+		return res
+	}
+	return q.wait(r)
+}
+
+// send queues r for the owner without waiting for its answer; it blocks
+// only while the queue is full. It reports false, with the answer, if r
+// could not be queued. Requests sent by one goroutine reach the owner in
+// the order sent, which is what lets one connection pipeline them.
+func (q *requestQueue) send(ctx context.Context, r *request) (response, bool) {
 	r.ctx = ctx
 	r.reply = make(chan response, 1)
 	select {
 	case q.reqs <- r:
+		return response{}, true
 	case <-ctx.Done():
-		return response{err: fmt.Errorf("%w: %w", ErrQueueTimeout, ctx.Err())}
+		return response{err: fmt.Errorf("%w: %w", ErrQueueTimeout, ctx.Err())}, false
 	case <-q.done:
-		return response{err: ErrClosed}
+		return response{err: ErrClosed}, false
 	}
+}
+
+// wait is the second half of call: the answer to a sent request.
+func (q *requestQueue) wait(r *request) response {
 	select {
 	case res := <-r.reply:
 		return res
-	case <-ctx.Done():
-		return response{err: ctx.Err()}
+	case <-r.ctx.Done():
+		return response{err: r.ctx.Err()}
 	case <-q.done:
 		select {
 		case res := <-r.reply:
@@ -814,6 +903,35 @@ type CreateRequest struct {
 func (m *Manager) Create(ctx context.Context, req CreateRequest) (Info, error) {
 	res := m.q.call(ctx, &request{op: opCreate, create: req})
 	return res.info, res.err
+}
+
+// QueueCreate queues a create and returns at once (unless the request queue
+// is full) with the function that waits for its answer. Creates queued one
+// after another, by one goroutine, reach the owner in that order, and those
+// queued together share one DB commit (the owner takes every request queued
+// at that moment as one batch): a client with many creates pipelines them
+// instead of paying a commit each. The promise is Create's: the answer
+// comes only once the unit is committed and its link exists.
+// With a chain, the create is skipped if a request of the chain before it
+// failed, and its own failure makes the chain's later requests skipped.
+func (m *Manager) QueueCreate(ctx context.Context, req CreateRequest, chain *Chain) func() (Info, error) {
+	r := &request{op: opCreate, create: req, chain: chain, place: chain.place()}
+	if res, queued := m.q.send(ctx, r); !queued {
+		return func() (Info, error) { return res.info, res.err }
+	}
+	return func() (Info, error) {
+		res := m.q.wait(r)
+		return res.info, res.err
+	}
+}
+
+// QueueDestroy is Destroy's QueueCreate: queued in order, answered later.
+func (m *Manager) QueueDestroy(ctx context.Context, name string, chain *Chain) func() error {
+	r := &request{op: opDestroy, destroy: name, chain: chain, place: chain.place()}
+	if res, queued := m.q.send(ctx, r); !queued {
+		return func() error { return res.err }
+	}
+	return func() error { return m.q.wait(r).err }
 }
 
 // Destroy deletes a managed interface and frees its unit. Interfaces ifmgr

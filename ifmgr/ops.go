@@ -124,6 +124,9 @@ func (m *Manager) allocate(op *createOp, t *txn) error {
 func (m *Manager) createBatch(reqs []*request) {
 	var pending []*createOp
 	for _, r := range reqs {
+		if r.skip() {
+			continue
+		}
 		op, err := m.parseCreate(r)
 		if err != nil {
 			r.answer(response{err: err})
@@ -135,6 +138,9 @@ func (m *Manager) createBatch(reqs []*request) {
 	for len(pending) > 0 {
 		var ready []*createOp
 		for _, op := range pending {
+			if op.req.skip() {
+				continue
+			}
 			if err := m.allocate(op, &t); err != nil {
 				op.req.answer(response{err: err})
 				continue
@@ -153,6 +159,12 @@ func (m *Manager) createBatch(reqs []*request) {
 		}
 		pending = nil
 		for _, op := range ready {
+			if op.req.skipped() {
+				// Committed with the batch, never to have its link.
+				m.release(op.e, &t)
+				op.req.skip()
+				continue
+			}
 			_, err := m.createLink(op.e, op.parent.Index, op.vid, kernel.BridgeOptions{}, &t, "ifctl")
 			switch {
 			case err == nil:
@@ -182,6 +194,9 @@ func (m *Manager) destroyBatch(reqs []*request) {
 	var t txn
 	var done []*request
 	for _, r := range reqs {
+		if r.skip() {
+			continue
+		}
 		name := r.destroy
 		e := m.entries.named(name)
 		if l, ok := m.links.named(name); ok {

@@ -4,13 +4,16 @@
 package ctl
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +23,12 @@ import (
 )
 
 const usage = `usage: ifctl [--socket PATH] COMMAND [ARGS]
+       ifctl [--socket PATH] -batch FILE|- [-force]
+
+  -batch FILE  run the commands in FILE (- for stdin), one per line, over one
+               connection, pipelined (like ip -batch); output in line order; a
+               failed line is reported "Command failed FILE:LINE" and ends the
+               batch (nothing after it is done) unless -force; exit 1 if any failed
 
 commands:
   create bridge | bridgeN              create a bridge (lowest free unit, or unit N)
@@ -48,6 +57,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(stderr, usage)
 		return 0
+	case errors.Is(err, errBatchFailed):
+		return 1 // each failure is reported already
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "ifctl: %s\n%s", ue.msg, usage)
 		return 2
@@ -80,107 +91,253 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
-func run(args []string, stdout, _ io.Writer) error {
+func run(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("ifctl")
 	socket := fs.String("socket", api.DefaultSocket, "ifmgrd control socket")
+	batch := fs.String("batch", "", "read commands from FILE (- for stdin)")
+	force := fs.Bool("force", false, "with -batch: go on past failed commands")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err.Error()}
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
-		return usageError{"no command"}
+	if *batch != "" {
+		if len(fs.Args()) > 0 {
+			return usageError{"-batch takes no command: the commands are in the file"}
+		}
+		return runBatch(*socket, *batch, *force, stdout, stderr)
 	}
-	cmd, rest := rest[0], rest[1:]
-
-	sub := newFlags(cmd)
-	var dev string
-	var vid int
-	var asJSON, dryRun bool
-	switch cmd {
-	case "create":
-		sub.StringVar(&dev, "dev", "", "VLAN parent")
-		sub.IntVar(&vid, "vid", 0, "VLAN id")
-	case "list", "status":
-		sub.BoolVar(&asJSON, "j", false, "JSON output")
-		sub.BoolVar(&asJSON, "json", false, "JSON output")
-	case "reload":
-		sub.BoolVar(&dryRun, "dry-run", false, "print the plan only")
-	case "destroy", "resync":
-	case "help":
-		return flag.ErrHelp
-	default:
-		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	if *force {
+		return usageError{"-force goes with -batch"}
 	}
-	pos, err := parseInterleaved(sub, rest)
+	cmd, err := parseCommand(fs.Args())
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{fmt.Sprintf("%s: %v", cmd, err)}
+		return err
 	}
-	wantArgs := map[string]int{"create": 1, "destroy": 1}[cmd]
-	if len(pos) != wantArgs {
-		return usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd, wantArgs, len(pos))}
-	}
-	if cmd == "create" && vid != 0 {
-		if err := ifname.ValidVID(vid); err != nil {
-			return fmt.Errorf("create %s: %w", pos[0], err)
-		}
-	}
-
 	c, err := api.Dial(*socket)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	resp, err := c.Do(cmd.request())
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return cmd.print(stdout, resp)
+}
 
-	switch cmd {
+// command is one parsed ifctl command, from the command line or a batch
+// line.
+type command struct {
+	name   string // create, destroy, list, status, resync, reload
+	arg    string // create, destroy: the interface or cloner name
+	dev    string
+	vid    int
+	asJSON bool
+	dryRun bool
+}
+
+// String names the command in error messages: "create bridge9", "list".
+func (c command) String() string {
+	if c.arg != "" {
+		return c.name + " " + c.arg
+	}
+	return c.name
+}
+
+// parseCommand parses a command and its arguments; its errors are usage
+// errors (or flag.ErrHelp), and the one check it makes beyond syntax, of
+// a VLAN id, is the daemon's rule (ifname.ValidVID).
+func parseCommand(args []string) (command, error) {
+	if len(args) == 0 {
+		return command{}, usageError{"no command"}
+	}
+	cmd := command{name: args[0]}
+	rest := args[1:]
+	sub := newFlags(cmd.name)
+	switch cmd.name {
 	case "create":
-		in, err := c.Create(pos[0], dev, vid)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", pos[0], err)
+		sub.StringVar(&cmd.dev, "dev", "", "VLAN parent")
+		sub.IntVar(&cmd.vid, "vid", 0, "VLAN id")
+	case "list", "status":
+		sub.BoolVar(&cmd.asJSON, "j", false, "JSON output")
+		sub.BoolVar(&cmd.asJSON, "json", false, "JSON output")
+	case "reload":
+		sub.BoolVar(&cmd.dryRun, "dry-run", false, "print the plan only")
+	case "destroy", "resync":
+	case "help":
+		return cmd, flag.ErrHelp
+	default:
+		return cmd, usageError{fmt.Sprintf("unknown command %q", cmd.name)}
+	}
+	pos, err := parseInterleaved(sub, rest)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cmd, err
 		}
-		fmt.Fprintln(stdout, in.Name)
+		return cmd, usageError{fmt.Sprintf("%s: %v", cmd.name, err)}
+	}
+	wantArgs := map[string]int{"create": 1, "destroy": 1}[cmd.name]
+	if len(pos) != wantArgs {
+		return cmd, usageError{fmt.Sprintf("%s takes %d argument(s), got %d", cmd.name, wantArgs, len(pos))}
+	}
+	if wantArgs == 1 {
+		cmd.arg = pos[0]
+	}
+	if cmd.name == "create" && cmd.vid != 0 {
+		if err := ifname.ValidVID(cmd.vid); err != nil {
+			return cmd, fmt.Errorf("%s: %w", cmd, err)
+		}
+	}
+	return cmd, nil
+}
+
+func (c command) request() api.Request {
+	switch c.name {
+	case "create":
+		return api.Request{Op: api.OpCreate, Name: c.arg, Dev: c.dev, VID: c.vid}
 	case "destroy":
-		if err := c.Destroy(pos[0]); err != nil {
-			return fmt.Errorf("destroy %s: %w", pos[0], err)
-		}
+		return api.Request{Op: api.OpDestroy, Name: c.arg}
 	case "list":
-		list, err := c.List()
-		if err != nil {
-			return fmt.Errorf("list: %w", err)
+		return api.Request{Op: api.OpList}
+	case "status":
+		return api.Request{Op: api.OpStatus}
+	case "resync":
+		return api.Request{Op: api.OpResync}
+	default: // reload
+		return api.Request{Op: api.OpReload, DryRun: c.dryRun}
+	}
+}
+
+// print writes a successful answer as the command's output.
+func (c command) print(stdout io.Writer, resp api.Response) error {
+	switch c.name {
+	case "create":
+		if resp.Info == nil {
+			return fmt.Errorf("%s: %w: create answered without info", c, api.ErrProtocol)
 		}
-		if asJSON {
+		fmt.Fprintln(stdout, resp.Info.Name)
+	case "list":
+		list := resp.List
+		if list == nil {
+			list = []ifmgr.Info{}
+		}
+		if c.asJSON {
 			return writeJSON(stdout, list)
 		}
 		return writeList(stdout, list)
 	case "status":
-		st, err := c.Status()
-		if err != nil {
-			return fmt.Errorf("status: %w", err)
+		if resp.Status == nil {
+			return fmt.Errorf("%s: %w: status answered without status", c, api.ErrProtocol)
 		}
-		if asJSON {
-			return writeJSON(stdout, st)
+		if c.asJSON {
+			return writeJSON(stdout, *resp.Status)
 		}
-		writeStatus(stdout, st)
-	case "resync":
-		if err := c.Resync(); err != nil {
-			return fmt.Errorf("resync: %w", err)
-		}
+		writeStatus(stdout, *resp.Status)
 	case "reload":
-		lines, err := c.Reload(dryRun)
-		if err != nil {
-			return fmt.Errorf("reload: %w", err)
-		}
-		if len(lines) == 0 {
+		if len(resp.Plan) == 0 {
 			fmt.Fprintln(stdout, "nothing to change")
 		}
-		for _, l := range lines {
+		for _, l := range resp.Plan {
 			fmt.Fprintln(stdout, l)
 		}
+	}
+	return nil
+}
+
+// errBatchFailed is runBatch's result when a command failed; each failure
+// is already reported on stderr.
+var errBatchFailed = errors.New("batch: a command failed")
+
+// runBatch runs the commands of file (one per line, as on ifctl's command
+// line without "ifctl"; blank lines and lines starting with # skipped)
+// over one connection, like ip -batch: requests are pipelined, answers and
+// output come in line order, and a failed line is reported as
+// "ifctl: COMMAND: WHY" then "Command failed FILE:LINE" on stderr. Without
+// force the batch stops at the first failure and nothing after it is done
+// (the daemon skips the requests already sent behind it: api.Request.Chain);
+// with force it goes on. Either way a failure makes the exit status 1.
+func runBatch(socket, file string, force bool, stdout, stderr io.Writer) error {
+	in := io.Reader(os.Stdin)
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return fmt.Errorf("batch: %w", err)
+		}
+		defer f.Close()
+		in = f
+	}
+	c, err := api.Dial(socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	type sent struct {
+		line int
+		cmd  command
+	}
+	// The reader hands lines to Pipeline's sender while answers come back;
+	// the line numbers and commands travel in the same order.
+	lines := make(chan sent, api.DefaultWindow+2)
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 0, 4096), api.MaxRequestSize)
+	lineNo := 0
+	var readErr error
+	stopped := false
+	next := func() (api.Pipelined, bool) {
+		for !stopped && sc.Scan() {
+			lineNo++
+			text := strings.TrimSpace(sc.Text())
+			if text == "" || strings.HasPrefix(text, "#") {
+				continue
+			}
+			cmd, err := parseCommand(strings.Fields(text))
+			if errors.Is(err, flag.ErrHelp) {
+				err = usageError{"help is not a batch command"}
+			}
+			lines <- sent{lineNo, cmd}
+			if err != nil {
+				// Nothing after a line that failed is sent, unless forced.
+				stopped = !force
+				return api.Pipelined{Err: err}, true
+			}
+			req := cmd.request()
+			req.Chain = !force
+			return api.Pipelined{Req: req}, true
+		}
+		if err := sc.Err(); err != nil && !stopped {
+			readErr = fmt.Errorf("batch: %s line %d: %w", file, lineNo+1, err)
+		}
+		return api.Pipelined{}, false
+	}
+	failed := false
+	err = c.Pipeline(next, api.DefaultWindow, func(resp api.Response, err error) bool {
+		s := <-lines
+		if err == nil {
+			err = s.cmd.print(stdout, resp)
+		}
+		if err == nil {
+			return true
+		}
+		failed = true
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "ifctl: %s\n", ue.msg)
+		} else {
+			fmt.Fprintf(stderr, "ifctl: %s: %v\n", s.cmd, err)
+		}
+		fmt.Fprintf(stderr, "Command failed %s:%d\n", file, s.line)
+		return force
+	})
+	switch {
+	case err != nil:
+		return err
+	case readErr != nil:
+		return readErr
+	case failed:
+		return errBatchFailed
 	}
 	return nil
 }

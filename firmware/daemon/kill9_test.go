@@ -19,8 +19,9 @@ import (
 )
 
 // TestKill9AnyInstant kills ifmgrd (the real binary, SIGKILL) at random
-// instants of five workloads, in turn: profile bring-up (the daemon
-// converging on new ports at start), ifctl bulk create, bulk destroy,
+// instants of six workloads, in turn: profile bring-up (the daemon
+// converging on new ports at start), ifctl bulk create, pipelined creates
+// and destroys on one connection (ifctl -batch's way), bulk destroy,
 // reload storms and replug storms, half the kills on bbolt on disk and
 // half on the mirrored store (-db-mirror, as on JFFS2). After every kill
 // the daemon is restarted and:
@@ -207,6 +208,7 @@ func (r *k9) run(kills int) {
 		fn   func(stop <-chan struct{})
 	}{
 		{"bulk-create", r.bulkCreate},
+		{"pipelined", r.pipelined},
 		{"bulk-destroy", r.bulkDestroy},
 		{"reload", r.reloadStorm},
 		{"replug", r.replugStorm},
@@ -291,6 +293,62 @@ func (r *k9) bulkCreate(stop <-chan struct{}) {
 			return false
 		}
 		r.confirmedCreate(in)
+		return true
+	})
+}
+
+// pipelined: one connection pipelines creates (ifctl -batch's way: the
+// daemon queues what it reads ahead and group-commits the creates it finds
+// queued at once), and destroys above 120 confirmed bridges, until the
+// daemon dies.
+func (r *k9) pipelined(stop <-chan struct{}) {
+	c, ok := r.client()
+	if !ok {
+		return
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var sent []string // in flight, in order: "" for a create, else the name destroyed
+	next := func() (api.Pipelined, bool) {
+		select {
+		case <-stop:
+			return api.Pipelined{}, false
+		default:
+		}
+		r.mu.Lock()
+		var name string
+		if len(r.confirmed) > 120 {
+			for n := range r.confirmed {
+				name = n
+				break
+			}
+			delete(r.confirmed, name) // claimed: no other client destroys it
+		}
+		r.mu.Unlock()
+		mu.Lock()
+		sent = append(sent, name)
+		mu.Unlock()
+		if name != "" {
+			return api.Pipelined{Req: api.Request{Op: api.OpDestroy, Name: name}}, true
+		}
+		r.issued.Add(1)
+		return api.Pipelined{Req: api.Request{Op: api.OpCreate, Name: "bridge"}}, true
+	}
+	c.Pipeline(next, 32, func(resp api.Response, err error) bool {
+		mu.Lock()
+		name := sent[0]
+		sent = sent[1:]
+		mu.Unlock()
+		switch {
+		case err != nil:
+			return false // the daemon died under us
+		case name == "" && resp.Info != nil:
+			r.confirmedCreate(*resp.Info)
+		case name != "":
+			r.mu.Lock()
+			r.destroyed[name] = r.issued.Load()
+			r.mu.Unlock()
+		}
 		return true
 	})
 }

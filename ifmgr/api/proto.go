@@ -40,6 +40,11 @@ type Request struct {
 	VID  int    `json:"vid,omitempty"`  // create vlan: 802.1Q id
 	// DryRun (reload): answer the plan without applying it.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Chain: skip this request (answer "skipped") if a chained request
+	// before it on this connection failed, as ip -batch stops at its first
+	// failure. A client pipelining a batch sets it on every request unless
+	// told to go on past errors (ifctl -batch -force).
+	Chain bool `json:"chain,omitempty"`
 }
 
 // Response is the daemon's answer.
@@ -133,6 +138,7 @@ var codes = []struct {
 	{"from-profile", ifmgr.ErrFromProfile},
 	{"bad-profile", ifmgr.ErrBadProfile},
 	{"busy", ifmgr.ErrQueueTimeout},
+	{"skipped", ifmgr.ErrSkipped},
 	{"protocol", ErrProtocol},
 	{"permission", ErrPermission},
 	{"evicted", ErrEvicted},

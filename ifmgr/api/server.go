@@ -158,6 +158,12 @@ type peer struct {
 	// request line; zero while a request is being served.
 	waitingSince time.Time
 	evicted      bool
+	// outstanding counts the requests read and not yet answered (a
+	// pipelining client has many); while there are any, the connection is
+	// busy, neither idle nor evictable.
+	outstanding int
+	// broken: an answer could not be written; the reader stops.
+	broken bool
 }
 
 // connTable is the set of open connections, for eviction and shutdown.
@@ -166,7 +172,8 @@ type connTable struct {
 	conns   map[*peer]bool
 	max     int
 	log     *slog.Logger
-	evicted int // since the socket last filled up; 0 = not under pressure
+	evicted int  // since the socket last filled up; 0 = not under pressure
+	closing bool // shutdown: no reader waits for another request
 	peek    [MaxRequestSize + 1]byte
 }
 
@@ -272,14 +279,23 @@ func (t *connTable) evictLongestIdle() {
 	victim.c.SetReadDeadline(time.Now()) // wakes its reader
 }
 
-// await marks p as waiting for a request for at most d. It returns false
-// if p has been evicted. The deadline is set under the lock so that an
-// eviction's wake-up cannot be overwritten by a later, longer deadline.
+// await prepares p's reader to wait for its next request line. With no
+// request outstanding, p is idle: it waits at most d, and may be evicted
+// meanwhile. With some outstanding (a pipelining client waiting for its
+// answers before it sends more), it is busy and waits without a deadline:
+// answered sets one when the last answer is out. It returns false if p is
+// to stop reading (evicted, its answers cannot be written, or shutdown).
+// Deadlines are set under the lock so that an eviction's or a shutdown's
+// wake-up cannot be overwritten by a later one.
 func (t *connTable) await(p *peer, d time.Duration) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p.evicted {
+	if p.evicted || p.broken || t.closing {
 		return false
+	}
+	if p.outstanding > 0 {
+		p.c.SetReadDeadline(time.Time{})
+		return true
 	}
 	if p.waitingSince.IsZero() {
 		p.waitingSince = time.Now()
@@ -288,11 +304,34 @@ func (t *connTable) await(p *peer, d time.Duration) bool {
 	return true
 }
 
-// busy marks p as serving a request: not to be evicted until it is done.
+// busy marks p as serving a request it just read: not to be evicted until
+// its answer is written.
 func (t *connTable) busy(p *peer) {
 	t.mu.Lock()
+	p.outstanding++
 	p.waitingSince = time.Time{}
 	t.mu.Unlock()
+}
+
+// answered counts one answer written to p. After the last outstanding
+// one, p waits for its next request, idle, for at most d.
+func (t *connTable) answered(p *peer, d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.outstanding--
+	if p.outstanding > 0 || p.evicted || t.closing {
+		return
+	}
+	p.waitingSince = time.Now()
+	p.c.SetReadDeadline(time.Now().Add(d))
+}
+
+// writeFailed marks p as broken and wakes its reader.
+func (t *connTable) writeFailed(p *peer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p.broken = true
+	p.c.SetReadDeadline(time.Now())
 }
 
 func (t *connTable) wasEvicted(p *peer) bool {
@@ -301,12 +340,12 @@ func (t *connTable) wasEvicted(p *peer) bool {
 	return p.evicted
 }
 
-// wakeAll makes every waiting reader return, for shutdown. A connection
-// serving a request sets a new deadline only after it finished, and then
-// sees ctx done.
+// wakeAll makes every waiting reader return, for shutdown. Answers still
+// outstanding are written first, then ErrClosed.
 func (t *connTable) wakeAll() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closing = true
 	for p := range t.conns {
 		p.c.SetReadDeadline(time.Now())
 	}
@@ -337,38 +376,180 @@ func (s *Server) handle(ctx context.Context, p *peer, log *slog.Logger) {
 	if idle <= 0 {
 		idle = 30 * time.Second
 	}
-	br := bufio.NewReaderSize(c, 512)
+	// The reader (this goroutine) reads requests ahead and queues them;
+	// the writer answers them in request order. Closing answers, then
+	// waiting for the writer, means every request read gets its answer
+	// before the connection closes.
+	answers := make(chan pendingAnswer, MaxPipelined)
+	written := make(chan struct{})
+	go s.writeAnswers(p, idle, answers, written)
+	defer func() {
+		close(answers)
+		<-written
+	}()
+	chain := new(ifmgr.Chain) // for the requests that ask to be chained
+	br := bufio.NewReaderSize(c, 8192)
 	for {
-		if ctx.Err() != nil {
-			tellClosed(c)
-			return
-		}
-		if !p.table.await(p, idle) {
-			s.tellEvicted(p)
+		if !p.table.await(p, idle) || ctx.Err() != nil {
+			s.lastWord(ctx, p, answers)
 			return
 		}
 		line, err := readLine(br, MaxRequestSize)
 		if errors.Is(err, errTooLong) {
-			enc.Encode(ErrorResponse(fmt.Errorf("%w: request exceeds %d bytes", ErrProtocol, MaxRequestSize)))
+			p.table.busy(p)
+			answers <- answerNow(ErrorResponse(fmt.Errorf("%w: request exceeds %d bytes", ErrProtocol, MaxRequestSize)))
 			return
 		}
 		if err != nil {
-			switch {
-			case p.table.wasEvicted(p):
-				s.tellEvicted(p)
-			case ctx.Err() != nil && !errors.Is(err, io.EOF):
-				tellClosed(c) // woken for shutdown, maybe half-way through a request
+			if !errors.Is(err, io.EOF) || p.table.wasEvicted(p) {
+				s.lastWord(ctx, p, answers) // woken: evicted or shutdown, maybe half-way through a request
 			}
-			return // EOF, idle timeout, eviction or shutdown
+			return // EOF, idle timeout, eviction, shutdown or a failed write
 		}
 		p.table.busy(p)
 		req, err := DecodeRequest(line)
+		var a pendingAnswer
 		if err != nil {
-			enc.Encode(ErrorResponse(err))
+			// A barrier, so that the chain breaks here, not before the
+			// requests ahead of it are done.
+			a = barrier(func() Response { return ErrorResponse(err) }, chain)
+		} else {
+			a = s.start(req, chain)
+		}
+		answers <- a // blocks while MaxPipelined answers are outstanding
+		if a.served != nil {
+			<-a.served // not queued ahead: nothing after it may overtake it
+		}
+	}
+}
+
+// MaxPipelined bounds the requests one connection may have read and not
+// yet answered; past it the server stops reading that connection until
+// answers are written (the client's writes then wait in its socket).
+const MaxPipelined = 256
+
+// Queuer is a Backend that can queue a create or a destroy and answer it
+// later: *ifmgr.Manager's QueueCreate and QueueDestroy. With one, the
+// server pipelines each connection's creates and destroys: it reads ahead
+// and queues them, in request order, while earlier ones are served, so the
+// owner takes those queued together as one batch, one DB commit. Every
+// other request, and every request to a Backend without it, is a barrier:
+// it is served after every request before it is answered, and the next
+// is read only after it.
+type Queuer interface {
+	QueueCreate(ctx context.Context, req ifmgr.CreateRequest, chain *ifmgr.Chain) func() (ifmgr.Info, error)
+	QueueDestroy(ctx context.Context, name string, chain *ifmgr.Chain) func() error
+}
+
+// pendingAnswer is the answer to one request, in the order read.
+type pendingAnswer struct {
+	wait func() Response
+	// served is closed once a barrier request is served; nil for a
+	// queued request.
+	served chan struct{}
+	// last: the connection's closing word (evicted, closed), not the
+	// answer to a request read; written with a bounded deadline.
+	last bool
+}
+
+func answerNow(r Response) pendingAnswer { return pendingAnswer{wait: func() Response { return r }} }
+
+// lastWord queues why the connection closes, if it is closed on the
+// daemon's side: evicted, or shutdown. A client that closed, sent a bad
+// line, or stopped reading its answers gets none.
+func (s *Server) lastWord(ctx context.Context, p *peer, answers chan<- pendingAnswer) {
+	var why error
+	switch {
+	case p.table.wasEvicted(p):
+		why = ErrEvicted
+	case ctx.Err() != nil:
+		why = ifmgr.ErrClosed
+	default:
+		return
+	}
+	a := answerNow(ErrorResponse(why))
+	a.last = true
+	answers <- a
+}
+
+// start queues req with the backend if it can be pipelined, or else
+// returns a barrier that the writer serves in its turn. A chained request
+// is tied to the connection's chain.
+func (s *Server) start(req Request, chain *ifmgr.Chain) pendingAnswer {
+	if !req.Chain {
+		chain = nil
+	}
+	q, pipelines := s.Backend.(Queuer)
+	if pipelines && (req.Op == OpCreate || req.Op == OpDestroy) {
+		// Not the server's ctx: a request queued completes even while the
+		// daemon shuts down ("finish the request in hand").
+		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+		if req.Op == OpCreate {
+			wait := q.QueueCreate(ctx, ifmgr.CreateRequest{Name: req.Name, Dev: req.Dev, VID: req.VID}, chain)
+			return pendingAnswer{wait: func() Response {
+				defer cancel()
+				in, err := wait()
+				if err != nil {
+					return ErrorResponse(err)
+				}
+				return Response{V: Version, Info: &in}
+			}}
+		}
+		wait := q.QueueDestroy(ctx, req.Name, chain)
+		return pendingAnswer{wait: func() Response {
+			defer cancel()
+			if err := wait(); err != nil {
+				return ErrorResponse(err)
+			}
+			return Response{V: Version}
+		}}
+	}
+	return barrier(func() Response {
+		if chain.Failed() {
+			return ErrorResponse(ifmgr.ErrSkipped)
+		}
+		return s.dispatch(req)
+	}, chain)
+}
+
+// barrier is an answer served by the writer once every answer before it
+// is written; the reader reads on only after it. A failure breaks chain
+// (nil: none) before the reader goes on.
+func barrier(serve func() Response, chain *ifmgr.Chain) pendingAnswer {
+	served := make(chan struct{})
+	return pendingAnswer{served: served, wait: func() Response {
+		defer close(served)
+		resp := serve()
+		if resp.Error != "" && chain != nil {
+			chain.Fail()
+		}
+		return resp
+	}}
+}
+
+// writeAnswers writes p's answers in request order, each as soon as it is
+// known. Once a write fails it writes no more, but still waits for every
+// answer (each request is finished, and its context released) and wakes
+// the reader to stop.
+func (s *Server) writeAnswers(p *peer, idle time.Duration, answers <-chan pendingAnswer, done chan<- struct{}) {
+	defer close(done)
+	enc := json.NewEncoder(p.c)
+	failed := false
+	for a := range answers {
+		resp := a.wait()
+		if failed {
 			continue
 		}
-		if err := enc.Encode(s.dispatch(req)); err != nil {
-			return
+		if a.last {
+			p.c.SetWriteDeadline(time.Now().Add(shutdownGrace))
+			enc.Encode(resp)
+			continue
+		}
+		err := enc.Encode(resp)
+		p.table.answered(p, idle)
+		if err != nil {
+			failed = true
+			p.table.writeFailed(p)
 		}
 	}
 }
@@ -438,21 +619,17 @@ func (s *Server) answerBacklog(ln *net.UnixListener, wg *sync.WaitGroup, log *sl
 	}
 }
 
-// tellEvicted answers an evicted connection why it is closed, without
-// waiting on a peer that does not read.
-func (s *Server) tellEvicted(p *peer) {
-	p.c.SetWriteDeadline(time.Now().Add(time.Second))
-	json.NewEncoder(p.c).Encode(ErrorResponse(ErrEvicted))
+func (s *Server) requestTimeout() time.Duration {
+	if s.RequestTimeout <= 0 {
+		return 60 * time.Second
+	}
+	return s.RequestTimeout
 }
 
 func (s *Server) dispatch(req Request) Response {
-	timeout := s.RequestTimeout
-	if timeout <= 0 {
-		timeout = 60 * time.Second
-	}
 	// Not the server's ctx: a request taken by the owner completes even while
 	// the daemon shuts down ("finish the request in hand").
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 	defer cancel()
 	resp := Response{V: Version}
 	var err error

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -467,6 +468,30 @@ func (b *bench) createContenders() []contender {
 			},
 			run: func(r *runCtx) (time.Duration, error) {
 				return timed(r, benchkit.UpBridges("bridge", r.n), func() error { return createOverSocket(r.sock, r.n, 16) })
+			},
+			extra: func(r *runCtx) any { return daemonFigures(r) }},
+		// ip -batch's counterpart: one ifctl process, one connection, one
+		// line per create, pipelined; each create still committed before
+		// its link is made and answered.
+		{name: "ifctl -batch",
+			setup: func(r *runCtx) error {
+				if err := b.startDaemon(r, ifmgrd, nil); err != nil {
+					return err
+				}
+				return waitSocket(r.sock, time.Minute)
+			},
+			run: func(r *runCtx) (time.Duration, error) {
+				script := strings.Repeat("create bridge\n", r.n)
+				return timed(r, benchkit.UpBridges("bridge", r.n), func() error {
+					cmd := exec.Command(filepath.Join(b.c.Bin, "ifctl"), "--socket", r.sock, "-batch", "-")
+					cmd.Stdin = strings.NewReader(script)
+					cmd.Stdout = io.Discard
+					cmd.Stderr = os.Stderr
+					if err := cmd.Run(); err != nil {
+						return fmt.Errorf("ifctl -batch: %w", err)
+					}
+					return nil
+				})
 			},
 			extra: func(r *runCtx) any { return daemonFigures(r) }},
 		{name: "ip -batch", baseline: true, run: func(r *runCtx) (time.Duration, error) {

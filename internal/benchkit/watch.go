@@ -380,3 +380,13 @@ func (wa *Watch) WaitMet(name string, timeout time.Duration) (time.Time, error) 
 func (wa *Watch) WaitFor(ok func(links map[uint32]kernel.Link) bool, timeout time.Duration) error {
 	return wa.until(func() bool { return ok(wa.links) }, timeout)
 }
+
+// Forget drops the times recorded for the link called name, so that a
+// link of that name added again (a replug) is timed from its own first
+// event.
+func (wa *Watch) Forget(name string) {
+	wa.mu.Lock()
+	defer wa.mu.Unlock()
+	delete(wa.seenAt, name)
+	delete(wa.metAt, name)
+}

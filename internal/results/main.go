@@ -33,11 +33,13 @@ type result struct {
 }
 
 type latency struct {
-	Who    string  `json:"who"`
-	Events int     `json:"events"`
-	P50    float64 `json:"p50_ms"`
-	P99    float64 `json:"p99_ms"`
-	Max    float64 `json:"max_ms"`
+	Who     string  `json:"who"`
+	Phase   string  `json:"phase"` // new, known, fsync; "" in older JSON
+	Commits *uint64 `json:"commits"`
+	Events  int     `json:"events"`
+	P50     float64 `json:"p50_ms"`
+	P99     float64 `json:"p99_ms"`
+	Max     float64 `json:"max_ms"`
 }
 
 type whereRow struct {
@@ -206,7 +208,7 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 
 	for _, sec := range []struct{ key, title, what string }{
 		{"bringup", "Bulk bring-up", "One bridge per port, the port enslaved, both up; N veth ports made first. ifmgrd: started with a `per_port` profile (its start, DB creation and first dump included); `ip -batch`: one process, 4 lines per port; one `ip` per operation: 4 processes per port; systemd-networkd 252 (Debian's), in the namespace plus a mount namespace (generated .netdev/.network files bind-mounted over /etc/systemd/network, tmpfs on /run/systemd, /sys read-only). Time: start until the kernel shows every port up in an up bridge (a watcher on RTNLGRP_LINK)."},
-		{"create", "Creates over the control socket", "N bridges created and up. ifmgrd: `create bridge` over 16 concurrent socket connections, each committed to the DB before the link is made (durable); `ip -batch`: `link add` + `link set up` per bridge, not durable."},
+		{"create", "Creates over the control socket", "N bridges created and up. `ifctl -batch`: one ifctl process, one connection, N lines `create bridge` on its stdin, pipelined (the daemon queues what it reads ahead, and the owner commits every create queued at once in one transaction before making their links); `ifctl create x16 conns`: `create bridge` over 16 concurrent socket connections, one request at a time each. Both durable: each create committed to the DB before its link is made, answered after. `ip -batch`: `link add` + `link set up` per bridge, not durable. DB commits: the daemon's count (`ifctl status`) after the run."},
 		{"teardown", "Teardown", "N bridges (ifmgr's owner group) removed: one `RTM_DELLINK` for the whole IFLA_GROUP (`ip link del group G`; the kernel unregisters them in one batch, one RCU grace period for all), `ip -batch` with one `link del` each, one `ip link del` process each. Time: until the last is gone from the watcher's view."},
 	} {
 		ns := r.ns(sec.key)
@@ -217,7 +219,11 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 		for _, n := range ns {
 			for _, x := range r.Results {
 				if x.Section == sec.key && x.N == n {
-					p("| %d | %s | %.3f | %s | %.2fx |\n", n, x.Contender, x.Median, runs(x.Seconds), x.Ratio)
+					who := x.Contender
+					if c, ok := x.Extra["commits"]; ok && sec.key == "create" {
+						who += fmt.Sprintf(" (%v DB commits)", c)
+					}
+					p("| %d | %s | %.3f | %s | %.2fx |\n", n, who, x.Median, runs(x.Seconds), x.Ratio)
 				}
 			}
 		}
@@ -227,10 +233,18 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 	if len(r.Latency) > 0 {
 		p("## Event latency\n\nA veth port appears (its first RTM_NEWLINK) until its per-port bridge is up with it (the\n")
 		p("watcher sees both). \"kernel\" is the bench itself sending the same four requests on the\n")
-		p("same event: the kernel's own time plus one event delivery. The difference is ifmgr's overhead,\n")
-		p("which includes one DB commit (fsync) per new port identity.\n\n| who | events | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n")
+		p("same event: the kernel's own time plus one event delivery. The difference is ifmgr's overhead.\n")
+		p("Two phases in one run: every port plugged once (a **new** identity: ifmgr commits its unit,\n")
+		p("one DB transaction of two fsyncs, before it makes the bridge), then each unplugged (its bridge\n")
+		p("goes) and plugged again (**known** hardware, the common router case: its unit is reserved,\n")
+		p("zero DB writes). The disk's own time for one write+fdatasync, in the DB's directory, is\n")
+		p("measured in the same run.\n\n| phase | who | events | p50 ms | p99 ms | max ms | DB commits |\n|---|---|---:|---:|---:|---:|---:|\n")
 		for _, l := range r.Latency {
-			p("| %s | %d | %.2f | %.2f | %.2f |\n", l.Who, l.Events, l.P50, l.P99, l.Max)
+			commits := ""
+			if l.Commits != nil {
+				commits = fmt.Sprint(*l.Commits)
+			}
+			p("| %s | %s | %d | %.2f | %.2f | %.2f | %s |\n", l.Phase, l.Who, l.Events, l.P50, l.P99, l.Max, commits)
 		}
 		p("\n")
 	}
@@ -366,7 +380,17 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 		createWhy = fmt.Sprintf("%.1f netlink requests per bridge where `ip -batch` sends 2, and %.0f DB commits (each 2 fsyncs) for %d creates", x.PerLink, c.Value, x.N)
 	}
 	ratioRow("bringup", "ifmgrd profile", 1.0, "profile bring-up <= 1.0x `ip -batch`", bringWhy)
-	ratioRow("create", "ifctl create x16 conns", 1.2, "durable creates <= 1.2x `ip -batch`", createWhy)
+	batchWhy := ""
+	for _, x := range r.Results {
+		if x.Section == "create" && x.Contender == "ifctl -batch" {
+			batchWhy = fmt.Sprintf("%v DB commits for %d creates (pipelined, group-committed); the rest is each bridge's netlink requests, waited for one by one", x.Extra["commits"], x.N)
+			if w, ok := r.where("create", "netlink requests"); ok {
+				batchWhy += fmt.Sprintf(" (%.1f per bridge in the create profile below, where `ip -batch` sends 2)", w.PerLink)
+			}
+		}
+	}
+	ratioRow("create", "ifctl -batch", 1.2, "durable creates (`ifctl -batch`, one connection like `ip -batch`) <= 1.2x `ip -batch`", batchWhy)
+	ratioRow("create", "ifctl create x16 conns", 1.2, "durable creates from 16 concurrent one-at-a-time clients <= 1.2x `ip -batch`", createWhy)
 	// 5x faster than networkd and one ip per op: their medians over ifmgrd's.
 	fast := func(other, target string) {
 		ns := r.ns("bringup")
@@ -392,14 +416,61 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 			p("| teardown >= 2x faster than one `ip link del` each | %.1fx at N=%d (one RTM_DELLINK for the group; ifmgrd does not use it yet) | %s |\n", f, n, verdict(f >= 2))
 		}
 	}
+	var fsync *latency
+	for i, l := range r.Latency {
+		if l.Phase == "fsync" {
+			fsync = &r.Latency[i]
+		}
+	}
+	ifmgrd := map[string]latency{} // by phase: the daemon's own figures
 	for _, l := range r.Latency {
-		if strings.HasPrefix(l.Who, "ifmgr overhead") {
-			why := ""
-			if l.P99 >= 5 {
+		if strings.HasPrefix(l.Who, "ifmgrd") {
+			ifmgrd[l.Phase] = l
+		}
+	}
+	for _, l := range r.Latency {
+		if !strings.HasPrefix(l.Who, "ifmgr overhead") {
+			continue
+		}
+		measured := fmt.Sprintf("p50 %.2f ms, p99 %.2f ms", l.P50, l.P99)
+		if d, ok := ifmgrd[l.Phase]; ok {
+			measured += fmt.Sprintf(" (ifmgrd itself: p50 %.2f, p99 %.2f", d.P50, d.P99)
+			if d.Commits != nil {
+				measured += fmt.Sprintf("; %d DB commits for %d events", *d.Commits, d.Events)
+			}
+			measured += ")"
+		}
+		// Missed if even the median overhead is past the target; a
+		// negative difference otherwise means the figures say nothing.
+		missed := l.P50 >= 5 || l.P99 >= 5
+		if !missed && (l.P50 < 0 || l.P99 < 0) {
+			// Two runs one after the other on a shared machine: the
+			// kernel's was the slower.
+			p("| event latency (%s): p99 overhead < 5 ms | %s | **not measured**: the kernel baseline ran slower than ifmgrd (a negative difference: the machine's load changed between the two runs); run again on a quiet machine |\n", l.Phase, measured)
+			continue
+		}
+		why := ""
+		what := "event latency: p99 overhead < 5 ms"
+		switch l.Phase {
+		case "known":
+			what = "event latency, known hardware replugged (zero DB writes): p99 overhead < 5 ms"
+			if missed {
+				why = ": every event burst re-reads the links it names and plans over every link (plan.Compute sorts them all), so the cost grows with the links present"
+			}
+		case "new":
+			what = "event latency, new port identity (one commit each): p99 overhead < 5 ms"
+			if missed {
+				why = ": the unit is committed (2 fsyncs) before its bridge is made, which the promise requires"
+				if fsync != nil {
+					why += fmt.Sprintf("; one fsync on this disk in the same run: p50 %.2f ms, p99 %.2f ms", fsync.P50, fsync.P99)
+				}
+			}
+		default:
+			if missed {
 				why = ": each new port identity commits (fsyncs) before its bridge is made, on a shared disk"
 			}
-			p("| event latency: p99 overhead < 5 ms | p50 %.2f ms, p99 %.2f ms | %s%s |\n", l.P50, l.P99, verdict(l.P99 < 5), why)
 		}
+		p("| %s | %s | %s%s |\n", what, measured, verdict(!missed), why)
 	}
 	if x, ok := r.where("bringup", "DB commits"); ok {
 		p("| one DB transaction per bulk bring-up | %.0f commits for %d ports | %s |\n", x.Value, x.N, verdict(x.Value <= 1))
