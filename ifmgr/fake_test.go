@@ -25,6 +25,7 @@ type fakeKernel struct {
 	setups  int // SetUp calls
 	dumps   int // Links calls
 	gets    int // LinkByIndex calls
+	batches int // Batch calls
 	// Bridge VLAN membership, by ifindex (a bridge's: its self side), and
 	// the calls that changed it.
 	vlans     map[uint32][]kernel.BridgeVLAN
@@ -369,6 +370,14 @@ func (k *fakeKernel) Delete(i uint32) error {
 		}
 	}
 	return nil
+}
+
+// Batch runs the ops one by one, as the real kernel runs a batch in order.
+func (k *fakeKernel) Batch(ops []kernel.Op) []kernel.Result {
+	k.mu.Lock()
+	k.batches++
+	k.mu.Unlock()
+	return kernel.Sequential(k, ops)
 }
 
 func (k *fakeKernel) rename(i uint32, name string) error {

@@ -116,7 +116,7 @@ func (m *Manager) allocate(op *createOp, t *txn) error {
 }
 
 // createBatch allocates every op, commits all their records in one
-// transaction, and only then creates the links: a crash at any point leaves
+// transaction, and only then creates the links, pipelined (createLinks): a crash at any point leaves
 // either no record or a record that startup reconciles. A name taken by a
 // foreign link in the meantime (EEXIST, see createLink) holds its unit and
 // moves a wildcard request on to the next unit, in another round that shares
@@ -152,8 +152,12 @@ func (m *Manager) createBatch(reqs []*request) {
 			return
 		}
 		pending = nil
-		for _, op := range ready {
-			_, err := m.createLink(op.e, op.parent.Index, op.vid, kernel.BridgeOptions{}, &t, "ifctl")
+		cs := make([]linkToCreate, len(ready))
+		for i, op := range ready {
+			cs[i] = linkToCreate{e: op.e, parent: op.parent.Index, vid: op.vid}
+		}
+		for i, c := range m.createLinks(cs, &t, "ifctl") {
+			op, err := ready[i], c.err
 			switch {
 			case err == nil:
 				op.req.answer(response{info: m.info(op.e)})

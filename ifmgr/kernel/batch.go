@@ -465,3 +465,50 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 		start = end
 	}
 }
+
+// OneByOne is a kernel that makes link changes one call at a time: fakes in
+// tests. Sequential runs a batch through it.
+type OneByOne interface {
+	CreateBridgeWith(name string, group uint32, opt BridgeOptions) (Link, error)
+	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (Link, error)
+	SetAlias(index uint32, alias string) error
+	SetUp(index uint32, up bool) error
+	SetMaster(index, master uint32) error
+	Delete(index uint32) error
+}
+
+// errNoGroupDelete: Sequential has no one-at-a-time call for OpDeleteGroup.
+var errNoGroupDelete = errors.New("delete by group: not supported by this kernel")
+
+// Sequential carries out ops one call at a time through k, in order, with
+// Batch's results: an OpSetLink applies alias, up, then master (the
+// kernel's do_setlink order) and stops at the first failure.
+func Sequential(k OneByOne, ops []Op) []Result {
+	res := make([]Result, len(ops))
+	for i, o := range ops {
+		r := &res[i]
+		switch o.Kind {
+		case OpCreateBridge:
+			r.Link, r.Err = k.CreateBridgeWith(o.Name, o.Group, o.Bridge)
+		case OpCreateVLAN:
+			r.Link, r.Err = k.CreateVLAN(o.Name, o.Parent, o.VID, o.Group)
+		case OpDelete:
+			r.Err = k.Delete(o.Index)
+		case OpSetLink:
+			if o.Set&SetAlias != 0 {
+				r.Err = k.SetAlias(o.Index, o.Alias)
+			}
+			if o.Set&SetUp != 0 && r.Err == nil {
+				r.Err = k.SetUp(o.Index, o.Up)
+			}
+			if o.Set&SetMaster != 0 && r.Err == nil {
+				r.Err = k.SetMaster(o.Index, o.Master)
+			}
+		case OpDeleteGroup:
+			r.Err = fmt.Errorf("%s: %w", o, errNoGroupDelete)
+		default:
+			r.Err = fmt.Errorf("op kind %d", o.Kind)
+		}
+	}
+	return res
+}
