@@ -202,9 +202,13 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	var t txn
 	var creates []int // indexes of the Create actions that have an entry
 	var first batch
+	groupGone := m.deleteGroup(pl.Actions, results, why)
 	for i, a := range pl.Actions {
 		switch a.Kind {
 		case plan.Delete:
+			if groupGone {
+				continue
+			}
 			first.add(i, kernel.DeleteOp(a.Link))
 		case plan.BringUp:
 			if joins[a.Link] && !parents[a.Link] {
@@ -307,6 +311,46 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		}
 	}
 	return results, m.commit(&t, "name taken")
+}
+
+// deleteGroup deletes every link of ifmgr's owner group in one RTM_DELLINK
+// (the kernel unregisters them in one batch, one RCU grace period for all)
+// when the plan deletes all of them, at least two, and books each Delete
+// action. It reports whether it did; if not (the plan keeps some, or the
+// kernel refused: a link in the group that cannot be deleted, such as a
+// NIC an admin put there), the deletes go one per link.
+func (m *Manager) deleteGroup(actions []plan.Action, results []ActionResult, why string) bool {
+	dels := map[uint32]bool{}
+	for _, a := range actions {
+		if a.Kind == plan.Delete {
+			dels[a.Link] = true
+		}
+	}
+	if len(dels) < 2 {
+		return false
+	}
+	whole := true
+	owned := 0
+	m.links.each(func(l kernel.Link) {
+		if l.Group == m.cfg.OwnerGroup {
+			owned++
+			whole = whole && dels[l.Index]
+		}
+	})
+	if !whole || owned != len(dels) {
+		return false
+	}
+	r := m.cfg.Kernel.Batch([]kernel.Op{kernel.DeleteGroupOp(m.cfg.OwnerGroup)})[0]
+	if r.Err != nil && !errors.Is(r.Err, kernel.ErrNotFound) {
+		m.log.Debug("deleting the owner group in one message failed; one per link", "err", r.Err)
+		return false
+	}
+	for i, a := range actions {
+		if a.Kind == plan.Delete {
+			results[i].Err = m.deleted(a, nil, why)
+		}
+	}
+	return true
 }
 
 // batch is a list of kernel ops with the plan action each carries out.
