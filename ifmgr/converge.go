@@ -245,6 +245,15 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 			}
 			results[i].Err = fmt.Errorf("%w: %w", ErrPersist, err)
 		}
+		// The ports that were to go up with their joins go up now: ups
+		// do not wait for the DB.
+		var ups batch
+		for _, i := range upWithJoin {
+			ups.add(i, kernel.SetUpOp(pl.Actions[i].Link, true))
+		}
+		for k, r := range ups.run(m.cfg.Kernel) {
+			results[ups.at[k]].Err = m.broughtUp(pl.Actions[ups.at[k]], r.Err)
+		}
 		return results, err
 	}
 
