@@ -176,25 +176,60 @@ func anyRetry(results []ActionResult) bool {
 // (then no create was tried) or of the deletions that name-taken creates
 // queued (then the DB keeps records of links that do not exist, which the
 // next startup drops).
+//
+// The kernel work goes in pipelined batches (Kernel.Batch), one per step
+// whose changes do not depend on each other: deletes and ups; creates (a
+// VLAN on a bridge of this plan in a second wave, once the bridge's ifindex
+// is known); aliases; joins. A port that this plan both brings up and joins
+// (and makes nothing on) goes up and joins in one RTM_SETLINK.
 func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	results := make([]ActionResult, len(pl.Actions))
 	for i, a := range pl.Actions {
 		results[i].Action = a
 	}
+	// A BringUp rides with its port's join when nothing is created on the
+	// port: a VLAN needs its parent up before it is made.
+	joins, parents := map[uint32]bool{}, map[uint32]bool{}
+	for _, a := range pl.Actions {
+		switch a.Kind {
+		case plan.SetMaster:
+			joins[a.Link] = true
+		case plan.Create:
+			parents[a.Target.ParentIndex] = true
+		}
+	}
+	upWithJoin := map[uint32]int{} // port -> its BringUp action
 	var t txn
 	var creates []int // indexes of the Create actions that have an entry
+	var first batch
+	groupGone := m.deleteGroup(pl.Actions, results, why)
 	for i, a := range pl.Actions {
 		switch a.Kind {
 		case plan.Delete:
-			results[i].Err = m.deleteDerived(a, why)
+			if groupGone {
+				continue
+			}
+			first.add(i, kernel.DeleteOp(a.Link))
 		case plan.BringUp:
-			results[i].Err = m.bringUp(a)
+			if joins[a.Link] && !parents[a.Link] {
+				upWithJoin[a.Link] = i
+				continue
+			}
+			first.add(i, kernel.SetUpOp(a.Link, true))
 		case plan.Create:
 			if err := m.reserve(a.Target, &t); err != nil {
 				results[i].Err = err
 				continue
 			}
 			creates = append(creates, i)
+		}
+	}
+	for k, r := range first.run(m.cfg.Kernel) {
+		i := first.at[k]
+		if a := pl.Actions[i]; a.Kind == plan.Delete {
+			results[i].Err = m.deleted(a, r.Err, why)
+		} else {
+			results[i].Err = m.broughtUp(a, r.Err)
 		}
 	}
 	if len(t.puts) > 0 {
@@ -210,39 +245,72 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 			}
 			results[i].Err = fmt.Errorf("%w: %w", ErrPersist, err)
 		}
+		// The ports that were to go up with their joins go up now: ups
+		// do not wait for the DB.
+		var ups batch
+		for _, i := range upWithJoin {
+			ups.add(i, kernel.SetUpOp(pl.Actions[i].Link, true))
+		}
+		for k, r := range ups.run(m.cfg.Kernel) {
+			results[ups.at[k]].Err = m.broughtUp(pl.Actions[ups.at[k]], r.Err)
+		}
 		return results, err
 	}
 
-	for _, i := range creates {
-		target := pl.Actions[i].Target
-		e := m.entries.withIdentity(target.Key())
-		parent := target.ParentIndex
-		if parent == 0 && target.ParentBridge != "" {
-			// A self VLAN of a bridge this plan made: on it, by the
-			// ifindex it has now.
-			b := m.entries.withIdentity(target.ParentBridge)
-			if b == nil || b.index == 0 {
-				results[i].Err, results[i].Retry = fmt.Errorf("create %s on %s: %w", e.name(), target.ParentBridge, errBridgeGone), true
+	// Creates, in two waves: the second holds the self VLANs of bridges
+	// the first makes, on the ifindex the bridge has by then.
+	var joinBatch batch
+	joinsOf := map[int]joinTo{} // joinBatch index -> the join it is
+	for _, wave := range [2]bool{false, true} {
+		var cs []linkToCreate
+		var at []int
+		for _, i := range creates {
+			target := pl.Actions[i].Target
+			onBridge := target.ParentIndex == 0 && target.ParentBridge != ""
+			if onBridge != wave {
 				continue
 			}
-			parent = b.index
+			e := m.entries.withIdentity(target.Key())
+			parent := target.ParentIndex
+			if onBridge {
+				b := m.entries.withIdentity(target.ParentBridge)
+				if b == nil || b.index == 0 {
+					results[i].Err, results[i].Retry = fmt.Errorf("create %s on %s: %w", e.name(), target.ParentBridge, errBridgeGone), true
+					continue
+				}
+				parent = b.index
+			}
+			cs = append(cs, linkToCreate{e: e, parent: parent, vid: target.VID, opt: target.Options})
+			at = append(at, i)
 		}
-		l, err := m.createLink(e, parent, target.VID, target.Options, &t, why)
-		if err != nil {
-			results[i].Err, results[i].Retry = err, errors.Is(err, ErrNameTaken)
+		for k, c := range m.createLinks(cs, &t, why) {
+			i := at[k]
+			if c.err != nil {
+				results[i].Err, results[i].Retry = c.err, errors.Is(c.err, ErrNameTaken)
+				continue
+			}
+			if master := pl.Actions[i].Target.Master; master != "" {
+				m.addJoin(&joinBatch, joinsOf, joinTo{action: i, index: c.link.Index, name: c.e.name(), bridge: master, upAction: -1}, results)
+			}
+		}
+	}
+	for i, a := range pl.Actions {
+		if a.Kind != plan.SetMaster {
 			continue
 		}
-		if target.Master != "" {
-			results[i].Err = m.join(l.Index, e.name(), target.Master)
-			results[i].Retry = errors.Is(results[i].Err, errBridgeGone)
+		up, ok := upWithJoin[a.Link]
+		if !ok {
+			up = -1
 		}
+		delete(upWithJoin, a.Link)
+		m.addJoin(&joinBatch, joinsOf, joinTo{action: i, index: a.Link, name: a.Name, bridge: a.Master, upAction: up}, results)
+	}
+	for k, r := range joinBatch.run(m.cfg.Kernel) {
+		m.joined(joinsOf[k], joinBatch.ops[k], r.Err, pl.Actions, results)
 	}
 
 	for i, a := range pl.Actions {
 		switch a.Kind {
-		case plan.SetMaster:
-			results[i].Err = m.join(a.Link, a.Name, a.Master)
-			results[i].Retry = errors.Is(results[i].Err, errBridgeGone)
 		case plan.Release:
 			results[i].Err = m.releasePort(a)
 		case plan.SetOptions:
@@ -252,6 +320,119 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		}
 	}
 	return results, m.commit(&t, "name taken")
+}
+
+// deleteGroup deletes every link of ifmgr's owner group in one RTM_DELLINK
+// (the kernel unregisters them in one batch, one RCU grace period for all)
+// when the plan deletes all of them, at least two, and books each Delete
+// action. It reports whether it did; if not (the plan keeps some, or the
+// kernel refused: a link in the group that cannot be deleted, such as a
+// NIC an admin put there), the deletes go one per link.
+func (m *Manager) deleteGroup(actions []plan.Action, results []ActionResult, why string) bool {
+	dels := map[uint32]bool{}
+	for _, a := range actions {
+		if a.Kind == plan.Delete {
+			dels[a.Link] = true
+		}
+	}
+	if len(dels) < 2 {
+		return false
+	}
+	whole := true
+	owned := 0
+	m.links.each(func(l kernel.Link) {
+		if l.Group == m.cfg.OwnerGroup {
+			owned++
+			whole = whole && dels[l.Index]
+		}
+	})
+	if !whole || owned != len(dels) {
+		return false
+	}
+	r := m.cfg.Kernel.Batch([]kernel.Op{kernel.DeleteGroupOp(m.cfg.OwnerGroup)})[0]
+	if r.Err != nil && !errors.Is(r.Err, kernel.ErrNotFound) {
+		m.log.Debug("deleting the owner group in one message failed; one per link", "err", r.Err)
+		return false
+	}
+	for i, a := range actions {
+		if a.Kind == plan.Delete {
+			results[i].Err = m.deleted(a, nil, why)
+		}
+	}
+	return true
+}
+
+// batch is a list of kernel ops with the plan action each carries out.
+type batch struct {
+	ops []kernel.Op
+	at  []int
+}
+
+func (b *batch) add(action int, op kernel.Op) {
+	b.ops = append(b.ops, op)
+	b.at = append(b.at, action)
+}
+
+func (b *batch) run(k Kernel) []kernel.Result {
+	if len(b.ops) == 0 {
+		return nil
+	}
+	return k.Batch(b.ops)
+}
+
+// joinTo is one join of a plan: link index (name) into the bridge with
+// identity bridge, carrying out action, and the port's BringUp action
+// (upAction, -1 if none) in the same message.
+type joinTo struct {
+	action   int
+	index    uint32
+	name     string
+	bridge   string
+	upAction int
+	master   uint32 // the bridge's ifindex when the op was made
+}
+
+// addJoin queues j in b: the join with the port's up in one RTM_SETLINK,
+// or alone, or, when the bridge is missing (its join waits for the next
+// round), only the up.
+func (m *Manager) addJoin(b *batch, joinsOf map[int]joinTo, j joinTo, results []ActionResult) {
+	br := m.entries.withIdentity(j.bridge)
+	if br == nil || br.index == 0 {
+		results[j.action].Err = fmt.Errorf("join %s to %s: %w", j.name, j.bridge, errBridgeGone)
+		results[j.action].Retry = true
+		if j.upAction >= 0 {
+			joinsOf[len(b.ops)] = joinTo{action: j.upAction, index: j.index, upAction: -1}
+			b.add(j.upAction, kernel.SetUpOp(j.index, true))
+		}
+		return
+	}
+	j.master = br.index
+	joinsOf[len(b.ops)] = j
+	if j.upAction >= 0 {
+		b.add(j.action, kernel.JoinUpOp(j.index, br.index))
+	} else {
+		b.add(j.action, kernel.SetMasterOp(j.index, br.index))
+	}
+}
+
+// joined books the answer to one op of the join batch. A join sent with
+// its port's up that failed is sent again as two messages, so that each
+// action gets its own answer (both are idempotent).
+func (m *Manager) joined(j joinTo, op kernel.Op, err error, actions []plan.Action, results []ActionResult) {
+	if op.Set == kernel.SetUp { // an up whose join waits
+		results[j.action].Err = m.broughtUp(actions[j.action], err)
+		return
+	}
+	if op.Set&kernel.SetUp != 0 {
+		if err != nil && !errors.Is(err, kernel.ErrNotFound) {
+			results[j.upAction].Err = m.broughtUp(actions[j.upAction], m.cfg.Kernel.SetUp(j.index, true))
+			err = m.cfg.Kernel.SetMaster(j.index, j.master)
+		} else {
+			results[j.upAction].Err = m.broughtUp(actions[j.upAction], err)
+		}
+	}
+	results[j.action].Err = m.joinedBridge(j.index, j.name, j.bridge, err)
+	results[j.action].Retry = errors.Is(results[j.action].Err, errBridgeGone)
 }
 
 func (m *Manager) setBridgeOptions(a plan.Action) error {
@@ -304,10 +485,10 @@ func (m *Manager) changeMembership(a plan.Action) (retry bool, err error) {
 	return false, nil
 }
 
-// deleteDerived deletes a link the profile no longer derives. Its record
-// stays: a reservation for when it is wanted again.
-func (m *Manager) deleteDerived(a plan.Action, why string) error {
-	if err := m.cfg.Kernel.Delete(a.Link); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+// deleted books the answer to the delete of a link the profile no longer
+// derives. Its record stays: a reservation for when it is wanted again.
+func (m *Manager) deleted(a plan.Action, err error, why string) error {
+	if err != nil && !errors.Is(err, kernel.ErrNotFound) {
 		return fmt.Errorf("delete %s: %w: %w", a.Name, ErrKernel, err)
 	}
 	m.log.Info("deleted", "name", a.Name, "why", a.Why, "trigger", why)
@@ -318,8 +499,9 @@ func (m *Manager) deleteDerived(a plan.Action, why string) error {
 	return nil
 }
 
-func (m *Manager) bringUp(a plan.Action) error {
-	if err := m.cfg.Kernel.SetUp(a.Link, true); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+// broughtUp books the answer to a port's up.
+func (m *Manager) broughtUp(a plan.Action, err error) error {
+	if err != nil && !errors.Is(err, kernel.ErrNotFound) {
 		return fmt.Errorf("set %s up: %w: %w", a.Name, ErrKernel, err)
 	}
 	m.links.markUp(a.Link)
@@ -367,13 +549,14 @@ func (m *Manager) reserve(target plan.Target, t *txn) error {
 // makes the bridge, instead of counting as a refusal of its own.
 var errBridgeGone = fmt.Errorf("bridge missing: %w", ErrNoSuchLink)
 
-// join makes a link a port of the bridge with the given identity.
-func (m *Manager) join(index uint32, name, bridge string) error {
+// joinedBridge books the answer to making link index (name) a port of the
+// bridge with identity bridge.
+func (m *Manager) joinedBridge(index uint32, name, bridge string, err error) error {
 	b := m.entries.withIdentity(bridge)
 	if b == nil || b.index == 0 {
 		return fmt.Errorf("join %s to %s: %w", name, bridge, errBridgeGone)
 	}
-	if err := m.cfg.Kernel.SetMaster(index, b.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+	if err != nil && !errors.Is(err, kernel.ErrNotFound) {
 		// A stale ifindex (the bridge deleted from outside, its event not
 		// yet read) is not a refusal: say what happened, and let the next
 		// round make the bridge again.

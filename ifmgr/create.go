@@ -8,13 +8,31 @@ import (
 	"github.com/uroute/uroute/ifmgr/plan"
 )
 
-// createLink is the one path that makes the kernel link of a managed
-// interface, for ifctl requests (ops.go) and the board profile (converge.go)
-// alike. e (cloner, unit, identity) is in the entry table and its record is
-// committed, so a crash from here on leaves a record that startup
+// linkToCreate is one link of a createLinks batch, and what became of
+// it.
+type linkToCreate struct {
+	e      *entry
+	parent uint32
+	vid    uint16
+	opt    kernel.BridgeOptions
+	link   kernel.Link
+	err    error
+}
+
+// createLinks is the one path that makes the kernel links of managed
+// interfaces, for ifctl requests (ops.go) and the board profile (converge.go)
+// alike. Each entry e (cloner, unit, identity) is in the entry table and its
+// record is committed, so a crash from here on leaves a record that startup
 // reconciles; parent and vid are the VLAN's lower link and id, opt a
 // bridge's VLAN-filtering settings (each ignored for the other kind). why
 // says what asked for it, for the log.
+//
+// Their RTM_NEWLINKs go out as one pipelined batch (Kernel.Batch), then the
+// aliases (and a VLAN's up) as another, each request's answer matched to
+// it. The entries must not depend on each other (a VLAN on a bridge of the
+// same batch needs the bridge's ifindex: it goes in a later one). EEXIST
+// answers are settled one by one afterwards (afterExists reads the kernel),
+// in the batch's order. Each linkToCreate comes back with its link or err.
 //
 // On success the link is observed, e attached to it, the ownership alias
 // written and the link set up. On failure the error says why, and the one
@@ -32,48 +50,71 @@ import (
 // After any failure but the name taken, e's fate follows what it serves: an
 // interface asked for by name (ifctl) is dropped, nothing of it is kept; a
 // profile reservation stays, for the next round.
-func (m *Manager) createLink(e *entry, parent uint32, vid uint16, opt kernel.BridgeOptions, t *txn, why string) (kernel.Link, error) {
-	name := e.name()
-	var l kernel.Link
-	var err error
-	switch e.cloner.Kind {
-	case kernel.KindVLAN:
-		l, err = m.cfg.Kernel.CreateVLAN(name, parent, vid, m.cfg.OwnerGroup)
-	case kernel.KindBridge:
-		l, err = m.cfg.Kernel.CreateBridgeWith(name, m.cfg.OwnerGroup, opt)
-	default:
-		err = fmt.Errorf("cloner %s: kind %q: %w", e.cloner.Name, e.cloner.Kind, ErrUnknownKind)
-	}
-	switch {
-	case err == nil:
-		m.links.observe(l)
-		m.entries.attach(e, l.Index)
-		m.setAlias(l.Index, e.rec.Identity)
-	case errors.Is(err, kernel.ErrExists):
-		err = m.afterExists(e, t)
-		if errors.Is(err, ErrNameTaken) {
-			return kernel.Link{}, err // e is dropped already
+func (m *Manager) createLinks(cs []linkToCreate, t *txn, why string) []linkToCreate {
+	ops := make([]kernel.Op, 0, len(cs))
+	at := make([]int, 0, len(cs))
+	for i := range cs {
+		c := &cs[i]
+		name := c.e.name()
+		switch c.e.cloner.Kind {
+		case kernel.KindVLAN:
+			ops = append(ops, kernel.CreateVLANOp(name, c.parent, c.vid, m.cfg.OwnerGroup))
+		case kernel.KindBridge:
+			ops = append(ops, kernel.CreateBridgeOp(name, m.cfg.OwnerGroup, c.opt))
+		default:
+			c.err = fmt.Errorf("cloner %s: kind %q: %w", c.e.cloner.Name, c.e.cloner.Kind, ErrUnknownKind)
+			continue
 		}
-	default:
-		err = fmt.Errorf("create %s: %w: %w", name, ErrKernel, err)
+		at = append(at, i)
 	}
-	if err != nil {
-		if !plan.Derived(e.rec.Identity) {
-			m.release(e, t)
+	var follow []kernel.Op
+	var followAt []int
+	for k, r := range m.cfg.Kernel.Batch(ops) {
+		c := &cs[at[k]]
+		c.link, c.err = r.Link, r.Err
+		switch {
+		case c.err == nil:
+			m.links.observe(c.link)
+			m.entries.attach(c.e, c.link.Index)
+			follow = append(follow, kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias()))
+			followAt = append(followAt, at[k])
+			// A bridge is created up, in its creating message; a VLAN
+			// cannot be (its parent may be down), so it is set up here,
+			// right behind its alias. The watcher's event for the up (and
+			// the carrier that follows) refreshes the cached flags.
+			if c.link.Flags&iffUp == 0 {
+				follow = append(follow, kernel.SetUpOp(c.link.Index, true))
+				followAt = append(followAt, at[k])
+			}
+		case errors.Is(c.err, kernel.ErrExists):
+			c.err = m.afterExists(c.e, t)
+		default:
+			c.err = fmt.Errorf("create %s: %w: %w", c.e.name(), ErrKernel, c.err)
 		}
-		return kernel.Link{}, err
 	}
-	// A bridge is created up, in its creating message (Kernel.CreateBridgeWith);
-	// a VLAN cannot be (its parent may be down), so it is set up here. The
-	// watcher's event for the up (and the carrier that follows) refreshes
-	// the cached flags; no extra round trip here.
-	if l.Flags&iffUp == 0 {
-		if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
-			m.log.Warn("bring link up", "name", name, "err", err)
+	for k, r := range m.cfg.Kernel.Batch(follow) {
+		if r.Err == nil {
+			continue
+		}
+		c := &cs[followAt[k]]
+		if follow[k].Set == kernel.SetAlias {
+			m.log.Warn("set ownership alias", "ifindex", c.link.Index, "err", r.Err)
+		} else {
+			m.log.Warn("bring link up", "name", c.e.name(), "err", r.Err)
 		}
 	}
-	m.log.Info("created", "name", name, "ifindex", l.Index, "identity", e.rec.Identity.Key(), "trigger", why)
-	return l, nil
+	for i := range cs {
+		c := &cs[i]
+		if c.err != nil {
+			if !errors.Is(c.err, ErrNameTaken) && !plan.Derived(c.e.rec.Identity) {
+				m.release(c.e, t) // a name taken has dropped e already
+			}
+			c.link = kernel.Link{}
+			continue
+		}
+		m.log.Info("created", "name", c.e.name(), "ifindex", c.link.Index, "identity", c.e.rec.Identity.Key(), "trigger", why)
+	}
+	return cs
 }
 
 // afterExists applies the EEXIST policy of createLink: ErrNameTaken with e

@@ -25,6 +25,9 @@ type fakeKernel struct {
 	setups  int // SetUp calls
 	dumps   int // Links calls
 	gets    int // LinkByIndex calls
+	batches int // Batch calls
+	// groupDeletes: deletes by IFLA_GROUP (their links count in deletes)
+	groupDeletes int
 	// Bridge VLAN membership, by ifindex (a bridge's: its self side), and
 	// the calls that changed it.
 	vlans     map[uint32][]kernel.BridgeVLAN
@@ -369,6 +372,40 @@ func (k *fakeKernel) Delete(i uint32) error {
 		}
 	}
 	return nil
+}
+
+// Batch runs the ops one by one, as the real kernel runs a batch in order;
+// a delete by group deletes the group's links as the kernel does
+// (ErrNotFound if there are none).
+func (k *fakeKernel) Batch(ops []kernel.Op) []kernel.Result {
+	k.mu.Lock()
+	k.batches++
+	k.mu.Unlock()
+	res := make([]kernel.Result, len(ops))
+	for i, o := range ops {
+		if o.Kind != kernel.OpDeleteGroup {
+			res[i] = kernel.Sequential(k, ops[i:i+1])[0]
+			continue
+		}
+		k.mu.Lock()
+		var group []uint32
+		for idx, l := range k.links {
+			if l.Group == o.Group {
+				group = append(group, idx)
+			}
+		}
+		k.groupDeletes++
+		k.mu.Unlock()
+		if len(group) == 0 {
+			res[i].Err = kernel.ErrNotFound
+		}
+		for _, idx := range group {
+			if err := k.Delete(idx); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+				res[i].Err = err
+			}
+		}
+	}
+	return res
 }
 
 func (k *fakeKernel) rename(i uint32, name string) error {

@@ -39,6 +39,10 @@ type Kernel interface {
 	SetUp(index uint32, up bool) error
 	SetMaster(index, master uint32) error
 	Delete(index uint32) error
+	// Batch carries out independent link changes pipelined, one result
+	// per op (kernel.Conn.Batch); fakes run them one by one
+	// (kernel.Sequential).
+	Batch(ops []kernel.Op) []kernel.Result
 	// SetBridgeOptions repairs a bridge's VLAN-filtering settings.
 	SetBridgeOptions(index uint32, opt kernel.BridgeOptions) error
 	// BridgeVLANs dumps the bridge VLAN membership of every port and

@@ -116,7 +116,7 @@ func (m *Manager) allocate(op *createOp, t *txn) error {
 }
 
 // createBatch allocates every op, commits all their records in one
-// transaction, and only then creates the links: a crash at any point leaves
+// transaction, and only then creates the links, pipelined (createLinks): a crash at any point leaves
 // either no record or a record that startup reconciles. A name taken by a
 // foreign link in the meantime (EEXIST, see createLink) holds its unit and
 // moves a wildcard request on to the next unit, in another round that shares
@@ -158,6 +158,8 @@ func (m *Manager) createBatch(reqs []*request) {
 			return
 		}
 		pending = nil
+		cs := make([]linkToCreate, 0, len(ready))
+		making := make([]*createOp, 0, len(ready))
 		for _, op := range ready {
 			if op.req.skipped() {
 				// Committed with the batch, never to have its link.
@@ -165,7 +167,19 @@ func (m *Manager) createBatch(reqs []*request) {
 				op.req.skip()
 				continue
 			}
-			_, err := m.createLink(op.e, op.parent.Index, op.vid, kernel.BridgeOptions{}, &t, "ifctl")
+			cs = append(cs, linkToCreate{e: op.e, parent: op.parent.Index, vid: op.vid})
+			making = append(making, op)
+		}
+		for i, c := range m.createLinks(cs, &t, "ifctl") {
+			op, err := making[i], c.err
+			if err == nil && op.req.skipped() && m.undoCreate(op.e, &t) {
+				// A request before it in its chain failed in this same
+				// pipelined batch: what a stopped batch never asked for
+				// does not stay. (A link that cannot be deleted stays,
+				// and its create is answered: it was made.)
+				op.req.skip()
+				continue
+			}
 			switch {
 			case err == nil:
 				op.req.answer(response{info: m.info(op.e)})
@@ -186,6 +200,21 @@ func (m *Manager) createBatch(reqs []*request) {
 	// (commit logs it), the records stay behind for links that do not
 	// exist, and the next startup's settle drops them.
 	_ = m.commit(&t, "create cleanup")
+}
+
+// undoCreate deletes the link just made for e and releases its record in t:
+// the create of a chain whose earlier request failed in the same batch. It
+// reports false, keeping both, if the kernel refuses the delete.
+func (m *Manager) undoCreate(e *entry, t *txn) bool {
+	if e.index != 0 {
+		if err := m.cfg.Kernel.Delete(e.index); err != nil && !errors.Is(err, kernel.ErrNotFound) {
+			m.log.Warn("undo create of a skipped request", "name", e.name(), "err", err)
+			return false
+		}
+		m.links.forget(e.index)
+	}
+	m.release(e, t)
+	return true
 }
 
 // destroyBatch deletes links first and records after, in one transaction: a

@@ -297,3 +297,50 @@ func TestRefusedActionsAreReported(t *testing.T) {
 		t.Errorf("%d VLANs present, want 2", vlans)
 	}
 }
+
+// TestReloadDeletingEverything: a profile that derives nothing any more
+// deletes every link of ifmgr's group in one RTM_DELLINK by IFLA_GROUP;
+// one that keeps some deletes one link at a time and leaves the rest.
+func TestReloadDeletingEverything(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01")})
+	k.add(kernel.Link{Name: "eth1", PermMAC: mac("52:54:00:00:00:02")})
+	before := h.present()
+	if len(before) < 4 {
+		t.Fatalf("profile made %v", before)
+	}
+	ctx := context.Background()
+
+	// Keeping the bridges: per-link deletes of the VLANs.
+	noVLANs := mustProfile(t, strings.Replace(testProfile, "vlans = [10, 20]\nvlan_bridge = { 10 = \"guest\" }\n", "", 1))
+	if _, err := h.m.Reload(ctx, noVLANs, false); err != nil {
+		t.Fatal(err)
+	}
+	if k.groupDeletes != 0 {
+		t.Errorf("%d group deletes for a plan that keeps links of the group", k.groupDeletes)
+	}
+	kept := h.present()
+	if _, ok := kept["bridge0"]; !ok || len(kept) >= len(before) {
+		t.Errorf("after dropping the VLANs: %v (before %v)", kept, before)
+	}
+
+	if _, err := h.m.Reload(ctx, mustProfile(t, "board = \"test\"\n"), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.present(); len(got) != 0 {
+		t.Errorf("still present after a profile with nothing: %v", got)
+	}
+	if k.groupDeletes != 1 {
+		t.Errorf("%d group deletes, want 1", k.groupDeletes)
+	}
+	for _, l := range k.names() {
+		if l.Group == h.m.cfg.OwnerGroup {
+			t.Errorf("%s of ifmgr's group left in the kernel", l.Name)
+		}
+	}
+	// The reservations stay, for when the profile wants them again.
+	if n := len(s.recs); n < len(before) {
+		t.Errorf("%d records left, want the %d reservations kept", n, len(before))
+	}
+}

@@ -105,6 +105,24 @@ func TestFailedCommitRetried(t *testing.T) {
 	waitStatus(t, h.m, func(st Status) bool { return st.Converged && st.Pending == 0 })
 }
 
+// A port that a plan brings up and joins goes up and joins in one message
+// once its bridge is made; with the disk full the bridge is not made, and
+// the port still goes up (apply sends the up alone when the commit fails;
+// a later round, whose plan has no create due, would too).
+func TestFailedCommitStillBringsPortsUp(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	s.fail = errors.New("write: no space left on device")
+	p := mustProfile(t, strings.Replace(testProfile, "vlans = [10, 20]\nvlan_bridge = { 10 = \"guest\" }\n", "", 1))
+	h := startConfig(t, k, s, Config{Cloners: testCloners(t, DefaultMaxUnit), Profile: p,
+		RetryMin: time.Hour, RetryMax: time.Hour})
+	k.add(kernel.Link{Name: "eth0", PermMAC: mac("52:54:00:00:00:01")})
+	waitStatus(t, h.m, func(st Status) bool { return len(st.Refused) > 0 })
+	h.settle()
+	if l := k.names()["eth0"]; l.Flags&iffUp == 0 || l.Master != 0 {
+		t.Errorf("eth0 with its bridge unmade: flags %#x master %d, want up and no master", l.Flags, l.Master)
+	}
+}
+
 // Per-port units exhausted (max 9, 15 ports): before, about 1000 ERROR/WARN
 // lines at start and ~26 more per unrelated carrier flap. Now each port
 // without a unit is one refusal, logged once; a flap of an unrelated link

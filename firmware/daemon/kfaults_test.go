@@ -58,28 +58,71 @@ func refusal(errno syscall.Errno, format string, args ...any) error {
 }
 
 func (k *faultKernel) CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error) {
+	if err := k.createFault(name); err != nil {
+		return kernel.Link{}, err
+	}
+	return k.Kernel.CreateBridgeWith(name, group, opt)
+}
+
+// createFault is the refusal of a bridge create, if one is due.
+func (k *faultKernel) createFault(name string) error {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	errno := k.create
 	if errno != 0 && k.creates != 0 {
 		k.creates--
 		k.injected["create "+errno.Error()]++
-		k.mu.Unlock()
-		return kernel.Link{}, refusal(errno, "create bridge %q", name)
+		return refusal(errno, "create bridge %q", name)
 	}
-	k.mu.Unlock()
-	return k.Kernel.CreateBridgeWith(name, group, opt)
+	return nil
 }
 
 func (k *faultKernel) SetMaster(index, master uint32) error {
+	if err := k.joinFault(index, master); err != nil {
+		return err
+	}
+	return k.Kernel.SetMaster(index, master)
+}
+
+// joinFault is the refusal of a join (not of a release), if one is due.
+func (k *faultKernel) joinFault(index, master uint32) error {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	errno := k.master
 	if errno != 0 && master != 0 {
 		k.injected["join "+errno.Error()]++
-		k.mu.Unlock()
 		return refusal(errno, "set master of link %d to %d", index, master)
 	}
-	k.mu.Unlock()
-	return k.Kernel.SetMaster(index, master)
+	return nil
+}
+
+// Batch refuses the ops a fault is set for, without sending them, and
+// sends the others to the real kernel as one pipelined batch.
+func (k *faultKernel) Batch(ops []kernel.Op) []kernel.Result {
+	res := make([]kernel.Result, len(ops))
+	var pass []kernel.Op
+	var at []int
+	for i, o := range ops {
+		var err error
+		switch {
+		case o.Kind == kernel.OpCreateBridge:
+			err = k.createFault(o.Name)
+		case o.Kind == kernel.OpSetLink && o.Set&kernel.SetMaster != 0:
+			err = k.joinFault(o.Index, o.Master)
+		}
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		pass = append(pass, o)
+		at = append(at, i)
+	}
+	if len(pass) > 0 {
+		for j, r := range k.Kernel.Batch(pass) {
+			res[at[j]] = r
+		}
+	}
+	return res
 }
 
 func (e *env) injectFaults() *faultKernel {

@@ -95,22 +95,8 @@ func (v BridgeVLAN) String() string {
 // DefaultPVID 0 included ("none"). A DefaultPVID outside 1..4094 (other than
 // 0) is refused with ErrBadVID before anything is sent.
 func (c *Conn) CreateBridgeWith(name string, group uint32, opt BridgeOptions) (Link, error) {
-	if err := checkName(name); err != nil {
-		return Link{}, fmt.Errorf("create bridge %q: %w", name, err)
-	}
-	data, err := encodeBridgeData(opt, false)
-	if err != nil {
-		return Link{}, fmt.Errorf("create bridge %q: %w", name, err)
-	}
-	info := &rtnetlink.LinkInfo{Kind: string(KindBridge)}
-	if data != nil {
-		info.Data = &rtnetlink.LinkData{Name: string(KindBridge), Data: data}
-	}
-	l, err := c.create(name, group, unix.IFF_UP, rtnetlink.LinkAttributes{Name: name, Info: info})
-	if err != nil {
-		return Link{}, wrap(err, "create bridge %q", name)
-	}
-	return l, nil
+	r := c.one(CreateBridgeOp(name, group, opt))
+	return r.Link, r.Err
 }
 
 func (o BridgeOptions) String() string {

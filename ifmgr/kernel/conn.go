@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -43,6 +42,9 @@ type Conn struct {
 	nl  *netlink.Conn
 	rc  syscall.RawConn
 	buf []byte
+	// window is how many requests of a Batch may be in flight, from the
+	// receive buffer the socket got (windowFor).
+	window int
 
 	// dumpHook, if set (tests), sees the NLM_F_DUMP_INTR verdict of every
 	// dump attempt.
@@ -61,7 +63,23 @@ func Dial() (*Conn, error) {
 		_ = nl.Close()
 		return nil, fmt.Errorf("dial rtnetlink: %w", err)
 	}
-	return &Conn{nl: nl, rc: rc, buf: make([]byte, 32<<10)}, nil
+	return &Conn{nl: nl, rc: rc, buf: make([]byte, 32<<10), window: windowFor(growRcvBuf(rc))}, nil
+}
+
+// growRcvBuf asks for a receive buffer of wantRcvBuf (SO_RCVBUFFORCE, which
+// CAP_NET_ADMIN allows past net.core.rmem_max, else SO_RCVBUF, capped there)
+// and returns what the socket has. A batch's replies arrive all at once:
+// the window depends on it. The memory is the kernel's, charged only while
+// replies wait.
+func growRcvBuf(rc syscall.RawConn) int {
+	got := 0
+	_ = rc.Control(func(fd uintptr) {
+		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, wantRcvBuf) != nil {
+			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, wantRcvBuf)
+		}
+		got, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+	})
+	return got
 }
 
 // Close closes the socket.
@@ -178,8 +196,7 @@ func (c *Conn) getLink(lm rtnetlink.LinkMessage) (Link, error) {
 // CreateBridge creates a bridge with IFLA_GROUP = group in the same
 // RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL), so the ownership marker is there from
 // the link's first moment, and already up: IFF_UP in the message's
-// ifi_flags/ifi_change, which the kernel applies as soon as the link is
-// registered (rtnl_configure_link), so no RTM_SETLINK follows. Opening a
+// ifi_flags/ifi_change (createRequest), so no RTM_SETLINK follows. Opening a
 // bridge cannot fail for want of a lower link. ErrExists if the name is
 // taken. It returns the new link as the kernel reports it. It is
 // CreateBridgeWith(name, group, BridgeOptions{}): no VLAN filtering.
@@ -188,122 +205,37 @@ func (c *Conn) CreateBridge(name string, group uint32) (Link, error) {
 }
 
 // CreateVLAN creates an 802.1Q VLAN vid on the link parent (IFLA_LINK), with
-// IFLA_GROUP = group set at creation. The VLAN ID is checked (1..4094,
-// ErrBadVID) before anything is sent. The kind's IFLA_INFO_DATA travels as an
-// unregistered-driver rtnetlink.LinkData holding EncodeVLANData's bytes.
+// IFLA_GROUP = group set at creation, not up (a VLAN whose parent is down
+// fails to open, ENETDOWN, and the kernel would then undo the whole create).
+// The VLAN ID is checked (1..4094, ErrBadVID) before anything is sent. The
+// kind's IFLA_INFO_DATA travels as an unregistered-driver
+// rtnetlink.LinkData holding EncodeVLANData's bytes. It returns the new link
+// as the kernel reports it (its NLM_F_ECHO, or a get on kernels without).
 func (c *Conn) CreateVLAN(name string, parent uint32, vid uint16, group uint32) (Link, error) {
-	data, err := EncodeVLANData(vid)
-	if err != nil {
-		return Link{}, fmt.Errorf("create vlan %q: %w", name, err)
-	}
-	if err := checkName(name); err != nil {
-		return Link{}, fmt.Errorf("create vlan %q: %w", name, err)
-	}
-	if parent == 0 {
-		return Link{}, fmt.Errorf("create vlan %q: no parent link", name)
-	}
-	// Not created up: a VLAN whose parent is down fails to open (ENETDOWN),
-	// and the kernel would then undo the whole create.
-	l, err := c.create(name, group, 0, rtnetlink.LinkAttributes{
-		Name: name,
-		Type: parent, // rtnetlink v2.3.0 encodes LinkAttributes.Type as IFLA_LINK
-		Info: &rtnetlink.LinkInfo{
-			Kind: string(KindVLAN),
-			Data: &rtnetlink.LinkData{Name: string(KindVLAN), Data: data},
-		},
-	})
-	if err != nil {
-		return Link{}, wrap(err, "create vlan %q (parent %d, vid %d)", name, parent, vid)
-	}
-	return l, nil
-}
-
-// create sends the RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL|NLM_F_ECHO.
-// Kernels since 6.1 honour NLM_F_ECHO in rtnl_newlink_create and unicast the
-// new link's RTM_NEWLINK back before the ack, which saves a round trip; older
-// ones ignore the flag, and create falls back to a get by name. up (IFF_UP
-// or 0) goes into ifi_flags and ifi_change.
-func (c *Conn) create(name string, group, up uint32, attrs rtnetlink.LinkAttributes) (Link, error) {
-	req, err := linkRequest(unix.RTM_NEWLINK,
-		netlink.Request|netlink.Create|netlink.Excl|netlink.Echo,
-		rtnetlink.LinkMessage{Flags: up, Change: up, Attributes: &attrs},
-		func(ae *netlink.AttributeEncoder) {
-			// rtnetlink v2.3.0 decodes IFLA_GROUP (NetDevGroup) but never
-			// encodes it, so it is appended here.
-			ae.Uint32(unix.IFLA_GROUP, group)
-		})
-	if err != nil {
-		return Link{}, err
-	}
-	c.mu.Lock()
-	var (
-		l      Link
-		echoed bool
-	)
-	_, err = c.exchange(req, func(m netlink.Message) error {
-		if m.Header.Type != unix.RTM_NEWLINK {
-			return nil
-		}
-		if fam, ok := linkFamily(m.Data); !ok || fam != unix.AF_UNSPEC {
-			return nil
-		}
-		e, err := decode(m.Data)
-		if err == nil && e.Name == name {
-			l, echoed = e, true
-		}
-		return nil // a bad echo only costs the fallback get
-	})
-	c.mu.Unlock()
-	if err != nil || echoed {
-		return l, err
-	}
-	return c.getLink(rtnetlink.LinkMessage{Attributes: &rtnetlink.LinkAttributes{Name: name}})
+	r := c.one(CreateVLANOp(name, parent, vid, group))
+	return r.Link, r.Err
 }
 
 // SetAlias sets IFLA_IFALIAS (at most 255 bytes); "" removes the alias.
 // ErrNotFound if the link is gone.
 func (c *Conn) SetAlias(index uint32, alias string) error {
-	if len(alias) > 255 || strings.IndexByte(alias, 0) >= 0 {
-		return fmt.Errorf("set alias of link %d: alias must be at most 255 bytes without NUL", index)
-	}
-	err := c.set(rtnetlink.LinkMessage{Index: index}, func(ae *netlink.AttributeEncoder) {
-		// Not rtnetlink's Alias: that one is NUL-terminated, and "\x00" would
-		// store an empty alias instead of removing it. The kernel takes the
-		// attribute's length as the alias length; 0 removes it.
-		ae.Bytes(unix.IFLA_IFALIAS, []byte(alias))
-	})
-	return wrap(err, "set alias of link %d", index)
+	return c.one(SetAliasOp(index, alias)).Err
 }
 
 // SetUp sets or clears IFF_UP. ErrNotFound if the link is gone.
 func (c *Conn) SetUp(index uint32, up bool) error {
-	var flags uint32
-	if up {
-		flags = unix.IFF_UP
-	}
-	err := c.set(rtnetlink.LinkMessage{Index: index, Flags: flags, Change: unix.IFF_UP}, nil)
-	if up {
-		return wrap(err, "set link %d up", index)
-	}
-	return wrap(err, "set link %d down", index)
+	return c.one(SetUpOp(index, up)).Err
 }
 
 // SetMaster makes link index a port of master (IFLA_MASTER); master 0
 // releases it. ErrNotFound if the link is gone (a missing master is EINVAL).
 func (c *Conn) SetMaster(index, master uint32) error {
-	err := c.set(rtnetlink.LinkMessage{Index: index, Attributes: &rtnetlink.LinkAttributes{Master: &master}}, nil)
-	return wrap(err, "set master of link %d to %d", index, master)
+	return c.one(SetMasterOp(index, master)).Err
 }
 
 // Delete deletes a link (RTM_DELLINK). ErrNotFound if it is already gone.
 func (c *Conn) Delete(index uint32) error {
-	req, err := linkRequest(unix.RTM_DELLINK, netlink.Request, rtnetlink.LinkMessage{Index: index}, nil)
-	if err == nil {
-		c.mu.Lock()
-		_, err = c.exchange(req, ignore)
-		c.mu.Unlock()
-	}
-	return wrap(err, "delete link %d", index)
+	return c.one(DeleteOp(index)).Err
 }
 
 // set sends one RTM_SETLINK for an existing link.
