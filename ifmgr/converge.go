@@ -3,6 +3,8 @@ package ifmgr
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -67,8 +69,16 @@ type convergeResult struct {
 // link is created; known identities reuse their reserved units with no DB
 // write at all. Without a profile, ifmgr manages only what ifctl asks for.
 // What it did is kept for status and returned.
+//
+// Link events are planned incrementally (plan.Planner: only what the changed
+// links reach, and nothing at all when no link changed in what the planner
+// reads, as for a carrier flap); everything else plans in full: a resync
+// (startup, lost events, the periodic safety net), a reload and the retry of
+// refused actions, so that a fault in what the planner remembers lasts at
+// most until the next of them.
 func (m *Manager) converge(why string) convergeResult {
 	defer m.scheduleRetry()
+	full := why != convergeEvents
 	res := convergeResult{trigger: why}
 	if m.profile == nil {
 		m.refused.keepOnly(nil, m.log)
@@ -80,9 +90,9 @@ func (m *Manager) converge(why string) convergeResult {
 	// link moves its identity to another unit. Each round either finishes or
 	// holds one more unit, so a few rounds always settle.
 	for round := 0; round < 4; round++ {
-		pl := plan.Compute(m.profile, m.planLinks())
+		pl := m.plan(why, round == 0 && full)
 		if m.adoptLegacy(pl) {
-			pl = plan.Compute(m.profile, m.planLinks())
+			pl = m.plan(why, false)
 		}
 		for _, idx := range pl.InPlace {
 			if l, ok := m.links.get(idx); ok {
@@ -113,6 +123,51 @@ func (m *Manager) converge(why string) convergeResult {
 		m.lastConverge = res
 	}
 	return res
+}
+
+// convergeEvents is the trigger of a convergence after link events, the
+// only one planned incrementally.
+const convergeEvents = "link events"
+
+// plan returns the plan for the links now present. Which targets it
+// returns: all of them when planned in full, else only those replanned
+// (all that can have changed; the caller reads them for identity
+// migrations, which only a new target can need).
+func (m *Manager) plan(why string, full bool) plan.Plan {
+	links := m.planLinks()
+	var up plan.Update
+	if full {
+		up = m.planner.Full(m.profile, links)
+	} else {
+		up = m.planner.Update(m.profile, links)
+	}
+	if checkPlans && !up.Full {
+		if want := plan.Compute(m.profile, links); !samePlan(up.Plan, want) {
+			panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
+		}
+	}
+	if up.Changed > 0 {
+		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", len(links))
+	}
+	pl := up.Plan
+	if !up.Full {
+		targets := make(map[string]plan.Target, len(up.Keys))
+		for _, k := range up.Keys {
+			targets[k] = pl.Targets[k]
+		}
+		pl.Targets = targets
+	}
+	return pl
+}
+
+// checkPlans: the package's tests set it, so that every incremental plan
+// of every test is compared with the full plan (plan.Compute) of the same
+// links.
+var checkPlans bool
+
+func samePlan(a, b plan.Plan) bool {
+	return maps.Equal(a.Targets, b.Targets) && slices.Equal(a.InPlace, b.InPlace) &&
+		slices.EqualFunc(a.Actions, b.Actions, func(x, y plan.Action) bool { return x == y })
 }
 
 // dueActions notes every planned action in planned and returns those to try

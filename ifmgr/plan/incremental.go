@@ -200,9 +200,6 @@ func (pr *Planner) Update(p *board.Profile, links []Link) Update {
 	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys}
 }
 
-// Invalidate makes the next Update plan in full.
-func (pr *Planner) Invalidate() { pr.valid = false }
-
 // setEdges replaces link idx's edges.
 func (pr *Planner) setEdges(idx uint32, edges []node) {
 	self := node{link: idx}
