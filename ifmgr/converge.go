@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/uroute/uroute/board"
@@ -20,10 +19,10 @@ import (
 func (m *Manager) planLinks() []plan.Link {
 	out := make([]plan.Link, 0, m.links.len())
 	m.links.each(func(l kernel.Link) {
+		mac, perm := m.links.macsOf(l)
 		pl := plan.Link{
 			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
-			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l),
-			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
+			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l), MAC: mac, PermMAC: perm,
 			VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
 		}
 		if e := m.entries.onLink(l.Index); e != nil {
@@ -95,7 +94,7 @@ func (m *Manager) converge(why string) convergeResult {
 			pl = m.plan(why, false)
 		}
 		for _, idx := range pl.InPlace {
-			if l, ok := m.links.get(idx); ok {
+			if l, ok := m.links.get(idx); ok && !m.links.isEnslaved(l) {
 				m.links.markEnslaved(idx, l.Master) // there by a rule: ifmgr's, across restarts too
 			}
 		}

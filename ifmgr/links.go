@@ -1,7 +1,9 @@
 package ifmgr
 
 import (
+	"bytes"
 	"slices"
+	"strings"
 
 	"github.com/uroute/uroute/ifmgr/kernel"
 )
@@ -17,8 +19,8 @@ import (
 //     gives a name to a new link before ifmgr hears that the old holder
 //     was renamed or deleted, both are cached and the name leads to the one
 //     observed last; the event or resync that follows settles it.
-//   - facts only for indexes in byIndex, and dropped whenever the link is
-//     forgotten or renamed (a renamed ifindex is re-read).
+//   - facts and macs only for indexes in byIndex, and dropped whenever the
+//     link is forgotten or renamed (a renamed ifindex is re-read).
 //   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
 //     join, or found it there by a rule of the profile). It outlives a
 //     forget (a re-read) and goes with the link (gone, replace).
@@ -33,6 +35,7 @@ type linkTable struct {
 	byIndex  map[uint32]kernel.Link
 	byName   map[string]uint32
 	facts    map[uint32]linkFacts
+	macs     map[uint32]macText
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
 }
@@ -41,8 +44,20 @@ type linkTable struct {
 // driver and bus do not change under its ifindex: read once per link.
 type linkFacts struct{ driver, bus string }
 
+// macText is a link's addresses as the planner reads them, lower-case
+// text, kept with the bytes they were made from: every convergence
+// describes every link to the planner, and formatting 800 pairs of
+// addresses each time was a third of ifmgrd's CPU per event (and the same
+// string each time also makes the planner's comparison of a link with its
+// last observation a pointer check).
+type macText struct {
+	mac, perm         []byte
+	macText, permText string
+}
+
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}}
+	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
+		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}}
 }
 
 // get returns the link with ifindex index.
@@ -94,6 +109,7 @@ func (t *linkTable) forget(index uint32) {
 	}
 	delete(t.byIndex, index)
 	delete(t.facts, index)
+	delete(t.macs, index)
 	if t.byName[l.Name] == index {
 		delete(t.byName, l.Name)
 	}
@@ -111,6 +127,11 @@ func (t *linkTable) replace(links []kernel.Link) {
 	for idx := range t.facts {
 		if _, ok := t.byIndex[idx]; !ok {
 			delete(t.facts, idx)
+		}
+	}
+	for idx := range t.macs {
+		if _, ok := t.byIndex[idx]; !ok {
+			delete(t.macs, idx)
 		}
 	}
 	for idx := range t.enslaved {
@@ -230,4 +251,18 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 		}
 	}
 	return f
+}
+
+// macsOf returns a link's current and permanent addresses as lower-case
+// text, formatting them only when they changed.
+func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
+	c, ok := t.macs[l.Index]
+	if !ok || !bytes.Equal(c.mac, l.MAC) || !bytes.Equal(c.perm, l.PermMAC) {
+		c = macText{mac: slices.Clone(l.MAC), perm: slices.Clone(l.PermMAC),
+			macText: strings.ToLower(l.MAC.String()), permText: strings.ToLower(l.PermMAC.String())}
+		if _, known := t.byIndex[l.Index]; known {
+			t.macs[l.Index] = c
+		}
+	}
+	return c.macText, c.permText
 }
