@@ -14,29 +14,34 @@ import (
 	"github.com/uroute/uroute/persist"
 )
 
-// planLinks describes the observed links to the planner: ownership and
-// identity from ifmgr's entries, driver and bus from sysfs.
+// planLinks describes the observed links to the planner.
 func (m *Manager) planLinks() []plan.Link {
 	out := make([]plan.Link, 0, m.links.len())
-	m.links.each(func(l kernel.Link) {
-		mac, perm := m.links.macsOf(l)
-		pl := plan.Link{
-			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
-			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l), MAC: mac, PermMAC: perm,
-			VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
-		}
-		if e := m.entries.onLink(l.Index); e != nil {
-			pl.Owned, pl.Identity = true, e.rec.Identity
-		} else if l.Group == m.cfg.OwnerGroup {
-			pl.Owned = true // ours but unrecorded (being adopted): never a port
-		}
-		if m.cfg.Facts != nil && !pl.Owned {
-			f := m.links.factsOf(l, m.cfg.Facts)
-			pl.Driver, pl.Bus = f.driver, f.bus
-		}
-		out = append(out, pl)
-	})
+	m.links.each(func(l kernel.Link) { out = append(out, m.planLink(l)) })
 	return out
+}
+
+// planLink describes one link to the planner: ownership and identity from
+// ifmgr's entries, driver and bus from sysfs. What it reads of the link
+// table and of the entries is what they count as a change of the link
+// (linkTable.takeChanged, entryTable.takeRelinked).
+func (m *Manager) planLink(l kernel.Link) plan.Link {
+	mac, perm := m.links.macsOf(l)
+	pl := plan.Link{
+		Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
+		Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l), MAC: mac, PermMAC: perm,
+		VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
+	}
+	if e := m.entries.onLink(l.Index); e != nil {
+		pl.Owned, pl.Identity = true, e.rec.Identity
+	} else if l.Group == m.cfg.OwnerGroup {
+		pl.Owned = true // ours but unrecorded (being adopted): never a port
+	}
+	if m.cfg.Facts != nil && !pl.Owned {
+		f := m.links.factsOf(l, m.cfg.Facts)
+		pl.Driver, pl.Bus = f.driver, f.bus
+	}
+	return pl
 }
 
 // ActionResult is what became of one action of a plan: done (Err nil) or
@@ -81,6 +86,8 @@ func (m *Manager) converge(why string) convergeResult {
 	res := convergeResult{trigger: why}
 	if m.profile == nil {
 		m.refused.keepOnly(nil, m.log)
+		m.links.takeChanged() // nothing plans them: the next profile plans in full
+		m.entries.takeRelinked()
 		return res
 	}
 	now := time.Now()
@@ -133,20 +140,35 @@ const convergeEvents = "link events"
 // (all that can have changed; the caller reads them for identity
 // migrations, which only a new target can need).
 func (m *Manager) plan(why string, full bool) plan.Plan {
-	links := m.planLinks()
+	changed, all := m.links.takeChanged()
+	for idx := range m.entries.takeRelinked() {
+		changed[idx] = true
+	}
 	var up plan.Update
-	if full {
-		up = m.planner.Full(m.profile, links)
+	if full || all || !m.planner.Current(m.profile) {
+		up = m.planner.Full(m.profile, m.planLinks())
 	} else {
-		up = m.planner.Update(m.profile, links)
+		var links []plan.Link
+		var gone []uint32
+		for idx := range changed {
+			if l, ok := m.links.get(idx); ok {
+				links = append(links, m.planLink(l))
+			} else if idx != 0 {
+				gone = append(gone, idx)
+			}
+		}
+		up = m.planner.Apply(m.profile, links, gone)
 	}
 	if checkPlans && !up.Full {
-		if want := plan.Compute(m.profile, links); !samePlan(up.Plan, want) {
+		if stale := m.planner.Stale(m.planLinks()); len(stale) > 0 {
+			panic(fmt.Sprintf("after %q the planner was not told of changes to links %v", why, stale))
+		}
+		if want := plan.Compute(m.profile, m.planLinks()); !samePlan(up.Plan, want) {
 			panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
 		}
 	}
 	if up.Changed > 0 {
-		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", len(links))
+		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", m.links.len())
 	}
 	pl := up.Plan
 	if !up.Full {

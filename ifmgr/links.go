@@ -38,6 +38,11 @@ type linkTable struct {
 	macs     map[uint32]macText
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
+	// changed: the ifindexes whose link, enslavement or membership changed
+	// since the planner last asked (takeChanged); all: the whole table was
+	// replaced (a resync), so every link may have.
+	changed map[uint32]bool
+	all     bool
 }
 
 // linkFacts is what sysfs says of a link, for port matching. A device's
@@ -57,7 +62,15 @@ type macText struct {
 
 func newLinkTable() linkTable {
 	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
-		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}}
+		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}, changed: map[uint32]bool{}}
+}
+
+// takeChanged returns the ifindexes changed since the last call (all: any
+// may have), and forgets them.
+func (t *linkTable) takeChanged() (changed map[uint32]bool, all bool) {
+	changed, all = t.changed, t.all
+	t.changed, t.all = map[uint32]bool{}, false
+	return changed, all
 }
 
 // get returns the link with ifindex index.
@@ -99,6 +112,7 @@ func (t *linkTable) observe(l kernel.Link) {
 	}
 	t.byIndex[l.Index] = l
 	t.byName[l.Name] = l.Index
+	t.changed[l.Index] = true
 }
 
 // forget drops a link that is gone (or about to be re-read).
@@ -110,6 +124,7 @@ func (t *linkTable) forget(index uint32) {
 	delete(t.byIndex, index)
 	delete(t.facts, index)
 	delete(t.macs, index)
+	t.changed[index] = true
 	if t.byName[l.Name] == index {
 		delete(t.byName, l.Name)
 	}
@@ -119,6 +134,7 @@ func (t *linkTable) forget(index uint32) {
 // those of links gone (whose events were lost) are dropped, so they cannot
 // pile up for years.
 func (t *linkTable) replace(links []kernel.Link) {
+	t.all = true
 	t.byIndex = make(map[uint32]kernel.Link, len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
@@ -148,6 +164,7 @@ func (t *linkTable) replace(links []kernel.Link) {
 
 // gone drops a link the kernel no longer has.
 func (t *linkTable) gone(index uint32) {
+	t.changed[index] = true
 	t.forget(index)
 	delete(t.enslaved, index)
 	delete(t.vlans, index)
@@ -158,6 +175,7 @@ func (t *linkTable) markUp(index uint32) {
 	if l, ok := t.byIndex[index]; ok {
 		l.Flags |= iffUp
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 }
 
@@ -170,6 +188,7 @@ func (t *linkTable) setMaster(index, master uint32) {
 		}
 		l.Master = master
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 	t.markEnslaved(index, master)
 }
@@ -180,6 +199,7 @@ func (t *linkTable) setOptions(index uint32, opt kernel.BridgeOptions) {
 	if l, ok := t.byIndex[index]; ok {
 		l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 }
 
@@ -189,10 +209,23 @@ func (t *linkTable) vlansOf(index uint32) []kernel.BridgeVLAN { return t.vlans[i
 
 // setVLANs swaps in a dump of every link's membership (kernel.BridgeVLANs).
 func (t *linkTable) setVLANs(dump map[uint32][]kernel.BridgeVLAN) {
+	old := t.vlans
 	t.vlans = make(map[uint32][]kernel.BridgeVLAN, len(dump))
 	for idx, vs := range dump {
 		for _, v := range vs {
-			t.addVLAN(idx, v)
+			t.putVLAN(idx, v)
+		}
+	}
+	// Only the links whose membership differs count as changed: a filtering
+	// bridge's every join sends membership news, and the dump is all of it.
+	for idx, vs := range old {
+		if !slices.Equal(vs, t.vlans[idx]) {
+			t.changed[idx] = true
+		}
+	}
+	for idx := range t.vlans {
+		if _, ok := old[idx]; !ok {
+			t.changed[idx] = true
 		}
 	}
 }
@@ -200,6 +233,11 @@ func (t *linkTable) setVLANs(dump map[uint32][]kernel.BridgeVLAN) {
 // addVLAN records one entry (ifmgr's successful add, or a dump's): an
 // entry of the same VID is replaced, as the kernel updates its flags.
 func (t *linkTable) addVLAN(index uint32, v kernel.BridgeVLAN) {
+	t.putVLAN(index, v)
+	t.changed[index] = true
+}
+
+func (t *linkTable) putVLAN(index uint32, v kernel.BridgeVLAN) {
 	vs := t.vlans[index]
 	i, found := slices.BinarySearchFunc(vs, v.VID, func(e kernel.BridgeVLAN, vid uint16) int { return int(e.VID) - int(vid) })
 	if found {
@@ -218,6 +256,7 @@ func (t *linkTable) delVLAN(index uint32, vid uint16) {
 	if !found {
 		return
 	}
+	t.changed[index] = true
 	if len(vs) == 1 {
 		delete(t.vlans, index)
 		return
@@ -228,6 +267,9 @@ func (t *linkTable) delVLAN(index uint32, vid uint16) {
 // markEnslaved records that ifmgr put link index into bridge master (0:
 // took it out).
 func (t *linkTable) markEnslaved(index, master uint32) {
+	if t.enslaved[index] != master {
+		t.changed[index] = true
+	}
 	if master == 0 {
 		delete(t.enslaved, index)
 		return

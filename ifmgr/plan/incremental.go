@@ -88,23 +88,18 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 }
 
 // Update returns Compute(p, links), planning again only the components of
-// the links that changed since the last plan. A new profile is planned in
-// full.
+// the links that changed since the last plan (found by comparing every
+// link with its last observation; Apply is for a caller that knows which
+// changed). A new profile is planned in full.
 func (pr *Planner) Update(p *board.Profile, links []Link) Update {
 	if !pr.valid || p != pr.profile {
 		return pr.Full(p, links)
 	}
-	var changed []uint32
-	var current []Link // the new versions of the changed links
+	var gone []uint32
 	known := 0
 	for _, l := range links {
-		old, ok := pr.links[l.Index]
-		if ok {
+		if _, ok := pr.links[l.Index]; ok {
 			known++
-		}
-		if !ok || !old.Equal(l) {
-			changed = append(changed, l.Index)
-			current = append(current, l)
 		}
 	}
 	if known != len(pr.links) {
@@ -114,8 +109,54 @@ func (pr *Planner) Update(p *board.Profile, links []Link) Update {
 		}
 		for idx := range pr.links {
 			if !here[idx] {
-				changed = append(changed, idx)
+				gone = append(gone, idx)
 			}
+		}
+	}
+	return pr.Apply(p, links, gone)
+}
+
+// Stale lists the ifindexes whose link in links differs from what the
+// planner remembers, or that it remembers and links lacks: empty when
+// every change was given to Apply (a check for tests).
+func (pr *Planner) Stale(links []Link) []uint32 {
+	var out []uint32
+	here := make(map[uint32]bool, len(links))
+	for _, l := range links {
+		here[l.Index] = true
+		if old, ok := pr.links[l.Index]; !ok || !old.Equal(l) {
+			out = append(out, l.Index)
+		}
+	}
+	for idx := range pr.links {
+		if !here[idx] {
+			out = append(out, idx)
+		}
+	}
+	return out
+}
+
+// Current reports whether the planner's last plan is of profile p (then
+// Apply can plan the changes since).
+func (pr *Planner) Current(p *board.Profile) bool { return pr.valid && p == pr.profile }
+
+// Apply returns the plan after the given changes to the links of the last
+// plan (which must be of profile p): links added or observed anew (those
+// equal to their last observation change nothing), and the ifindexes of
+// links gone. The caller must name every change: what it leaves out keeps
+// its last observation.
+func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
+	var changed []uint32
+	var current []Link
+	for _, l := range links {
+		if old, ok := pr.links[l.Index]; !ok || !old.Equal(l) {
+			changed = append(changed, l.Index)
+			current = append(current, l)
+		}
+	}
+	for _, idx := range gone {
+		if _, ok := pr.links[idx]; ok {
+			changed = append(changed, idx)
 		}
 	}
 	if len(changed) == 0 {
@@ -156,11 +197,15 @@ func (pr *Planner) Update(p *board.Profile, links []Link) Update {
 			sub = append(sub, l)
 		}
 	}
-	if 2*len(sub) > len(links) {
+	if 2*len(sub) > len(pr.links) {
 		// Most of the links are reached: one plan of everything is cheaper
 		// than one of a part and a merge.
-		pr.last = Compute(p, links)
-		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(links), Keys: slicesKeys(pr.last.Targets)}
+		all := make([]Link, 0, len(pr.links))
+		for _, l := range pr.links {
+			all = append(all, l)
+		}
+		pr.last = Compute(p, all)
+		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slicesKeys(pr.last.Targets)}
 	}
 	part := Compute(p, sub)
 	// The targets map is the last plan's, changed in place: a copy would
