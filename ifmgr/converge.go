@@ -98,7 +98,7 @@ func (m *Manager) converge(why string) convergeResult {
 	for round := 0; round < 4; round++ {
 		pl := m.plan(why, round == 0 && full)
 		if m.adoptLegacy(pl) {
-			pl = m.plan(why, false)
+			pl = m.plan(why, true) // rare (an upgrade's first start): all ports in place marked again
 		}
 		for _, idx := range pl.InPlace {
 			if l, ok := m.links.get(idx); ok && !m.links.isEnslaved(l) {
@@ -135,10 +135,11 @@ func (m *Manager) converge(why string) convergeResult {
 // only one planned incrementally.
 const convergeEvents = "link events"
 
-// plan returns the plan for the links now present. Which targets it
-// returns: all of them when planned in full, else only those replanned
-// (all that can have changed; the caller reads them for identity
-// migrations, which only a new target can need).
+// plan returns the plan for the links now present. Its targets and ports
+// in place: all of them when planned in full, else only those replanned
+// (all that can have changed: the caller reads the targets for identity
+// migrations, which only a new target can need, and marks the ports in
+// place, which the others were at the last plan).
 func (m *Manager) plan(why string, full bool) plan.Plan {
 	changed, all := m.links.takeChanged()
 	for idx := range m.entries.takeRelinked() {
@@ -171,6 +172,7 @@ func (m *Manager) plan(why string, full bool) plan.Plan {
 		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", m.links.len())
 	}
 	pl := up.Plan
+	pl.InPlace = up.InPlace
 	if !up.Full {
 		targets := make(map[string]plan.Target, len(up.Keys))
 		for _, k := range up.Keys {

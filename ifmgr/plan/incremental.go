@@ -59,6 +59,9 @@ type Update struct {
 	Changed, Replanned int
 	// Keys: identity keys of the targets replanned (all, when Full).
 	Keys []string
+	// InPlace: the ports in place among the links replanned (all, when
+	// Full); the others were in place, unchanged, at the last plan.
+	InPlace []uint32
 }
 
 // Full plans from scratch over links, as Compute, and remembers them.
@@ -84,7 +87,7 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 		pr.setEdges(l.Index, linkEdges(p, l))
 	}
 	pr.last = Compute(p, links)
-	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets)}
+	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
 }
 
 // Update returns Compute(p, links), planning again only the components of
@@ -205,7 +208,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			all = append(all, l)
 		}
 		pr.last = Compute(p, all)
-		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slicesKeys(pr.last.Targets)}
+		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
 	}
 	part := Compute(p, sub)
 	// The targets map is the last plan's, changed in place: a copy would
@@ -242,7 +245,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	next.InPlace = append(next.InPlace, part.InPlace...) // all in reached components
 	sort.Slice(next.InPlace, func(i, j int) bool { return next.InPlace[i] < next.InPlace[j] })
 	pr.last = next
-	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys}
+	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys, InPlace: part.InPlace}
 }
 
 // setEdges replaces link idx's edges.
