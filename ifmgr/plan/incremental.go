@@ -9,10 +9,13 @@ import (
 
 // Planner computes the plan of one profile over links that change a few at
 // a time, replanning only what the change can reach. It remembers the links
-// of its last plan and a graph of what each plan entry depends on; Update
-// diffs the new links against the remembered ones (the kernel state is the
-// truth: whatever the events said, a link that differs is a changed link),
-// and plans the changed links' connected components only.
+// of its last plan and a graph of what each plan entry depends on. Apply
+// takes the links that changed (the owner's link table marks every change
+// of what the planner reads, whatever event or action made it), Update
+// finds them by comparing every link with the remembered one; a link equal
+// to its last observation (a carrier flap) changes nothing and plans
+// nothing. The changed links' connected components are planned again, the
+// rest of the last plan stands.
 //
 // Why components: every action of Compute is about one subject (a link, or
 // a target's identity key) and reads only facts of links and targets
@@ -30,7 +33,12 @@ import (
 // So the full plan restricted to a union of whole components is Compute
 // over the links of those components, and the rest of the last plan stands
 // as it was (its components did not change). TestIncrementalEqualsFull
-// checks Update against Compute over random profiles, links and changes.
+// checks Update against Compute over random profiles, links and changes;
+// ifmgr's tests check every incremental plan of theirs against Compute.
+//
+// What stays costly: a component is as large as what hangs together, so
+// for a bridge shared by all ports (one "lan" bridge), a change to one
+// port's state replans every port of that bridge, as the full plan would.
 //
 // A Planner is owned by one goroutine. The Plan it returns must not be
 // changed; it is valid until the next call.
