@@ -2,7 +2,6 @@ package plan
 
 import (
 	"fmt"
-	"slices"
 	"testing"
 
 	"github.com/uroute/uroute/board"
@@ -76,9 +75,10 @@ func BenchmarkPlan800(b *testing.B) {
 }
 
 // BenchmarkPlan800Incremental is the same work as BenchmarkPlan800 for the
-// event of one port going administratively down (or up): the planner
-// replans that port's component only. "unchanged" is an event that changes
-// nothing the planner reads (a carrier flap): the last plan stands.
+// event of one port going administratively down (or up), told to the
+// planner as ifmgr does (Planner.Apply with the one link re-read): it
+// replans what that port's change reaches. "unchanged" is an event that
+// changes nothing the planner reads (a carrier flap): nothing is planned.
 func BenchmarkPlan800Incremental(b *testing.B) {
 	for _, bp := range benchProfiles {
 		p, err := board.Parse("bench.toml", []byte(bp.text))
@@ -86,16 +86,16 @@ func BenchmarkPlan800Incremental(b *testing.B) {
 			b.Fatal(err)
 		}
 		links := convergedPorts(p, 800)
-		flapped := slices.Clone(links)
-		flapped[400].Up = false
+		up, down := links[400], links[400]
+		down.Up = false
 		b.Run(bp.name+"/port-flap", func(b *testing.B) {
 			var pr Planner
 			pr.Full(p, links)
 			for i := range b.N {
 				if i%2 == 0 {
-					pr.Update(p, flapped)
+					pr.Apply(p, []Link{down}, nil)
 				} else {
-					pr.Update(p, links)
+					pr.Apply(p, []Link{up}, nil)
 				}
 			}
 		})
@@ -103,7 +103,7 @@ func BenchmarkPlan800Incremental(b *testing.B) {
 			var pr Planner
 			pr.Full(p, links)
 			for range b.N {
-				pr.Update(p, links)
+				pr.Apply(p, []Link{up}, nil)
 			}
 		})
 	}

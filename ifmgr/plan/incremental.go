@@ -47,6 +47,9 @@ type Planner struct {
 	valid   bool
 	links   map[uint32]Link
 	edges   map[uint32][]node // each link's edges (their other ends)
+	// derived: what each port link derives, by identity key (self VLANs
+	// of its bridges as their bare identity)
+	derived map[uint32]map[string]Target
 	adj     map[node]map[node]int
 	last    Plan
 }
@@ -77,6 +80,7 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.profile, pr.valid = p, true
 	pr.links = make(map[uint32]Link, len(links))
 	pr.edges = make(map[uint32][]node, len(links))
+	pr.derived = make(map[uint32]map[string]Target, len(links))
 	pr.adj = map[node]map[node]int{}
 	if p != nil {
 		for i := range p.Bridges {
@@ -92,7 +96,7 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	}
 	for _, l := range links {
 		pr.links[l.Index] = l
-		pr.setEdges(l.Index, linkEdges(p, l))
+		pr.setLink(p, l)
 	}
 	pr.last = Compute(p, links)
 	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
@@ -173,22 +177,85 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	if len(changed) == 0 {
 		return Update{Plan: pr.last}
 	}
+	var sub []Link // the links planned: those reached, and their context
 
-	// Start from the changed links and what they were connected to, then
-	// move the graph to the new links: what was reachable before through a
-	// changed link's old edges is reachable now from those edges' ends.
-	var start []node
+	// What the changed links were and are connected to: the first hop.
+	// A link's master or parent is context (the link reads it; it does not
+	// read the link); a target key is context when it is stable (see
+	// stable), else it is reached like everything beyond.
+	isChanged := make(map[uint32]bool, len(changed))
 	for _, idx := range changed {
-		start = append(start, node{link: idx})
-		start = append(start, pr.edges[idx]...)
+		isChanged[idx] = true
+	}
+	type hop struct {
+		from uint32
+		to   node
+	}
+	var hops []hop
+	oldDerived := map[uint32]map[string]Target{}
+	oldLinks := map[uint32]Link{}
+	for _, idx := range changed {
+		if l, ok := pr.links[idx]; ok {
+			oldLinks[idx] = l
+		}
+		for _, n := range pr.edges[idx] {
+			hops = append(hops, hop{idx, n})
+		}
+		oldDerived[idx] = pr.derived[idx]
+		// Links that read this one (its ports, the VLANs on it): reached.
+		own := map[node]int{}
+		for _, n := range pr.edges[idx] {
+			own[n]++
+		}
+		for n, count := range pr.adj[node{link: idx}] {
+			if count > own[n] && n.key == "" {
+				hops = append(hops, hop{0, n})
+			}
+		}
 		pr.setEdges(idx, nil)
+		delete(pr.derived, idx)
 		delete(pr.links, idx)
 	}
 	for _, l := range current {
 		pr.links[l.Index] = l
-		pr.setEdges(l.Index, linkEdges(p, l))
+		pr.setLink(p, l)
+		for _, n := range pr.edges[l.Index] {
+			hops = append(hops, hop{l.Index, n})
+		}
+		own := map[node]int{}
+		for _, n := range pr.edges[l.Index] {
+			own[n]++
+		}
+		for n, count := range pr.adj[node{link: l.Index}] {
+			if count > own[n] && n.key == "" {
+				hops = append(hops, hop{0, n})
+			}
+		}
 	}
 	reached := map[node]bool{}
+	context := map[uint32]bool{}
+	var start []node
+	for _, idx := range changed {
+		start = append(start, node{link: idx})
+	}
+	for _, h := range hops {
+		switch {
+		case h.to.key != "":
+			if w, ok := pr.stable(h.to.key, isChanged, oldLinks, oldDerived); ok {
+				pr.addContext(h.to.key, w, context)
+			} else {
+				start = append(start, h.to)
+			}
+		case h.from != 0 && !isChanged[h.to.link]:
+			// The changed link's master or parent: read, not reading.
+			context[h.to.link] = true
+			if m, ok := pr.links[h.to.link]; ok && m.Owned && Derived(m.Identity) {
+				pr.addContext(m.Identity.Key(), pr.witness(m.Identity.Key(), isChanged), context)
+			}
+		default:
+			start = append(start, h.to)
+		}
+	}
 	for len(start) > 0 {
 		n := start[len(start)-1]
 		start = start[:len(start)-1]
@@ -196,13 +263,22 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			continue
 		}
 		reached[n] = true
+		if n.key == "" && isChanged[n.link] {
+			continue // its neighbours were sorted out above
+		}
 		for m := range pr.adj[n] {
 			if !reached[m] {
 				start = append(start, m)
 			}
 		}
 	}
-	var sub []Link
+	for idx := range context {
+		if !reached[node{link: idx}] {
+			if l, ok := pr.links[idx]; ok {
+				sub = append(sub, l)
+			}
+		}
+	}
 	for n := range reached {
 		if l, ok := pr.links[n.link]; ok && n.key == "" {
 			sub = append(sub, l)
@@ -219,6 +295,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
 	}
 	part := Compute(p, sub)
+
 	// The targets map is the last plan's, changed in place: a copy would
 	// cost as much as the rest (the Plan is valid until the next call).
 	next := Plan{Targets: pr.last.Targets}
@@ -250,10 +327,92 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			next.InPlace = append(next.InPlace, idx)
 		}
 	}
-	next.InPlace = append(next.InPlace, part.InPlace...) // all in reached components
+	var inPlace []uint32 // of the links replanned (not those read as context)
+	for _, idx := range part.InPlace {
+		if reached[node{link: idx}] {
+			inPlace = append(inPlace, idx)
+		}
+	}
+	next.InPlace = append(next.InPlace, inPlace...)
 	sort.Slice(next.InPlace, func(i, j int) bool { return next.InPlace[i] < next.InPlace[j] })
 	pr.last = next
-	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys, InPlace: part.InPlace}
+	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys, InPlace: inPlace}
+}
+
+// setLink records the edges and derivations of link l.
+func (pr *Planner) setLink(p *board.Profile, l Link) {
+	edges, derived := linkEdges(p, l)
+	pr.setEdges(l.Index, edges)
+	if derived != nil {
+		pr.derived[l.Index] = derived
+	}
+}
+
+// witness is the highest ifindex among the unchanged links that derive
+// key (0 if none): whose target stands when no changed link outranks it.
+func (pr *Planner) witness(key string, changed map[uint32]bool) uint32 {
+	var w uint32
+	for n := range pr.adj[node{key: key}] {
+		if _, derives := pr.derived[n.link][key]; n.key == "" && derives && !changed[n.link] && n.link > w {
+			w = n.link
+		}
+	}
+	return w
+}
+
+// stable reports whether target key is the same target, as wanted, after
+// the changes as before, with its witness: no changed link is (or was) its
+// owned link, an unchanged link derives it (so it stays wanted), and every
+// changed link that derives it, or did, derives the witness's very target.
+// Then nothing about key changed, and the links that read it (the other
+// ports of a shared bridge) read the same: they need no new plan. (The
+// target that stands is the highest deriver's: the witness's, or a changed
+// link's, which is the same.)
+func (pr *Planner) stable(key string, changed map[uint32]bool, oldLinks map[uint32]Link, oldDerived map[uint32]map[string]Target) (uint32, bool) {
+	w := pr.witness(key, changed)
+	if w == 0 {
+		return 0, false
+	}
+	want := pr.derived[w][key]
+	owns := func(l Link, ok bool) bool { return ok && l.Owned && Derived(l.Identity) && l.Identity.Key() == key }
+	for idx := range changed {
+		if l, ok := pr.links[idx]; owns(l, ok) {
+			return 0, false
+		}
+		if l, ok := oldLinks[idx]; owns(l, ok) {
+			return 0, false
+		}
+		if t, ok := oldDerived[idx][key]; ok && t != want {
+			return 0, false
+		}
+		if t, ok := pr.derived[idx][key]; ok && t != want {
+			return 0, false
+		}
+	}
+	return w, true
+}
+
+// addContext adds to context what a plan needs to know of target key
+// without planning it: its owned links (which of them is present) and a
+// link that derives it (that it is wanted, and as what).
+//
+// A bridge's own VLAN's target sits on the bridge's present link: the
+// bridge's owned links are context too.
+func (pr *Planner) addContext(key string, witness uint32, context map[uint32]bool) {
+	if witness != 0 {
+		context[witness] = true
+	}
+	keys := []string{key}
+	if b := pr.last.Targets[key].ParentBridge; b != "" {
+		keys = append(keys, b)
+	}
+	for _, k := range keys {
+		for n := range pr.adj[node{key: k}] {
+			if l, ok := pr.links[n.link]; ok && n.key == "" && l.Owned && Derived(l.Identity) && l.Identity.Key() == k {
+				context[n.link] = true
+			}
+		}
+	}
 }
 
 // setEdges replaces link idx's edges.
@@ -292,18 +451,23 @@ func (pr *Planner) link(a, b node, by int) {
 
 // linkEdges lists what link l's plan entries depend on and what depends on
 // it (see Planner).
-func linkEdges(p *board.Profile, l Link) []node {
+func linkEdges(p *board.Profile, l Link) ([]node, map[string]Target) {
 	out := []node{}
+	var derived map[string]Target
 	if l.Owned && Derived(l.Identity) {
 		out = append(out, node{key: l.Identity.Key()})
 	}
 	if d, ok := derivePort(p, l); ok {
+		derived = map[string]Target{}
 		for _, t := range d.targets {
 			key := t.Key()
 			out = append(out, node{key: key})
+			derived[key] = t
 			if b := d.rules[key]; b != nil {
 				for _, vid := range b.SelfVLANs {
-					out = append(out, node{key: SelfVLANIdentity(t.Identity, vid).Key()})
+					self := SelfVLANIdentity(t.Identity, vid)
+					out = append(out, node{key: self.Key()})
+					derived[self.Key()] = Target{Identity: self}
 				}
 			}
 		}
@@ -314,7 +478,7 @@ func linkEdges(p *board.Profile, l Link) []node {
 	if l.ParentIndex != 0 {
 		out = append(out, node{link: l.ParentIndex})
 	}
-	return out
+	return out, derived
 }
 
 // subject is what an action is about: its link, or the target it makes
@@ -359,7 +523,7 @@ func (a Action) before(b Action) bool {
 	}
 	switch a.phase() {
 	case 0, 4:
-		return a.Name < b.Name
+		return byName(a, b)
 	case 2:
 		if a.Target.Cloner != b.Target.Cloner {
 			return a.Target.Cloner == board.ClonerBridge

@@ -336,7 +336,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 	for _, d := range deletes {
 		deleted[d.Link] = true
 	}
-	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
+	sort.Slice(deletes, func(i, j int) bool { return byName(deletes[i], deletes[j]) })
 	pl.Actions = append(pl.Actions, deletes...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
@@ -434,8 +434,18 @@ func bridgeSettings(targets map[string]Target, present map[string]Link, deleted 
 		}
 		out = append(out, Action{Kind: SetOptions, Link: l.Index, Name: l.Name, Options: want, Why: "bridge VLAN filtering differs from the profile"})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return byName(out[i], out[j]) })
 	return out
+}
+
+// byName orders actions by link name, then ifindex: names are unique in
+// the kernel, but the link table can hold a name twice for a moment (see
+// linkTable), and a plan must not depend on map order.
+func byName(a, b Action) bool {
+	if a.Name != b.Name {
+		return a.Name < b.Name
+	}
+	return a.Link < b.Link
 }
 
 // memberships lists the AddVLAN and DelVLAN actions that give each port of
