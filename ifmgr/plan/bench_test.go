@@ -108,3 +108,21 @@ func BenchmarkPlan800Incremental(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPlan800Full is a full plan through the Planner (a resync's):
+// Compute plus what the next Apply needs.
+func BenchmarkPlan800Full(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, err := board.Parse("bench.toml", []byte(bp.text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		links := convergedPorts(p, 800)
+		b.Run(bp.name, func(b *testing.B) {
+			var pr Planner
+			for range b.N {
+				pr.Full(p, links)
+			}
+		})
+	}
+}

@@ -45,6 +45,7 @@ import (
 type Planner struct {
 	profile *board.Profile
 	valid   bool
+	graphed bool // edges, derived and adj are of links
 	links   map[uint32]Link
 	edges   map[uint32][]node // each link's edges (their other ends)
 	// derived: what each port link derives, by identity key (self VLANs
@@ -75,12 +76,25 @@ type Update struct {
 	InPlace []uint32
 }
 
-// Full plans from scratch over links, as Compute, and remembers them.
+// Full plans from scratch over links, as Compute, and remembers them. The
+// graph waits for the first Apply that needs it: a resync plans in full,
+// and resyncs can follow each other (a flood that overruns the event
+// socket) with nothing to plan in part between them.
 func (pr *Planner) Full(p *board.Profile, links []Link) Update {
-	pr.profile, pr.valid = p, true
+	pr.profile, pr.valid, pr.graphed = p, true, false
 	pr.links = make(map[uint32]Link, len(links))
-	pr.edges = make(map[uint32][]node, len(links))
-	pr.derived = make(map[uint32]map[string]Target, len(links))
+	for _, l := range links {
+		pr.links[l.Index] = l
+	}
+	pr.last = Compute(p, links)
+	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
+}
+
+// graph builds the dependency graph of the links remembered.
+func (pr *Planner) graph() {
+	p := pr.profile
+	pr.edges = make(map[uint32][]node, len(pr.links))
+	pr.derived = make(map[uint32]map[string]Target, len(pr.links))
 	pr.adj = map[node]map[node]int{}
 	if p != nil {
 		for i := range p.Bridges {
@@ -94,12 +108,10 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 			}
 		}
 	}
-	for _, l := range links {
-		pr.links[l.Index] = l
+	for _, l := range pr.links {
 		pr.setLink(p, l)
 	}
-	pr.last = Compute(p, links)
-	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
+	pr.graphed = true
 }
 
 // Update returns Compute(p, links), planning again only the components of
@@ -178,6 +190,9 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 		return Update{Plan: pr.last}
 	}
 	var sub []Link // the links planned: those reached, and their context
+	if !pr.graphed {
+		pr.graph()
+	}
 
 	// What the changed links were and are connected to: the first hop.
 	// A link's master or parent is context (the link reads it; it does not
