@@ -36,9 +36,15 @@ import (
 // checks Update against Compute over random profiles, links and changes;
 // ifmgr's tests check every incremental plan of theirs against Compute.
 //
-// What stays costly: a component is as large as what hangs together, so
-// for a bridge shared by all ports (one "lan" bridge), a change to one
-// port's state replans every port of that bridge, as the full plan would.
+// A component can be large (a bridge shared by all ports joins them all),
+// so the first hop from a changed link is narrower: what the changed link
+// only reads (its master, its parent) and targets whose state the change
+// cannot alter (see stable: a shared bridge that other ports still want,
+// the same) are context, planned with it but not planned again, and not
+// gone through. What stays costly: a change to a shared target's state
+// (its first port, its last, its bridge link changed or deleted from
+// outside) replans everything that hangs on it, as the full plan would;
+// and finding a stable target's witness walks that target's ports.
 //
 // A Planner is owned by one goroutine. The Plan it returns must not be
 // changed; it is valid until the next call.
