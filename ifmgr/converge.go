@@ -3,8 +3,9 @@ package ifmgr
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/uroute/uroute/board"
@@ -13,29 +14,34 @@ import (
 	"github.com/uroute/uroute/persist"
 )
 
-// planLinks describes the observed links to the planner: ownership and
-// identity from ifmgr's entries, driver and bus from sysfs.
+// planLinks describes the observed links to the planner.
 func (m *Manager) planLinks() []plan.Link {
 	out := make([]plan.Link, 0, m.links.len())
-	m.links.each(func(l kernel.Link) {
-		pl := plan.Link{
-			Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
-			Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l),
-			MAC: strings.ToLower(l.MAC.String()), PermMAC: strings.ToLower(l.PermMAC.String()),
-			VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
-		}
-		if e := m.entries.onLink(l.Index); e != nil {
-			pl.Owned, pl.Identity = true, e.rec.Identity
-		} else if l.Group == m.cfg.OwnerGroup {
-			pl.Owned = true // ours but unrecorded (being adopted): never a port
-		}
-		if m.cfg.Facts != nil && !pl.Owned {
-			f := m.links.factsOf(l, m.cfg.Facts)
-			pl.Driver, pl.Bus = f.driver, f.bus
-		}
-		out = append(out, pl)
-	})
+	m.links.each(func(l kernel.Link) { out = append(out, m.planLink(l)) })
 	return out
+}
+
+// planLink describes one link to the planner: ownership and identity from
+// ifmgr's entries, driver and bus from sysfs. What it reads of the link
+// table and of the entries is what they count as a change of the link
+// (linkTable.takeChanged, entryTable.takeRelinked).
+func (m *Manager) planLink(l kernel.Link) plan.Link {
+	mac, perm := m.links.macsOf(l)
+	pl := plan.Link{
+		Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
+		Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l), MAC: mac, PermMAC: perm,
+		VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
+	}
+	if e := m.entries.onLink(l.Index); e != nil {
+		pl.Owned, pl.Identity = true, e.rec.Identity
+	} else if l.Group == m.cfg.OwnerGroup {
+		pl.Owned = true // ours but unrecorded (being adopted): never a port
+	}
+	if m.cfg.Facts != nil && !pl.Owned {
+		f := m.links.factsOf(l, m.cfg.Facts)
+		pl.Driver, pl.Bus = f.driver, f.bus
+	}
+	return pl
 }
 
 // ActionResult is what became of one action of a plan: done (Err nil) or
@@ -67,11 +73,21 @@ type convergeResult struct {
 // link is created; known identities reuse their reserved units with no DB
 // write at all. Without a profile, ifmgr manages only what ifctl asks for.
 // What it did is kept for status and returned.
+//
+// Link events are planned incrementally (plan.Planner: only what the changed
+// links reach, and nothing at all when no link changed in what the planner
+// reads, as for a carrier flap); everything else plans in full: a resync
+// (startup, lost events, the periodic safety net), a reload and the retry of
+// refused actions, so that a fault in what the planner remembers lasts at
+// most until the next of them.
 func (m *Manager) converge(why string) convergeResult {
 	defer m.scheduleRetry()
+	full := why != convergeEvents
 	res := convergeResult{trigger: why}
 	if m.profile == nil {
 		m.refused.keepOnly(nil, m.log)
+		m.links.takeChanged() // nothing plans them: the next profile plans in full
+		m.entries.takeRelinked()
 		return res
 	}
 	now := time.Now()
@@ -80,12 +96,12 @@ func (m *Manager) converge(why string) convergeResult {
 	// link moves its identity to another unit. Each round either finishes or
 	// holds one more unit, so a few rounds always settle.
 	for round := 0; round < 4; round++ {
-		pl := plan.Compute(m.profile, m.planLinks())
+		pl := m.plan(why, round == 0 && full)
 		if m.adoptLegacy(pl) {
-			pl = plan.Compute(m.profile, m.planLinks())
+			pl = m.plan(why, true) // rare (an upgrade's first start): all ports in place marked again
 		}
 		for _, idx := range pl.InPlace {
-			if l, ok := m.links.get(idx); ok {
+			if l, ok := m.links.get(idx); ok && !m.links.isEnslaved(l) {
 				m.links.markEnslaved(idx, l.Master) // there by a rule: ifmgr's, across restarts too
 			}
 		}
@@ -113,6 +129,68 @@ func (m *Manager) converge(why string) convergeResult {
 		m.lastConverge = res
 	}
 	return res
+}
+
+// convergeEvents is the trigger of a convergence after link events, the
+// only one planned incrementally.
+const convergeEvents = "link events"
+
+// plan returns the plan for the links now present. Its targets and ports
+// in place: all of them when planned in full, else only those replanned
+// (all that can have changed: the caller reads the targets for identity
+// migrations, which only a new target can need, and marks the ports in
+// place, which the others were at the last plan).
+func (m *Manager) plan(why string, full bool) plan.Plan {
+	changed, all := m.links.takeChanged()
+	for idx := range m.entries.takeRelinked() {
+		changed[idx] = true
+	}
+	var up plan.Update
+	if full || all || !m.planner.Current(m.profile) {
+		up = m.planner.Full(m.profile, m.planLinks())
+	} else {
+		var links []plan.Link
+		var gone []uint32
+		for idx := range changed {
+			if l, ok := m.links.get(idx); ok {
+				links = append(links, m.planLink(l))
+			} else if idx != 0 {
+				gone = append(gone, idx)
+			}
+		}
+		up = m.planner.Apply(m.profile, links, gone)
+	}
+	if checkPlans && !up.Full {
+		if stale := m.planner.Stale(m.planLinks()); len(stale) > 0 {
+			panic(fmt.Sprintf("after %q the planner was not told of changes to links %v", why, stale))
+		}
+		if want := plan.Compute(m.profile, m.planLinks()); !samePlan(up.Plan, want) {
+			panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
+		}
+	}
+	if up.Changed > 0 {
+		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", m.links.len())
+	}
+	pl := up.Plan
+	pl.InPlace = up.InPlace
+	if !up.Full {
+		targets := make(map[string]plan.Target, len(up.Keys))
+		for _, k := range up.Keys {
+			targets[k] = pl.Targets[k]
+		}
+		pl.Targets = targets
+	}
+	return pl
+}
+
+// checkPlans: the package's tests set it, so that every incremental plan
+// of every test is compared with the full plan (plan.Compute) of the same
+// links.
+var checkPlans bool
+
+func samePlan(a, b plan.Plan) bool {
+	return maps.Equal(a.Targets, b.Targets) && slices.Equal(a.InPlace, b.InPlace) &&
+		slices.EqualFunc(a.Actions, b.Actions, func(x, y plan.Action) bool { return x == y })
 }
 
 // dueActions notes every planned action in planned and returns those to try

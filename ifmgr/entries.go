@@ -41,10 +41,22 @@ type entryTable struct {
 	byIdentity map[string]*entry
 	byIndex    map[uint32]*entry
 	shadowed   int // entries whose key leads to another entry
+	// relinked: the ifindexes whose entry changed (attached, detached,
+	// rekeyed) since the planner last asked (takeRelinked): what it reads
+	// of a link includes its entry's identity.
+	relinked map[uint32]bool
 }
 
 func newEntryTable() entryTable {
-	return entryTable{byName: map[string]*entry{}, byIdentity: map[string]*entry{}, byIndex: map[uint32]*entry{}}
+	return entryTable{byName: map[string]*entry{}, byIdentity: map[string]*entry{}, byIndex: map[uint32]*entry{}, relinked: map[uint32]bool{}}
+}
+
+// takeRelinked returns the ifindexes whose entry changed since the last
+// call, and forgets them.
+func (t *entryTable) takeRelinked() map[uint32]bool {
+	r := t.relinked
+	t.relinked = map[uint32]bool{}
+	return r
 }
 
 func (t *entryTable) len() int { return len(t.byName) }
@@ -123,6 +135,7 @@ func (t *entryTable) attach(e *entry, index uint32) {
 }
 
 func (t *entryTable) attachIndex(e *entry, index uint32) {
+	t.relinked[e.index], t.relinked[index] = true, true
 	if e.index != 0 && t.byIndex[e.index] == e {
 		delete(t.byIndex, e.index)
 	}
@@ -138,6 +151,7 @@ func (t *entryTable) attachIndex(e *entry, index uint32) {
 
 // detach records that e has no kernel link (any more).
 func (t *entryTable) detach(e *entry) {
+	t.relinked[e.index] = true
 	if e.index != 0 && t.byIndex[e.index] == e {
 		delete(t.byIndex, e.index)
 	}

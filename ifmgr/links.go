@@ -1,7 +1,9 @@
 package ifmgr
 
 import (
+	"bytes"
 	"slices"
+	"strings"
 
 	"github.com/uroute/uroute/ifmgr/kernel"
 )
@@ -17,8 +19,8 @@ import (
 //     gives a name to a new link before ifmgr hears that the old holder
 //     was renamed or deleted, both are cached and the name leads to the one
 //     observed last; the event or resync that follows settles it.
-//   - facts only for indexes in byIndex, and dropped whenever the link is
-//     forgotten or renamed (a renamed ifindex is re-read).
+//   - facts and macs only for indexes in byIndex, and dropped whenever the
+//     link is forgotten or renamed (a renamed ifindex is re-read).
 //   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
 //     join, or found it there by a rule of the profile). It outlives a
 //     forget (a re-read) and goes with the link (gone, replace).
@@ -33,16 +35,42 @@ type linkTable struct {
 	byIndex  map[uint32]kernel.Link
 	byName   map[string]uint32
 	facts    map[uint32]linkFacts
+	macs     map[uint32]macText
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
+	// changed: the ifindexes whose link, enslavement or membership changed
+	// since the planner last asked (takeChanged); all: the whole table was
+	// replaced (a resync), so every link may have.
+	changed map[uint32]bool
+	all     bool
 }
 
 // linkFacts is what sysfs says of a link, for port matching. A device's
 // driver and bus do not change under its ifindex: read once per link.
 type linkFacts struct{ driver, bus string }
 
+// macText is a link's addresses as the planner reads them, lower-case
+// text, kept with the bytes they were made from: every convergence
+// describes every link to the planner, and formatting 800 pairs of
+// addresses each time was a third of ifmgrd's CPU per event (and the same
+// string each time also makes the planner's comparison of a link with its
+// last observation a pointer check).
+type macText struct {
+	mac, perm         []byte
+	macText, permText string
+}
+
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}}
+	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
+		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}, changed: map[uint32]bool{}}
+}
+
+// takeChanged returns the ifindexes changed since the last call (all: any
+// may have), and forgets them.
+func (t *linkTable) takeChanged() (changed map[uint32]bool, all bool) {
+	changed, all = t.changed, t.all
+	t.changed, t.all = map[uint32]bool{}, false
+	return changed, all
 }
 
 // get returns the link with ifindex index.
@@ -84,6 +112,7 @@ func (t *linkTable) observe(l kernel.Link) {
 	}
 	t.byIndex[l.Index] = l
 	t.byName[l.Name] = l.Index
+	t.changed[l.Index] = true
 }
 
 // forget drops a link that is gone (or about to be re-read).
@@ -94,6 +123,8 @@ func (t *linkTable) forget(index uint32) {
 	}
 	delete(t.byIndex, index)
 	delete(t.facts, index)
+	delete(t.macs, index)
+	t.changed[index] = true
 	if t.byName[l.Name] == index {
 		delete(t.byName, l.Name)
 	}
@@ -103,6 +134,7 @@ func (t *linkTable) forget(index uint32) {
 // those of links gone (whose events were lost) are dropped, so they cannot
 // pile up for years.
 func (t *linkTable) replace(links []kernel.Link) {
+	t.all = true
 	t.byIndex = make(map[uint32]kernel.Link, len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
@@ -111,6 +143,11 @@ func (t *linkTable) replace(links []kernel.Link) {
 	for idx := range t.facts {
 		if _, ok := t.byIndex[idx]; !ok {
 			delete(t.facts, idx)
+		}
+	}
+	for idx := range t.macs {
+		if _, ok := t.byIndex[idx]; !ok {
+			delete(t.macs, idx)
 		}
 	}
 	for idx := range t.enslaved {
@@ -127,6 +164,7 @@ func (t *linkTable) replace(links []kernel.Link) {
 
 // gone drops a link the kernel no longer has.
 func (t *linkTable) gone(index uint32) {
+	t.changed[index] = true
 	t.forget(index)
 	delete(t.enslaved, index)
 	delete(t.vlans, index)
@@ -137,6 +175,7 @@ func (t *linkTable) markUp(index uint32) {
 	if l, ok := t.byIndex[index]; ok {
 		l.Flags |= iffUp
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 }
 
@@ -149,6 +188,7 @@ func (t *linkTable) setMaster(index, master uint32) {
 		}
 		l.Master = master
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 	t.markEnslaved(index, master)
 }
@@ -159,6 +199,7 @@ func (t *linkTable) setOptions(index uint32, opt kernel.BridgeOptions) {
 	if l, ok := t.byIndex[index]; ok {
 		l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID
 		t.byIndex[index] = l
+		t.changed[index] = true
 	}
 }
 
@@ -168,10 +209,23 @@ func (t *linkTable) vlansOf(index uint32) []kernel.BridgeVLAN { return t.vlans[i
 
 // setVLANs swaps in a dump of every link's membership (kernel.BridgeVLANs).
 func (t *linkTable) setVLANs(dump map[uint32][]kernel.BridgeVLAN) {
+	old := t.vlans
 	t.vlans = make(map[uint32][]kernel.BridgeVLAN, len(dump))
 	for idx, vs := range dump {
 		for _, v := range vs {
-			t.addVLAN(idx, v)
+			t.putVLAN(idx, v)
+		}
+	}
+	// Only the links whose membership differs count as changed: a filtering
+	// bridge's every join sends membership news, and the dump is all of it.
+	for idx, vs := range old {
+		if !slices.Equal(vs, t.vlans[idx]) {
+			t.changed[idx] = true
+		}
+	}
+	for idx := range t.vlans {
+		if _, ok := old[idx]; !ok {
+			t.changed[idx] = true
 		}
 	}
 }
@@ -179,6 +233,11 @@ func (t *linkTable) setVLANs(dump map[uint32][]kernel.BridgeVLAN) {
 // addVLAN records one entry (ifmgr's successful add, or a dump's): an
 // entry of the same VID is replaced, as the kernel updates its flags.
 func (t *linkTable) addVLAN(index uint32, v kernel.BridgeVLAN) {
+	t.putVLAN(index, v)
+	t.changed[index] = true
+}
+
+func (t *linkTable) putVLAN(index uint32, v kernel.BridgeVLAN) {
 	vs := t.vlans[index]
 	i, found := slices.BinarySearchFunc(vs, v.VID, func(e kernel.BridgeVLAN, vid uint16) int { return int(e.VID) - int(vid) })
 	if found {
@@ -197,6 +256,7 @@ func (t *linkTable) delVLAN(index uint32, vid uint16) {
 	if !found {
 		return
 	}
+	t.changed[index] = true
 	if len(vs) == 1 {
 		delete(t.vlans, index)
 		return
@@ -207,6 +267,9 @@ func (t *linkTable) delVLAN(index uint32, vid uint16) {
 // markEnslaved records that ifmgr put link index into bridge master (0:
 // took it out).
 func (t *linkTable) markEnslaved(index, master uint32) {
+	if t.enslaved[index] != master {
+		t.changed[index] = true
+	}
 	if master == 0 {
 		delete(t.enslaved, index)
 		return
@@ -230,4 +293,18 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 		}
 	}
 	return f
+}
+
+// macsOf returns a link's current and permanent addresses as lower-case
+// text, formatting them only when they changed.
+func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
+	c, ok := t.macs[l.Index]
+	if !ok || !bytes.Equal(c.mac, l.MAC) || !bytes.Equal(c.perm, l.PermMAC) {
+		c = macText{mac: slices.Clone(l.MAC), perm: slices.Clone(l.PermMAC),
+			macText: strings.ToLower(l.MAC.String()), permText: strings.ToLower(l.PermMAC.String())}
+		if _, known := t.byIndex[l.Index]; known {
+			t.macs[l.Index] = c
+		}
+	}
+	return c.macText, c.permText
 }

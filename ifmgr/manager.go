@@ -140,6 +140,7 @@ type Manager struct {
 	profile      *board.Profile
 	rejected     string         // the last refused profile and why, for status
 	lastConverge convergeResult // what the last convergence that acted did, for status
+	planner      plan.Planner   // the last plan, replanned in part after link events
 	refused      refusals       // refused actions, retried with backoff
 	retry        *time.Timer    // fires when the earliest refused action is due
 	redump       redumpTimer    // a failed resync's next try

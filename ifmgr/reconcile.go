@@ -170,7 +170,7 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 	// right, and the records it would have fixed are fixed again by the
 	// next startup's settle, which reads the same kernel.
 	_ = m.commit(&t, "link events")
-	m.converge("link events")
+	m.converge(convergeEvents)
 }
 
 // readBridgeVLANs re-reads the bridge VLAN membership of every port and

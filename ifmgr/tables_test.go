@@ -23,6 +23,11 @@ func checkLinkTable(t *testing.T, lt *linkTable) {
 			t.Fatalf("facts kept for ifindex %d, which is not in the table", i)
 		}
 	}
+	for i := range lt.macs {
+		if _, ok := lt.byIndex[i]; !ok {
+			t.Fatalf("address text kept for ifindex %d, which is not in the table", i)
+		}
+	}
 	for i, l := range lt.byIndex {
 		if i != l.Index || i == 0 {
 			t.Fatalf("byIndex[%d] holds ifindex %d", i, l.Index)

@@ -269,7 +269,8 @@ func Compute(p *board.Profile, links []Link) Plan {
 	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
 	byIndex := map[uint32]Link{}
 	present := map[string]Link{} // owned links by identity key
-	for _, l := range links {
+	sorted := sortedLinks(links)
+	for _, l := range sorted {
 		byIndex[l.Index] = l
 		if l.Owned && Derived(l.Identity) {
 			present[l.Identity.Key()] = l
@@ -286,43 +287,22 @@ func Compute(p *board.Profile, links []Link) Plan {
 				bridgeRules[id.Key()] = b
 			}
 		}
-		for _, l := range sortedLinks(links) {
-			if l.Owned {
-				continue // ifmgr's own bridges and VLANs are never ports
-			}
-			rule, ok := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus})
+		for _, l := range sorted {
+			d, ok := derivePort(p, l)
 			if !ok {
 				continue
 			}
-			pid, legacy := PortIdentity(rule.Name, l), LegacyPortIdentity(rule.Name, l)
-			bridgeFor := func(name string) string {
-				b, _ := p.Bridge(name)
-				t := Target{Identity: BridgeIdentity(name), Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
-				if b != nil && b.PerPort {
-					t.Identity = PortBridgeIdentity(name, pid)
-					t.Legacy = legacyOf(t.Identity, persist.Identity{Rule: persist.RuleBridge + name, PermMAC: legacy.PermMAC, BusPath: legacy.BusPath})
-				}
+			for _, t := range d.targets {
 				pl.Targets[t.Key()] = t
-				if b != nil {
-					bridgeRules[t.Key()] = b
-				}
-				return t.Key()
 			}
-			if rule.Bridge != "" {
-				portMaster[l.Index] = bridgeFor(rule.Bridge)
-				if rule.BridgeVLAN != nil {
-					portVLANs[l.Index] = rule.BridgeVLAN
-				}
+			for key, b := range d.rules {
+				bridgeRules[key] = b
 			}
-			for _, vid := range rule.VLANs {
-				t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, ParentIndex: l.Index, VID: vid}
-				legacyVLAN := legacy
-				legacyVLAN.VID = vid
-				t.Legacy = legacyOf(t.Identity, legacyVLAN)
-				if b, ok := rule.VLANBridge[vid]; ok {
-					t.Master = bridgeFor(b)
+			if d.master != "" {
+				portMaster[l.Index] = d.master
+				if d.membership != nil {
+					portVLANs[l.Index] = d.membership
 				}
-				pl.Targets[t.Key()] = t
 			}
 		}
 		// The VLAN links of the bridges' own VLANs: on each bridge the
@@ -356,7 +336,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 	for _, d := range deletes {
 		deleted[d.Link] = true
 	}
-	sort.Slice(deletes, func(i, j int) bool { return deletes[i].Name < deletes[j].Name })
+	sort.Slice(deletes, func(i, j int) bool { return byName(deletes[i], deletes[j]) })
 	pl.Actions = append(pl.Actions, deletes...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
@@ -393,7 +373,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 		}
 		joins = append(joins, Action{Kind: SetMaster, Link: idx, Name: name, Master: key, Why: why})
 	}
-	for _, l := range sortedLinks(links) {
+	for _, l := range sorted {
 		switch {
 		case !l.Owned:
 			// A link no rule matches (any more) leaves a derived bridge
@@ -421,11 +401,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 			takenIn[a.Target.ParentIndex] = true
 		}
 	}
-	pl.Actions = append(pl.Actions, portsDown(links, takenIn)...)
+	pl.Actions = append(pl.Actions, portsDown(sorted, takenIn)...)
 	pl.Actions = append(pl.Actions, creates...)
 	pl.Actions = append(pl.Actions, joins...)
 	pl.Actions = append(pl.Actions, bridgeSettings(pl.Targets, present, deleted)...)
-	pl.Actions = append(pl.Actions, memberships(links, pl.Targets, bridgeRules, portMaster, portVLANs, present)...)
+	pl.Actions = append(pl.Actions, memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present)...)
 	return pl
 }
 
@@ -454,8 +434,18 @@ func bridgeSettings(targets map[string]Target, present map[string]Link, deleted 
 		}
 		out = append(out, Action{Kind: SetOptions, Link: l.Index, Name: l.Name, Options: want, Why: "bridge VLAN filtering differs from the profile"})
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return byName(out[i], out[j]) })
 	return out
+}
+
+// byName orders actions by link name, then ifindex: names are unique in
+// the kernel, but the link table can hold a name twice for a moment (see
+// linkTable), and a plan must not depend on map order.
+func byName(a, b Action) bool {
+	if a.Name != b.Name {
+		return a.Name < b.Name
+	}
+	return a.Link < b.Link
 }
 
 // memberships lists the AddVLAN and DelVLAN actions that give each port of
@@ -466,6 +456,7 @@ func bridgeSettings(targets map[string]Target, present map[string]Link, deleted 
 // that is not (yet) in its bridge has no entries: the joins of this plan
 // come first, and a port leaving a bridge loses its entries in the kernel.
 // Members ifmgr did not put in (hostapd's wlan0) are not its business.
+// links is sorted by ifindex.
 func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]Link) []Action {
 	var out []Action
 	diff := func(base Action, have []kernel.BridgeVLAN, want []board.VLANEntry, why string) {
@@ -492,7 +483,7 @@ func memberships(links []Link, targets map[string]Target, rules map[string]*boar
 			}
 		}
 	}
-	for _, l := range sortedLinks(links) {
+	for _, l := range links {
 		m, ok := portVLANs[l.Index]
 		if !ok || l.Owned {
 			continue
@@ -528,16 +519,72 @@ func memberships(links []Link, targets map[string]Target, rules map[string]*boar
 }
 
 // portsDown lists the BringUp actions: the ports ifmgr takes in now that
-// are administratively down, by ifindex.
+// are administratively down, by ifindex (links is sorted by it).
 func portsDown(links []Link, takenIn map[uint32]bool) []Action {
 	var ups []Action
-	for _, l := range sortedLinks(links) {
+	for _, l := range links {
 		if l.Owned || l.Up || !takenIn[l.Index] {
 			continue
 		}
 		ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port taken in by the profile is down"})
 	}
 	return ups
+}
+
+// portDerivation is what one port link derives from the profile.
+type portDerivation struct {
+	master     string            // identity key of the bridge it belongs in, "" for none
+	membership *board.Membership // its VLAN membership there, if the bridge filters
+	// targets in the order Compute records them: when two links derive
+	// one identity (one permanent MAC on two links), the higher ifindex's
+	// target stands.
+	targets []Target
+	rules   map[string]*board.BridgeRule // the rules of the bridges among targets
+}
+
+// derivePort is the one definition of what a link derives: nothing for
+// ifmgr's own links (never ports) and for links no port rule matches.
+func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
+	var d portDerivation
+	if p == nil || l.Owned {
+		return d, false
+	}
+	rule, ok := p.MatchPort(board.LinkFacts{Name: l.Name, PermMAC: l.PermMAC, Driver: l.Driver, Bus: l.Bus})
+	if !ok {
+		return d, false
+	}
+	pid, legacy := PortIdentity(rule.Name, l), LegacyPortIdentity(rule.Name, l)
+	bridgeFor := func(name string) string {
+		b, _ := p.Bridge(name)
+		t := Target{Identity: BridgeIdentity(name), Cloner: board.ClonerBridge, Options: bridgeOptions(b)}
+		if b != nil && b.PerPort {
+			t.Identity = PortBridgeIdentity(name, pid)
+			t.Legacy = legacyOf(t.Identity, persist.Identity{Rule: persist.RuleBridge + name, PermMAC: legacy.PermMAC, BusPath: legacy.BusPath})
+		}
+		d.targets = append(d.targets, t)
+		if b != nil {
+			if d.rules == nil {
+				d.rules = map[string]*board.BridgeRule{}
+			}
+			d.rules[t.Key()] = b
+		}
+		return t.Key()
+	}
+	if rule.Bridge != "" {
+		d.master = bridgeFor(rule.Bridge)
+		d.membership = rule.BridgeVLAN
+	}
+	for _, vid := range rule.VLANs {
+		t := Target{Identity: VLANIdentity(pid, vid), Cloner: board.ClonerVLAN, ParentIndex: l.Index, VID: vid}
+		legacyVLAN := legacy
+		legacyVLAN.VID = vid
+		t.Legacy = legacyOf(t.Identity, legacyVLAN)
+		if b, ok := rule.VLANBridge[vid]; ok {
+			t.Master = bridgeFor(b)
+		}
+		d.targets = append(d.targets, t)
+	}
+	return d, true
 }
 
 func sortedLinks(links []Link) []Link {

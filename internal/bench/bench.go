@@ -19,10 +19,15 @@ import (
 	"github.com/uroute/uroute/internal/benchkit"
 )
 
-const (
+// The bench's namespaces (-ns-prefix renames them, so that two benches can
+// run on one host without deleting each other's).
+var (
 	runNS   = "ubench-run"
 	peersNS = "ubench-peers"
 	probeNS = "ubench-probe"
+)
+
+const (
 	// ownerGroup is ifmgrd's default IFLA_GROUP; the ip contenders stamp it
 	// too, so every contender sends the same attributes.
 	ownerGroup = ifmgr.DefaultOwnerGroup
@@ -103,6 +108,12 @@ func (b *bench) run() error {
 	}
 	if b.c.Sections["where"] {
 		if err := b.where(); err != nil {
+			return err
+		}
+		b.save()
+	}
+	if b.c.Sections["events"] {
+		if err := b.events(); err != nil {
 			return err
 		}
 		b.save()

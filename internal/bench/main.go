@@ -32,6 +32,9 @@ type config struct {
 	Sections map[string]bool
 	Networkd string
 	SlowMax  int // one-ip-per-op and networkd only up to this N
+	// EventPorts, EventFlaps: the events section's port count and flaps.
+	EventPorts int
+	EventFlaps int
 }
 
 // Result is one measured figure.
@@ -58,6 +61,7 @@ type Report struct {
 	Latency   []Latency         `json:"event_latency,omitempty"`
 	Footprint *Footprint        `json:"footprint,omitempty"`
 	Where     []WhereRow        `json:"where_time_goes,omitempty"`
+	Events    []EventRate       `json:"event_rate,omitempty"`
 }
 
 func main() {
@@ -70,10 +74,14 @@ func main() {
 	flag.StringVar(&c.Bin, "bin", "", "directory with ifmgrd, ifctl and ifmgrd-debug")
 	flag.StringVar(&c.Out, "json", "bench.json", "JSON output file")
 	flag.StringVar(&c.Work, "work", "", "scratch directory (DBs, profiles, networkd files)")
-	flag.StringVar(&sections, "only", "bringup,create,teardown,latency,where,footprint", "sections to run")
+	flag.IntVar(&c.EventPorts, "event-ports", 800, "ports for the events section")
+	flag.IntVar(&c.EventFlaps, "event-flaps", 400, "carrier and admin flaps for the events section")
+	flag.StringVar(&sections, "only", "bringup,create,teardown,latency,where,footprint,events", "sections to run")
 	flag.StringVar(&c.Networkd, "networkd", "/lib/systemd/systemd-networkd", "systemd-networkd binary (\"\" to skip)")
 	flag.IntVar(&c.SlowMax, "slow-max", 1000000, "run one-ip-per-op and networkd only for N up to this")
+	nsPrefix := flag.String("ns-prefix", "ubench", "prefix of the bench's network namespace names")
 	flag.Parse()
+	runNS, peersNS, probeNS = *nsPrefix+"-run", *nsPrefix+"-peers", *nsPrefix+"-probe"
 	c.Ns, c.TearNs = counts("-n", ns), counts("-teardown-n", tns)
 	c.Sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {

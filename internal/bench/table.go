@@ -44,6 +44,12 @@ func printTable(w io.Writer, rep *Report) {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.2f\n", x.Work, x.N, x.Metric, x.Value, x.PerLink)
 		}
 	}
+	if len(rep.Events) > 0 {
+		fmt.Fprintf(tw, "\nevents: ifmgrd CPU per kernel operation until idle again\nprofile\tports\tcase\tops\tcpu s\tcpu ms/op\twall s\tops/s\tops/cpu-s\n")
+		for _, e := range rep.Events {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.3f\t%.2f\t%.2f\t%.0f\t%.0f\n", e.Profile, e.Ports, e.Case, e.Ops, e.CPUSeconds, e.CPUPerOpMs, e.WallSeconds, e.OpsPerSec, e.OpsPerCPUSec)
+		}
+	}
 	if fp := rep.Footprint; fp != nil {
 		fmt.Fprintf(tw, "\nfootprint\n")
 		fmt.Fprintf(tw, "RSS idle\t%.1f MB\nRSS with %d managed bridges\t%.1f MB\nDB empty / with %d\t%d / %d bytes (%.0f bytes per record)\n",

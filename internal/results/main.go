@@ -50,6 +50,19 @@ type whereRow struct {
 	PerLink float64 `json:"per_link"`
 }
 
+// eventRate is one row of the bench's events section.
+type eventRate struct {
+	Profile      string  `json:"profile"`
+	Ports        int     `json:"ports"`
+	Case         string  `json:"case"`
+	Ops          int     `json:"ops"`
+	CPUSeconds   float64 `json:"cpu_s"`
+	CPUPerOpMs   float64 `json:"cpu_per_op_ms"`
+	WallSeconds  float64 `json:"wall_s"`
+	OpsPerSec    float64 `json:"ops_per_s"`
+	OpsPerCPUSec float64 `json:"ops_per_cpu_s"`
+}
+
 type footprint struct {
 	Binaries map[string]map[string]int64 `json:"binaries"`
 	RSSIdle  int64                       `json:"rss_idle_bytes"`
@@ -69,6 +82,7 @@ type report struct {
 	Latency   []latency         `json:"event_latency"`
 	Footprint *footprint        `json:"footprint"`
 	Where     []whereRow        `json:"where_time_goes"`
+	Events    []eventRate       `json:"event_rate"`
 	// Images is scripts/image-sizes.sh's JSON (results.sh writes it next
 	// to bench.json), nil without it.
 	Images *imageSizes `json:"-"`
@@ -245,6 +259,21 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 				commits = fmt.Sprint(*l.Commits)
 			}
 			p("| %s | %s | %d | %.2f | %.2f | %.2f | %s |\n", l.Phase, l.Who, l.Events, l.P50, l.P99, l.Max, commits)
+		}
+		p("\n")
+	}
+
+	if len(r.Events) > 0 {
+		p("## Events at %d ports\n\nifmgrd brings up one port per veth (its profile: a bridge per port, or one bridge for all),\n", r.Events[0].Ports)
+		p("then the bench changes links one `ip` process per operation (a flap is two: down, up) or all at\n")
+		p("once (`ip -batch`), and reads ifmgrd's CPU time (utime+stime, /proc/PID/stat) from the first\n")
+		p("operation until ifmgrd is idle again (CPU time unchanged for 1 s) with the goal met. A carrier\n")
+		p("flap (the peer down and up) changes nothing the planner reads; an admin flap changes a port's\n")
+		p("IFF_UP; deleting the ports makes ifmgrd delete the bridges it derived from them. ops/s is\n")
+		p("bounded by the bench's own pace; ops per CPU-second is what ifmgrd's one owner goroutine absorbs.\n\n")
+		p("| profile | case | ops | CPU s | CPU ms/op | wall s | ops/s | ops per CPU-s |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, e := range r.Events {
+			p("| %s | %s | %d | %.2f | %.2f | %.1f | %.0f | %.0f |\n", e.Profile, e.Case, e.Ops, e.CPUSeconds, e.CPUPerOpMs, e.WallSeconds, e.OpsPerSec, e.OpsPerCPUSec)
 		}
 		p("\n")
 	}

@@ -1,0 +1,128 @@
+package plan
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/uroute/uroute/board"
+)
+
+// convergedPorts is a kernel with n veth-like ports lanI (no permanent MAC),
+// each in the bridge profile p derives for it, and the bridges: the state
+// after a bring-up, which a carrier flap leaves as it is.
+func convergedPorts(p *board.Profile, n int) []Link {
+	var links []Link
+	for i := range n {
+		links = append(links, Link{Index: uint32(100 + i), Name: fmt.Sprintf("lan%d", i), MAC: fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff), Up: true, Enslaved: true})
+	}
+	pl := Compute(p, links)
+	next := uint32(100 + n)
+	byKey := map[string]uint32{}
+	for _, a := range pl.Actions {
+		if a.Kind != Create {
+			continue
+		}
+		byKey[a.Target.Key()] = next
+		links = append(links, Link{Index: next, Name: fmt.Sprintf("bridge%d", next), Kind: "bridge", Owned: true, Identity: a.Target.Identity, Up: true})
+		next++
+	}
+	for _, a := range pl.Actions {
+		if a.Kind == SetMaster {
+			links[a.Link-100].Master = byKey[a.Master]
+		}
+	}
+	return links
+}
+
+var benchProfiles = []struct{ name, text string }{
+	{"per-port", `board = "b"
+[[port]]
+name = "lan"
+match.name = "lan*"
+bridge = "lan"
+[[bridge]]
+name = "lan"
+per_port = true
+`},
+	{"shared", `board = "b"
+[[port]]
+name = "lan"
+match.name = "lan*"
+bridge = "lan"
+[[bridge]]
+name = "lan"
+`},
+}
+
+// BenchmarkPlan800 is the planner's work for one event at 800 ports: the
+// full plan over every link.
+func BenchmarkPlan800(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, err := board.Parse("bench.toml", []byte(bp.text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		links := convergedPorts(p, 800)
+		if pl := Compute(p, links); len(pl.Actions) != 0 {
+			b.Fatalf("%s: not converged: %v", bp.name, pl.Actions)
+		}
+		b.Run(bp.name+"/full", func(b *testing.B) {
+			for range b.N {
+				Compute(p, links)
+			}
+		})
+	}
+}
+
+// BenchmarkPlan800Incremental is the same work as BenchmarkPlan800 for the
+// event of one port going administratively down (or up), told to the
+// planner as ifmgr does (Planner.Apply with the one link re-read): it
+// replans what that port's change reaches. "unchanged" is an event that
+// changes nothing the planner reads (a carrier flap): nothing is planned.
+func BenchmarkPlan800Incremental(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, err := board.Parse("bench.toml", []byte(bp.text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		links := convergedPorts(p, 800)
+		up, down := links[400], links[400]
+		down.Up = false
+		b.Run(bp.name+"/port-flap", func(b *testing.B) {
+			var pr Planner
+			pr.Full(p, links)
+			for i := range b.N {
+				if i%2 == 0 {
+					pr.Apply(p, []Link{down}, nil)
+				} else {
+					pr.Apply(p, []Link{up}, nil)
+				}
+			}
+		})
+		b.Run(bp.name+"/unchanged", func(b *testing.B) {
+			var pr Planner
+			pr.Full(p, links)
+			for range b.N {
+				pr.Apply(p, []Link{up}, nil)
+			}
+		})
+	}
+}
+
+// BenchmarkPlan800Full is a full plan through the Planner (a resync's):
+// Compute plus what the next Apply needs.
+func BenchmarkPlan800Full(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, err := board.Parse("bench.toml", []byte(bp.text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		links := convergedPorts(p, 800)
+		b.Run(bp.name, func(b *testing.B) {
+			var pr Planner
+			for range b.N {
+				pr.Full(p, links)
+			}
+		})
+	}
+}
