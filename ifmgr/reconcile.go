@@ -3,6 +3,8 @@ package ifmgr
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,7 +131,18 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 			dumped[l.Index] = l
 		}
 	}
-	for idx := range touched {
+	order := slices.Sorted(maps.Keys(touched))
+	var got []kernel.Result
+	if dumped == nil {
+		// One get per link, pipelined: a burst costs one datagram each way
+		// instead of a round trip per link.
+		gets := make([]kernel.Op, len(order))
+		for i, idx := range order {
+			gets[i] = kernel.GetLinkOp(idx)
+		}
+		got = m.cfg.Kernel.Batch(gets)
+	}
+	for i, idx := range order {
 		if e := m.entries.onLink(idx); e != nil {
 			names[e.name()] = true // its link may have been renamed from outside
 		}
@@ -145,7 +158,7 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 				err = kernel.ErrNotFound
 			}
 		} else {
-			l, err = m.cfg.Kernel.LinkByIndex(idx)
+			l, err = got[i].Link, got[i].Err
 		}
 		switch {
 		case errors.Is(err, kernel.ErrNotFound):

@@ -42,6 +42,10 @@ const (
 	// deletes nothing if any of them cannot be deleted (a physical NIC:
 	// EOPNOTSUPP); ErrNotFound if the group is empty.
 	OpDeleteGroup
+	// OpGetLink: RTM_GETLINK of Index, a read and not a change; Result.Link
+	// is the link, ErrNotFound if it is gone. Reads pipelined with Batch
+	// cost one datagram for a burst of events instead of a round trip each.
+	OpGetLink
 )
 
 // SetFields names what an OpSetLink changes.
@@ -106,6 +110,9 @@ func JoinUpOp(index, master uint32) Op {
 // DeleteOp is Delete as an Op.
 func DeleteOp(index uint32) Op { return Op{Kind: OpDelete, Index: index} }
 
+// GetLinkOp is LinkByIndex as an Op.
+func GetLinkOp(index uint32) Op { return Op{Kind: OpGetLink, Index: index} }
+
 // DeleteGroupOp is OpDeleteGroup for group (not 0: the kernel refuses the
 // default group with EPERM).
 func DeleteGroupOp(group uint32) Op { return Op{Kind: OpDeleteGroup, Group: group} }
@@ -135,6 +142,8 @@ func (o Op) String() string {
 		return fmt.Sprintf("delete link %d", o.Index)
 	case OpDeleteGroup:
 		return fmt.Sprintf("delete the links of group %#x", o.Group)
+	case OpGetLink:
+		return fmt.Sprintf("get link %d", o.Index)
 	case OpSetLink:
 		switch o.Set {
 		case SetAlias:
@@ -197,6 +206,11 @@ func (o Op) request() (netlink.Message, error) {
 		})
 	case OpSetLink:
 		return o.setRequest()
+	case OpGetLink:
+		if o.Index == 0 {
+			return netlink.Message{}, errors.New("no link")
+		}
+		return linkRequest(unix.RTM_GETLINK, netlink.Request, rtnetlink.LinkMessage{Index: o.Index}, nil)
 	case OpDelete:
 		if o.Index == 0 {
 			return netlink.Message{}, errors.New("no link")
@@ -289,6 +303,12 @@ func (c *Conn) Batch(ops []Op) []Result {
 	c.mu.Lock()
 	pipeline(c, reqs, c.window, func(j int, m netlink.Message) {
 		i := at[j]
+		if ops[i].Kind == OpGetLink {
+			if l, ok := linkOf(m); ok && l.Index == ops[i].Index {
+				res[i].Link, echoed[i] = l, true
+			}
+			return
+		}
 		if ops[i].Kind != OpCreateBridge && ops[i].Kind != OpCreateVLAN || echoed[i] {
 			return
 		}
@@ -296,7 +316,11 @@ func (c *Conn) Batch(ops []Op) []Result {
 			res[i].Link, echoed[i] = l, true
 		}
 	}, func(j int, err error) {
-		res[at[j]].Err, kernelErr[at[j]] = err, err != nil
+		i := at[j]
+		if err == nil && ops[i].Kind == OpGetLink && !echoed[i] {
+			err = errors.New("kernel sent no link")
+		}
+		res[i].Err, kernelErr[i] = err, err != nil
 	})
 	// Creates a kernel without NLM_F_ECHO support answered with a bare ack:
 	// read them back by name, pipelined too.
@@ -350,6 +374,15 @@ func (c *Conn) one(o Op) Result { return c.Batch([]Op{o})[0] }
 // echoOf decodes a create's NLM_F_ECHO: the AF_UNSPEC RTM_NEWLINK of the new
 // link, name.
 func echoOf(m netlink.Message, name string) (Link, bool) {
+	l, ok := linkOf(m)
+	if !ok || l.Name != name {
+		return Link{}, false // a bad echo only costs the read-back
+	}
+	return l, true
+}
+
+// linkOf decodes an AF_UNSPEC RTM_NEWLINK: a create's echo or a get's answer.
+func linkOf(m netlink.Message) (Link, bool) {
 	if m.Header.Type != unix.RTM_NEWLINK {
 		return Link{}, false
 	}
@@ -357,8 +390,8 @@ func echoOf(m netlink.Message, name string) (Link, bool) {
 		return Link{}, false
 	}
 	l, err := decode(m.Data)
-	if err != nil || l.Name != name {
-		return Link{}, false // a bad echo only costs the read-back
+	if err != nil {
+		return Link{}, false
 	}
 	return l, true
 }
@@ -475,6 +508,7 @@ type OneByOne interface {
 	SetUp(index uint32, up bool) error
 	SetMaster(index, master uint32) error
 	Delete(index uint32) error
+	LinkByIndex(index uint32) (Link, error)
 }
 
 // errNoGroupDelete: Sequential has no one-at-a-time call for OpDeleteGroup.
@@ -494,6 +528,8 @@ func Sequential(k OneByOne, ops []Op) []Result {
 			r.Link, r.Err = k.CreateVLAN(o.Name, o.Parent, o.VID, o.Group)
 		case OpDelete:
 			r.Err = k.Delete(o.Index)
+		case OpGetLink:
+			r.Link, r.Err = k.LinkByIndex(o.Index)
 		case OpSetLink:
 			if o.Set&SetAlias != 0 {
 				r.Err = k.SetAlias(o.Index, o.Alias)

@@ -339,6 +339,22 @@ func TestBatchKernel(t *testing.T) {
 		}
 	}
 
+	// Gets, pipelined: each answer to its own op, a missing link ErrNotFound
+	// without disturbing the gets around it.
+	gets := []Op{GetLinkOp(made[0].Index), GetLinkOp(1 << 30), GetLinkOp(made[1].Index), GetLinkOp(0)}
+	got := c.Batch(gets)
+	for i, want := range []Link{made[0], {}, made[1], {}} {
+		r := got[i]
+		switch {
+		case i == 1 && !errors.Is(r.Err, ErrNotFound):
+			t.Errorf("get of a missing link: %v, want ErrNotFound", r.Err)
+		case i == 3 && (r.Err == nil || errors.Is(r.Err, ErrNotFound)):
+			t.Errorf("get of ifindex 0: %v, want bad input", r.Err)
+		case want.Index != 0 && (r.Err != nil || r.Link.Index != want.Index || r.Link.Name != want.Name):
+			t.Errorf("%s: %+v %v, want %s", gets[i], r.Link, r.Err, want.Name)
+		}
+	}
+
 	// Joins and ups in one message each, aliases, in one batch.
 	run2 := fmt.Sprintf("tbv%d", run)
 	var joins []Op
