@@ -177,3 +177,46 @@ func TestForeignNamesGiveUnitsBack(t *testing.T) {
 		})
 	}
 }
+
+// Another process renames two of ifmgr's bridges: bridge0 out of the unit
+// space (fo0), then bridge1 into bridge0's name. `destroy bridge0` is a
+// client giving back the interface it was given as bridge0, which still
+// serves it under fo0: that link goes, not bridge1's, which has the name
+// now (TestIntruderRenamesOwnLinks saw a client's destroy delete another
+// client's bridge and leave its own). `destroy bridge1` then destroys
+// bridge1's, by its unit's name although the kernel calls it bridge0.
+// Afterwards no unit is held or reserved, and both come back.
+func TestDestroyByUnitNameAnotherLinkHas(t *testing.T) {
+	k := newFakeKernel()
+	h := start(t, k, newFakeStore(), DefaultMaxUnit)
+	h.mustCreate("bridge", "bridge0")
+	h.mustCreate("bridge", "bridge1")
+	b0, b1 := k.names()["bridge0"], k.names()["bridge1"]
+	if err := k.rename(b0.Index, "fo0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.rename(b1.Index, "bridge0"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	if in := h.listed()["bridge0"]; in.Index != b1.Index || in.RenamedFrom != "bridge1" {
+		t.Fatalf("bridge1's link renamed to bridge0 listed as %+v", in)
+	}
+	gone := func(l kernel.Link) bool { _, err := k.LinkByIndex(l.Index); return errors.Is(err, kernel.ErrNotFound) }
+	if err := h.m.Destroy(context.Background(), "bridge0"); err != nil {
+		t.Fatalf("destroy bridge0: %v", err)
+	}
+	if !gone(b0) || gone(b1) {
+		t.Fatalf("destroy bridge0: bridge0's link (fo0) gone %v, bridge1's (now bridge0) gone %v; want only the first", gone(b0), gone(b1))
+	}
+	if err := h.m.Destroy(context.Background(), "bridge1"); err != nil {
+		t.Fatalf("destroy bridge1: %v", err)
+	}
+	if !gone(b1) {
+		t.Fatal("destroy bridge1 left its link (named bridge0)")
+	}
+	waitStatus(t, h.m, func(st Status) bool { return st.Cloners[0].Held == 0 && len(st.Renamed) == 0 })
+	h.mustCreate("bridge", "bridge0")
+	h.mustCreate("bridge", "bridge1")
+	h.checkConsistent()
+}
