@@ -129,14 +129,12 @@ func (e *env) checkFreeUnitsReused() {
 		}
 		if time.Now().After(deadline) {
 			js, _ := json.MarshalIndent(st, "", "  ")
-			var foreign []string
-			for name, l := range unitSpaceLinks(e.t) {
-				if l.Group != e.group {
-					foreign = append(foreign, name)
-				}
+			var left []string
+			for name := range kernelOwned(e.t, e.foreignGroup()) {
+				left = append(left, name)
 			}
-			e.t.Fatalf("2 minutes after the other process's links went, %d units are still held and %d reserved for renamed links; the kernel's foreign links in the unit space: %v; status:\n%s",
-				st.Cloners[0].Held, len(st.Renamed), foreign, js)
+			e.t.Fatalf("2 minutes after the other process's links went, %d units are still held and %d reserved for renamed links; its links left: %v; status:\n%s",
+				st.Cloners[0].Held, len(st.Renamed), left, js)
 		}
 	}
 	used := map[int]bool{}
@@ -164,28 +162,6 @@ func (e *env) checkFreeUnitsReused() {
 		e.t.Errorf("after the other process left, the free units below bridge%d were handed out as %v, want %v", highest, again, gaps)
 	}
 	e.t.Logf("%d units free below bridge%d after the other process left, all handed out again", len(gaps), highest)
-}
-
-// unitSpaceLinks lists the kernel's links whose names are bridge units.
-func unitSpaceLinks(t *testing.T) map[string]kernel.Link {
-	t.Helper()
-	c, err := kernel.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	links, err := c.Links()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]kernel.Link{}
-	for _, l := range links {
-		var u int
-		if n, _ := fmt.Sscanf(l.Name, "bridge%d", &u); n == 1 && l.Name == fmt.Sprint("bridge", u) {
-			out[l.Name] = l
-		}
-	}
-	return out
 }
 
 // linkByIndex returns the kernel's link with ifindex index, if there is

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/uroute/uroute/ifmgr"
@@ -186,8 +187,12 @@ func TestIntruderRenamesOwnLinks(t *testing.T) {
 	e := newEnv(t)
 	e.start()
 	stop := e.startIntruder(ownIntruderScript, fmt.Sprint(e.foreignGroup()), fmt.Sprint(e.group))
+	var lost atomic.Int32
 	e.churnClients(func(ifmgr.Info) {}, func(c *api.Client, in ifmgr.Info) error {
 		err := c.Destroy(in.Name)
+		if err != nil {
+			lost.Add(1)
+		}
 		if l, ok := linkByIndex(t, in.Index); ok {
 			return fmt.Errorf("destroy %s answered %v, and its link (ifindex %d) is still there, as %s", in.Name, err, in.Index, l.Name)
 		}
@@ -202,8 +207,8 @@ func TestIntruderRenamesOwnLinks(t *testing.T) {
 	e.ownedIdentities()
 	e.checkAgree()
 	st := e.status()
-	t.Logf("intruder ran %s ip operations; %d of the daemon's bridges renamed at the end, %d units held for foreign links",
-		ops, len(st.Renamed), st.Cloners[0].Held)
+	t.Logf("intruder ran %s ip operations; %d destroys found the client's bridge deleted by it; %d of the daemon's bridges renamed at the end, %d units held for foreign links",
+		ops, lost.Load(), len(st.Renamed), st.Cloners[0].Held)
 	e.stop()
 	e.start()
 	e.ownedIdentities()
