@@ -152,6 +152,15 @@ func TestForeignNamesGiveUnitsBack(t *testing.T) {
 				}
 			}
 			k.beforeCreate = nil
+			// Exactly the units whose names foreign links have are held.
+			want := 0
+			for name, l := range k.names() {
+				var u int
+				if n, _ := fmt.Sscanf(name, "bridge%d", &u); n == 1 && name == fmt.Sprint("bridge", u) && u <= maxUnit && l.Group != DefaultOwnerGroup {
+					want++
+				}
+			}
+			waitStatus(t, h.m, func(st Status) bool { return st.Cloners[0].Held == want })
 			for _, i := range foreign {
 				k.Delete(i)
 			}
