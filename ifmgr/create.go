@@ -123,7 +123,7 @@ func (m *Manager) afterExists(e *entry, t *txn) error {
 	name := e.name()
 	// EEXIST: either the name was taken behind our back, or (VLAN) the vid
 	// already exists on the parent. Only the kernel knows which.
-	exists := m.nameExists(name)
+	exists := m.nameExists(name, t)
 	inDoubt := false
 	if l, seen := m.links.named(name); exists && seen {
 		if m.owned(l, e.cloner) {
@@ -164,12 +164,20 @@ const maxInDoubt = 8
 
 // nameExists asks the kernel, not our cache: after EEXIST the cache is
 // exactly what is in doubt. A link found is observed, so its later removal
-// releases the unit it holds.
-func (m *Manager) nameExists(name string) bool {
+// releases the unit it holds. If the cache knew that link under another
+// name (renamed into this one, its event still on the way), the old name
+// is settled here (in t): the event will name only the new name, and the
+// cache no longer leads to the old one, so nothing else would free a unit
+// the old name held before the next full resync.
+func (m *Manager) nameExists(name string, t *txn) bool {
 	l, err := m.cfg.Kernel.LinkByName(name)
 	switch {
 	case err == nil:
+		was, known := m.links.get(l.Index)
 		m.links.observe(l)
+		if known && was.Name != l.Name {
+			m.settle(was.Name, t)
+		}
 		return true
 	case errors.Is(err, kernel.ErrNotFound):
 		return false

@@ -227,11 +227,14 @@ func (m *Manager) destroyBatch(reqs []*request) {
 			continue
 		}
 		name := r.destroy
+		// The unit's own name first: it is what the client was given,
+		// and it names the interface whatever another process called its
+		// link since. The current name of a link renamed from outside
+		// names it too, unless it is another unit's own name: then the
+		// link under it is not the one that client was given.
 		e := m.entries.named(name)
-		if l, ok := m.links.named(name); ok {
-			if o := m.entries.onLink(l.Index); o != nil {
-				e = o // renamed from outside: its current name names it too
-			}
+		if l, ok := m.links.named(name); ok && e == nil {
+			e = m.entries.onLink(l.Index)
 		}
 		if e == nil {
 			if _, ok := m.links.named(name); ok {

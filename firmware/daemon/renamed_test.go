@@ -3,16 +3,13 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"slices"
-	"sort"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/uroute/uroute/ifmgr"
+	"github.com/uroute/uroute/ifmgr/api"
 	"github.com/uroute/uroute/persist"
 )
 
@@ -161,7 +158,7 @@ func TestOwnBridgesRenamedFromOutside(t *testing.T) {
 // deletes renamed ones; and adds and deletes links of its own (group $g)
 // with names in the unit space.
 const ownIntruderScript = `
-g=$1; o=$2; stop=$3; n=0
+stop=$1; g=$2; o=$3; n=0
 pick() { ip -o link show group $1 | awk -F': ' '{sub(/@.*/, "", $2); print $2}' | grep -E "$2" | shuf -n 1; }
 while [ ! -e "$stop" ]; do
 	b=bridge$((RANDOM % 40)); n=$((n+1))
@@ -178,63 +175,40 @@ echo $n
 
 // TestIntruderRenamesOwnLinks: while 4 clients create and destroy bridges,
 // another process renames and deletes the daemon's own bridges and squats
-// on unit names. No two owned links ever claim one identity, list and
-// kernel agree (by current name), also across a restart; once the renamed
-// links and the squatters are gone, no unit stays held or reserved for
-// them, and the free units below the highest in use are handed out again,
-// lowest first.
+// on unit names. A client's destroy, by the name it was given, removes the
+// interface it was given (by ifindex) and no other, whatever the other
+// process called it or put under that name; it fails only when the other
+// process deleted that interface first. No two owned links ever claim one
+// identity, list and kernel agree (by current name), also across a
+// restart; once the renamed links and the squatters are gone, no unit
+// stays held or reserved for them, and the free units below the highest
+// in use are handed out again, lowest first.
 func TestIntruderRenamesOwnLinks(t *testing.T) {
 	e := newEnv(t)
 	e.start()
-	stop := filepath.Join(e.dir, "intruder.stop")
-	intruder := exec.Command("bash", "-c", ownIntruderScript, "intruder", fmt.Sprint(e.foreignGroup()), fmt.Sprint(e.group), stop)
-	var ops strings.Builder
-	intruder.Stdout = &ops
-	if err := intruder.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		os.WriteFile(stop, nil, 0o644)
-		intruder.Wait()
-	}()
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := e.client()
-			var mine []string
-			for i := range 40 {
-				if i%3 == 2 && len(mine) > 0 {
-					// By the name the unit renders: it names the
-					// interface whatever the other process called it,
-					// unless that process deleted it.
-					if err := c.Destroy(mine[0]); err != nil && !errors.Is(err, ifmgr.ErrNoSuchLink) {
-						t.Errorf("client %d: destroy %s: %v", w, mine[0], err)
-						return
-					}
-					mine = mine[1:]
-					continue
-				}
-				in, err := c.Create("bridge", "", 0)
-				if err != nil {
-					t.Errorf("client %d: create: %v", w, err)
-					return
-				}
-				mine = append(mine, in.Name)
-			}
-		}()
-	}
-	wg.Wait()
-	os.WriteFile(stop, nil, 0o644)
-	if err := intruder.Wait(); err != nil {
-		t.Fatalf("intruder: %v", err)
-	}
+	stop := e.startIntruder(ownIntruderScript, fmt.Sprint(e.foreignGroup()), fmt.Sprint(e.group))
+	var lost atomic.Int32
+	e.churnClients(func(ifmgr.Info) {}, func(c *api.Client, in ifmgr.Info) error {
+		err := c.Destroy(in.Name)
+		if err != nil {
+			lost.Add(1)
+		}
+		if l, ok := linkByIndex(t, in.Index); ok {
+			return fmt.Errorf("destroy %s answered %v, and its link (ifindex %d) is still there, as %s", in.Name, err, in.Index, l.Name)
+		}
+		// Deleted before, by the other process: the name is free now, or
+		// a foreign link's, or (handed out again) another client's.
+		if err != nil && !errors.Is(err, ifmgr.ErrNoSuchLink) && !errors.Is(err, ifmgr.ErrNotOwned) {
+			return fmt.Errorf("destroy %s: %w", in.Name, err)
+		}
+		return nil
+	})
+	ops := stop()
 	e.ownedIdentities()
 	e.checkAgree()
 	st := e.status()
-	t.Logf("intruder ran %s ip operations; %d of the daemon's bridges renamed at the end, %d units held for foreign links",
-		strings.TrimSpace(ops.String()), len(st.Renamed), st.Cloners[0].Held)
+	t.Logf("intruder ran %s ip operations; %d destroys found the client's bridge deleted by it; %d of the daemon's bridges renamed at the end, %d units held for foreign links",
+		ops, lost.Load(), len(st.Renamed), st.Cloners[0].Held)
 	e.stop()
 	e.start()
 	e.ownedIdentities()
@@ -255,32 +229,7 @@ func TestIntruderRenamesOwnLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { st := e.status(); return st.Cloners[0].Held == 0 && len(st.Renamed) == 0 })
-	used := map[int]bool{}
-	highest := -1
-	for _, in := range e.checkAgree() {
-		used[int(in.Unit)] = true
-		highest = max(highest, int(in.Unit))
-	}
-	var gaps, again []string
-	for u := range highest {
-		if !used[u] {
-			gaps = append(gaps, fmt.Sprintf("bridge%d", u))
-		}
-	}
-	c := e.client()
-	for range gaps {
-		in, err := c.Create("bridge", "", 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		again = append(again, in.Name)
-	}
-	sort.Strings(gaps)
-	sort.Strings(again)
-	if !slices.Equal(gaps, again) {
-		t.Errorf("after the intruder left, the free units below bridge%d were handed out as %v, want %v", highest, again, gaps)
-	}
+	e.checkFreeUnitsReused()
 	e.ownedIdentities()
 	e.checkDBMatchesKernel()
 }
