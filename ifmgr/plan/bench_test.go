@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/uroute/uroute/board"
+	"github.com/uroute/uroute/internal/benchkit"
 )
 
 // convergedPorts is a kernel with n veth-like ports lanI (no permanent MAC),
@@ -35,23 +36,8 @@ func convergedPorts(p *board.Profile, n int) []Link {
 }
 
 var benchProfiles = []struct{ name, text string }{
-	{"per-port", `board = "b"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-per_port = true
-`},
-	{"shared", `board = "b"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-`},
+	{"per-port", benchkit.PerPortProfile},
+	{"shared", benchkit.SharedProfile},
 }
 
 // BenchmarkPlan800 is the planner's work for one event at 800 ports: the

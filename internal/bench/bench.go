@@ -348,17 +348,7 @@ func waitSocket(path string, timeout time.Duration) error {
 
 func (b *bench) profilePath() (string, error) {
 	p := b.c.path("per-port.toml")
-	const prof = `# scripts/bench: every veth port lan* gets a bridge of its own.
-board = "bench"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-per_port = true
-`
-	return p, os.WriteFile(p, []byte(prof), 0o644)
+	return p, os.WriteFile(p, []byte(benchkit.PerPortProfile), 0o644)
 }
 
 func (b *bench) bringupContenders(n int) []contender {

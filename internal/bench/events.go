@@ -36,23 +36,8 @@ type EventRate struct {
 
 // eventProfiles: a bridge of its own per port, and one bridge for all.
 var eventProfiles = []struct{ name, toml string }{
-	{"per-port bridge", `board = "bench"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-per_port = true
-`},
-	{"one shared bridge", `board = "bench"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-`},
+	{"per-port bridge", benchkit.PerPortProfile},
+	{"one shared bridge", benchkit.SharedProfile},
 }
 
 // idleFor: ifmgrd counts as done when its CPU time has not moved for this
