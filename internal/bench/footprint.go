@@ -23,6 +23,11 @@ type Footprint struct {
 	DBEmpty  int64                       `json:"db_empty_bytes"`
 	DBAt     int64                       `json:"db_managed_bytes"`
 	DBPerRec float64                     `json:"db_bytes_per_record"`
+	// RSSProfile: ifmgrd started with the per-port profile on Managed veth
+	// ports, once every port is in a bridge of its own (Managed bridges
+	// made and Managed ports joined): the planner's graph and last plan
+	// and the link table at that size, which the socket case has not.
+	RSSProfile int64 `json:"rss_profile_bytes"`
 }
 
 var arches = []struct{ name, goarch, goarm, gomips string }{
@@ -65,7 +70,53 @@ func (b *bench) footprint() error {
 	if serr := b.settle(0); err == nil {
 		err = serr
 	}
+	if err == nil {
+		err = b.profileMemory(fp)
+	}
 	b.rep.Footprint = fp
+	return err
+}
+
+// profileMemory: ifmgrd with the per-port profile over fp.Managed ports, in
+// a namespace of its own, RSS read once the kernel shows every port in its
+// bridge and a pause has let the bring-up's garbage be collected.
+func (b *bench) profileMemory(fp *Footprint) error {
+	b.seq++
+	ns, err := benchkit.NewNS(runNS)
+	if err != nil {
+		return err
+	}
+	r := &runCtx{n: fp.Managed, ns: ns, sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)), db: b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
+	defer os.Remove(r.db)
+	err = func() error {
+		var err error
+		if r.w, err = benchkit.NewWatch(r.ns); err != nil {
+			return err
+		}
+		if err := makePorts(r); err != nil {
+			return err
+		}
+		prof, err := b.profilePath()
+		if err != nil {
+			return err
+		}
+		if _, err := timed(r, benchkit.BridgedPorts("lan", r.n), func() error {
+			return b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil, "--config", prof)
+		}); err != nil {
+			return err
+		}
+		time.Sleep(5 * time.Second)
+		fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid)
+		return err
+	}()
+	stopDaemon(r)
+	if r.w != nil {
+		r.w.Close()
+	}
+	ns.Delete()
+	if serr := b.settle(r.peers); err == nil {
+		err = serr
+	}
 	return err
 }
 

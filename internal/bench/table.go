@@ -54,6 +54,7 @@ func printTable(w io.Writer, rep *Report) {
 		fmt.Fprintf(tw, "\nfootprint\n")
 		fmt.Fprintf(tw, "RSS idle\t%.1f MB\nRSS with %d managed bridges\t%.1f MB\nDB empty / with %d\t%d / %d bytes (%.0f bytes per record)\n",
 			mb(fp.RSSIdle), fp.Managed, mb(fp.RSSAt), fp.Managed, fp.DBEmpty, fp.DBAt, fp.DBPerRec)
+		fmt.Fprintf(tw, "RSS with the per-port profile, %d ports\t%.1f MB\n", fp.Managed, mb(fp.RSSProfile))
 		fmt.Fprintf(tw, "arch\tifmgrd\tifctl\tuinit\n")
 		for _, a := range slices.Sorted(maps.Keys(fp.Binaries)) {
 			s := fp.Binaries[a]
