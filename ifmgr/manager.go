@@ -801,7 +801,7 @@ type ActionReport struct {
 }
 
 func (r convergeResult) report() *ConvergeReport {
-	rep := &ConvergeReport{Trigger: r.trigger, Rounds: r.rounds}
+	rep := &ConvergeReport{Trigger: r.trigger, Rounds: r.rounds, Done: r.done}
 	for _, res := range r.results {
 		if res.Done() {
 			rep.Done++

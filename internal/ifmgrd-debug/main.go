@@ -1,7 +1,8 @@
 // Command ifmgrd-debug is ifmgrd (the same daemon.Main) with two things the
 // bench and the soak need and the router image does not: a CPU profile of the
 // whole run (-cpuprofile) and a socket answering the runtime's goroutine and
-// heap figures (-debug-socket), read by internal/benchkit.ReadDebug. Its
+// heap figures (-debug-socket), read by internal/benchkit.ReadDebug, and a heap profile
+// some time into the run (-memprofile). Its
 // flags come first, then "--", then ifmgrd's.
 package main
 
@@ -13,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"time"
 
 	"github.com/uroute/uroute/firmware/daemon"
 	"github.com/uroute/uroute/internal/benchkit"
@@ -22,7 +24,23 @@ func main() {
 	fs := flag.NewFlagSet("ifmgrd-debug", flag.ExitOnError)
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the run here")
 	dbg := fs.String("debug-socket", "", "answer runtime figures (JSON) on this Unix socket")
+	mem := fs.String("memprofile", "", "write a heap profile here, -memprofile-after into the run")
+	memAfter := fs.Duration("memprofile-after", time.Minute, "when to write the heap profile")
 	fs.Parse(os.Args[1:])
+	if *mem != "" {
+		time.AfterFunc(*memAfter, func() {
+			f, err := os.Create(*mem)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+				return
+			}
+			defer f.Close()
+			runtime.GC() // the profile's in-use figures are of the last GC
+			if err := pprof.WriteHeapProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+			}
+		})
+	}
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
 		if err != nil {
