@@ -60,7 +60,7 @@ func (b *bench) where() error {
 		row := func(metric string, v float64) {
 			b.rep.Where = append(b.rep.Where, WhereRow{Work: work, N: n, Metric: metric, Value: v, PerLink: v / float64(n)})
 		}
-		row("netlink requests sent (sendmsg+sendto)", float64(calls["sendmsg"]+calls["sendto"]))
+		row("netlink datagrams sent (sendmsg+sendto; pipelined requests share one)", float64(calls["sendmsg"]+calls["sendto"]))
 		row("netlink reads (recvmsg+recvfrom)", float64(calls["recvmsg"]+calls["recvfrom"]))
 		row("fsync+fdatasync", float64(calls["fsync"]+calls["fdatasync"]))
 		row("DB commits (ifctl status)", float64(commits))
