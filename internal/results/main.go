@@ -408,7 +408,11 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 	}
 	bringWhy, createWhy := "", ""
 	if x, ok := r.where("bringup", "netlink "); ok {
-		bringWhy = fmt.Sprintf("ifmgrd sends %.1f netlink datagrams per port (its requests pipelined, kernel.Conn.Batch) where `ip -batch` sends 4 requests, one datagram each, waited for; the rest is reading back what events name and planning (profile below)", x.PerLink)
+		bringWhy = fmt.Sprintf("ifmgrd sends %.2f netlink datagrams per port (its requests pipelined, kernel.Conn.Batch) where `ip -batch` sends 4 requests, one datagram each, waited for", x.PerLink)
+		if rd, ok := r.where("bringup", "netlink reads"); ok {
+			bringWhy += fmt.Sprintf(", but reads %.1f per port (every ack and every event is a datagram of its own)", rd.PerLink)
+		}
+		bringWhy += "; the rest is reading back what events name and planning (profile below)"
 	}
 	if x, ok := r.where("create", "netlink "); ok {
 		c, _ := r.where("create", "DB commits")
