@@ -54,61 +54,26 @@ func (b *bench) footprint() error {
 		}
 	}
 
-	b.seq++
-	ns, err := benchkit.NewNS(runNS)
-	if err != nil {
-		return err
-	}
-	r := &runCtx{n: fp.Managed, ns: ns, sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)), db: b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
-	defer os.Remove(r.db)
-	err = b.memory(r, fp)
-	stopDaemon(r)
-	if r.w != nil {
-		r.w.Close()
-	}
-	ns.Delete()
-	if serr := b.settle(0); err == nil {
-		err = serr
-	}
+	err := b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
 	if err == nil {
-		err = b.profileMemory(fp)
+		err = b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.profileMemory(r, fp) })
 	}
 	b.rep.Footprint = fp
 	return err
 }
 
-// profileMemory: ifmgrd with the per-port profile over fp.Managed ports, in
-// a namespace of its own, RSS read once the kernel shows every port in its
-// bridge and a pause has let the bring-up's garbage be collected.
-func (b *bench) profileMemory(fp *Footprint) error {
+// inFreshNS runs one daemon measurement over n links in a namespace of its
+// own, and tears it all down after: the daemon, the watcher, the DB, the
+// namespace and the peers the run made, waiting for the RTNL to be quiet.
+func (b *bench) inFreshNS(n int, run func(*runCtx) error) error {
 	b.seq++
 	ns, err := benchkit.NewNS(runNS)
 	if err != nil {
 		return err
 	}
-	r := &runCtx{n: fp.Managed, ns: ns, sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)), db: b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
+	r := &runCtx{n: n, ns: ns, sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)), db: b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
 	defer os.Remove(r.db)
-	err = func() error {
-		var err error
-		if r.w, err = benchkit.NewWatch(r.ns); err != nil {
-			return err
-		}
-		if err := makePorts(r); err != nil {
-			return err
-		}
-		prof, err := b.profilePath()
-		if err != nil {
-			return err
-		}
-		if _, err := timed(r, benchkit.BridgedPorts("lan", r.n), func() error {
-			return b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil, "--config", prof)
-		}); err != nil {
-			return err
-		}
-		time.Sleep(5 * time.Second)
-		fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid)
-		return err
-	}()
+	err = run(r)
 	stopDaemon(r)
 	if r.w != nil {
 		r.w.Close()
@@ -117,6 +82,31 @@ func (b *bench) profileMemory(fp *Footprint) error {
 	if serr := b.settle(r.peers); err == nil {
 		err = serr
 	}
+	return err
+}
+
+// profileMemory: ifmgrd with the per-port profile over fp.Managed ports, in
+// a namespace of its own, RSS read once the kernel shows every port in its
+// bridge and a pause has let the bring-up's garbage be collected.
+func (b *bench) profileMemory(r *runCtx, fp *Footprint) error {
+	var err error
+	if r.w, err = benchkit.NewWatch(r.ns); err != nil {
+		return err
+	}
+	if err := makePorts(r); err != nil {
+		return err
+	}
+	prof, err := b.profilePath()
+	if err != nil {
+		return err
+	}
+	if _, err := timed(r, benchkit.BridgedPorts("lan", r.n), func() error {
+		return b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil, "--config", prof)
+	}); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Second)
+	fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid)
 	return err
 }
 
