@@ -544,7 +544,11 @@ func TestDumpInterrupted(t *testing.T) {
 		}
 	}
 	var ok, gaveUp int
-	deadline := time.Now().Add(3 * time.Second)
+	// A bound, not a timing: the loop ends at the first flagged dump. A
+	// one-CPU TCG guest (mipsle) may run a whole dump before the churn
+	// goroutine gets the CPU; CI's second preview saw 94 dumps in 3 s there
+	// with none flagged, so the churn gets 30 s to land inside one.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && (interrupted.Load() == 0 || ok == 0) {
 		links, err := c.Links()
 		switch {
