@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"maps"
 	"slices"
 	"sort"
 
@@ -93,7 +94,7 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 		pr.links[l.Index] = l
 	}
 	pr.last = Compute(p, links)
-	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
+	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
 }
 
 // graph builds the dependency graph of the links remembered.
@@ -118,35 +119,6 @@ func (pr *Planner) graph() {
 		pr.setLink(p, l)
 	}
 	pr.graphed = true
-}
-
-// Update returns Compute(p, links), planning again only the components of
-// the links that changed since the last plan (found by comparing every
-// link with its last observation; Apply is for a caller that knows which
-// changed). A new profile is planned in full.
-func (pr *Planner) Update(p *board.Profile, links []Link) Update {
-	if !pr.valid || p != pr.profile {
-		return pr.Full(p, links)
-	}
-	var gone []uint32
-	known := 0
-	for _, l := range links {
-		if _, ok := pr.links[l.Index]; ok {
-			known++
-		}
-	}
-	if known != len(pr.links) {
-		here := make(map[uint32]bool, len(links))
-		for _, l := range links {
-			here[l.Index] = true
-		}
-		for idx := range pr.links {
-			if !here[idx] {
-				gone = append(gone, idx)
-			}
-		}
-	}
-	return pr.Apply(p, links, gone)
 }
 
 // Stale lists the ifindexes whose link in links differs from what the
@@ -313,7 +285,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			all = append(all, l)
 		}
 		pr.last = Compute(p, all)
-		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slicesKeys(pr.last.Targets), InPlace: pr.last.InPlace}
+		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
 	}
 	part := Compute(p, sub)
 
@@ -565,12 +537,4 @@ func (l Link) Equal(o Link) bool {
 		l.PermMAC == o.PermMAC && l.Driver == o.Driver && l.Bus == o.Bus && l.Owned == o.Owned &&
 		l.Identity == o.Identity && l.Enslaved == o.Enslaved && l.VLANFiltering == o.VLANFiltering &&
 		l.DefaultPVID == o.DefaultPVID && slices.Equal(l.BridgeVLANs, o.BridgeVLANs)
-}
-
-func slicesKeys(m map[string]Target) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }

@@ -270,3 +270,32 @@ func TestLinkEqualCoversEveryField(t *testing.T) {
 		}
 	}
 }
+
+// Update (the property test's way in) returns Compute(p, links), planning again only the components of
+// the links that changed since the last plan (found by comparing every
+// link with its last observation; Apply is for a caller that knows which
+// changed). A new profile is planned in full.
+func (pr *Planner) Update(p *board.Profile, links []Link) Update {
+	if !pr.valid || p != pr.profile {
+		return pr.Full(p, links)
+	}
+	var gone []uint32
+	known := 0
+	for _, l := range links {
+		if _, ok := pr.links[l.Index]; ok {
+			known++
+		}
+	}
+	if known != len(pr.links) {
+		here := make(map[uint32]bool, len(links))
+		for _, l := range links {
+			here[l.Index] = true
+		}
+		for idx := range pr.links {
+			if !here[idx] {
+				gone = append(gone, idx)
+			}
+		}
+	}
+	return pr.Apply(p, links, gone)
+}
