@@ -93,10 +93,18 @@ func (m *Manager) createLinks(cs []linkToCreate, t *txn, why string) []linkToCre
 		}
 	}
 	for k, r := range m.cfg.Kernel.Batch(follow) {
+		c := &cs[followAt[k]]
 		if r.Err == nil {
+			// Recorded as done, as apply records its ups and joins: the
+			// events of these changes then match the table and need no
+			// read-back.
+			if follow[k].Set == kernel.SetAlias {
+				m.links.setAlias(c.link.Index, follow[k].Alias)
+			} else {
+				m.links.markUp(c.link.Index)
+			}
 			continue
 		}
-		c := &cs[followAt[k]]
 		if follow[k].Set == kernel.SetAlias {
 			m.log.Warn("set ownership alias", "ifindex", c.link.Index, "err", r.Err)
 		} else {

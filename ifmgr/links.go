@@ -179,6 +179,17 @@ func (t *linkTable) markUp(index uint32) {
 	}
 }
 
+// setAlias records a successful set-alias without waiting for the event,
+// so that the event, when it comes, matches the table and needs no
+// read-back (handleEvents). The planner does not read aliases: not a
+// change for it.
+func (t *linkTable) setAlias(index uint32, alias string) {
+	if l, ok := t.byIndex[index]; ok {
+		l.Alias = alias
+		t.byIndex[index] = l
+	}
+}
+
 // setMaster records a successful set-master (ifmgr's own, so the link
 // counts as enslaved by ifmgr) without waiting for the event.
 func (t *linkTable) setMaster(index, master uint32) {

@@ -91,9 +91,17 @@ func (m *Manager) resync(reason string) error {
 const dumpOver = 32
 
 // handleEvents treats events as hints: each named ifindex is re-read from the
-// kernel, and only the names it had or has now are settled.
+// kernel, and only the names it had or has now are settled. A link whose
+// last event in the burst says exactly what the link table holds is not
+// re-read: that event is the kernel's state when it was sent, every change
+// after it has an event still to come, and the table already agrees with
+// it, so a read could show nothing the queue will not. That is the echo of
+// ifmgr's own work, whose acks the applier records in the table (a bulk
+// bring-up's thousands of events). A link the table does not explain (a
+// foreign change, or an event older than what the applier recorded since)
+// is re-read.
 func (m *Manager) handleEvents(evs []kernel.Event) {
-	touched := map[uint32]bool{}
+	last := map[uint32]kernel.Event{}
 	names := map[string]bool{}
 	vlanNews := false
 	for _, ev := range evs {
@@ -107,22 +115,31 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 			vlanNews = true
 			continue
 		}
-		touched[ev.Link.Index] = true
+		last[ev.Link.Index] = ev
 		names[ev.Link.Name] = true // a hint too: settle it whatever the kernel says now
 	}
-	if len(touched) == 0 && !filters(m.profile) {
+	if len(last) == 0 && !filters(m.profile) {
 		// Only membership news (every port join and leave sends one),
 		// and no membership is ifmgr's business: nothing to converge.
 		return
 	}
-	// Re-read what the events name: one get per link, or, when a burst
-	// touches a good part of the links (a bulk bring-up), one dump, a single
-	// request however many links it returns.
+	var order []uint32
+	for _, idx := range slices.Sorted(maps.Keys(last)) {
+		if ev := last[idx]; ev.Type == kernel.EventNew {
+			if have, ok := m.links.get(idx); ok && have.Equal(ev.Link) {
+				continue
+			}
+		}
+		order = append(order, idx)
+	}
+	// Re-read the rest: one get per link, or, when a burst touches a good
+	// part of the links, one dump, a single request however many links it
+	// returns.
 	var dumped map[uint32]kernel.Link
-	if len(touched) > max(dumpOver, m.links.len()/4) {
+	if len(order) > max(dumpOver, m.links.len()/4) {
 		links, err := m.cfg.Kernel.Links()
 		if err != nil {
-			m.log.Warn("re-reading links after events failed; resyncing", "links", len(touched), "err", err)
+			m.log.Warn("re-reading links after events failed; resyncing", "links", len(order), "err", err)
 			m.resync("event-read-failed")
 			return
 		}
@@ -131,9 +148,8 @@ func (m *Manager) handleEvents(evs []kernel.Event) {
 			dumped[l.Index] = l
 		}
 	}
-	order := slices.Sorted(maps.Keys(touched))
 	var got []kernel.Result
-	if dumped == nil {
+	if dumped == nil && len(order) > 0 {
 		// One get per link, pipelined: a burst costs one datagram each way
 		// instead of a round trip per link.
 		gets := make([]kernel.Op, len(order))
@@ -451,7 +467,9 @@ func (m *Manager) unallocate(e *entry) {
 func (m *Manager) setAlias(index uint32, id persist.Identity) {
 	if err := m.cfg.Kernel.SetAlias(index, id.Alias()); err != nil {
 		m.log.Warn("set ownership alias", "ifindex", index, "err", err)
+		return
 	}
+	m.links.setAlias(index, id.Alias())
 }
 
 // identityFromAlias recovers the identity ifmgr wrote on its own link; if the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -548,3 +549,33 @@ func linkEqual(a, b Link) bool {
 
 // negErrno is errno as the kernel writes it in struct nlmsgerr: negated.
 func negErrno(e unix.Errno) uint32 { return uint32(-int32(e)) }
+
+// TestLinkEqualSeesEveryField: Equal must tell links apart by any field,
+// or an event that changed only that field would be taken for one that
+// changed nothing (handleEvents skips the read-back of those).
+func TestLinkEqualSeesEveryField(t *testing.T) {
+	base := Link{Index: 3, Name: "bridge0", Kind: KindBridge, Group: 7, Alias: "a", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
+		PermMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, IfLink: 4, VLANID: 5, Master: 6, Flags: 1, Oper: 6,
+		VLANFiltering: true, DefaultPVID: 1, IfLinkOtherNS: true}
+	if !base.Equal(base) {
+		t.Fatal("a link differs from itself")
+	}
+	v := reflect.ValueOf(&base).Elem()
+	for i := range v.NumField() {
+		other := base
+		f := reflect.ValueOf(&other).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.Slice:
+			f.SetBytes([]byte{9, 9, 9, 9, 9, 9})
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Bool:
+			f.SetBool(!f.Bool())
+		default:
+			f.SetUint(f.Uint() + 1)
+		}
+		if base.Equal(other) {
+			t.Errorf("Equal does not compare %s", v.Type().Field(i).Name)
+		}
+	}
+}

@@ -2,7 +2,10 @@
 // link creation and deletion over rtnetlink, and a watcher of RTNLGRP_LINK.
 package kernel
 
-import "net"
+import (
+	"bytes"
+	"net"
+)
 
 // Link is what ifmgr needs to know of one kernel interface, decoded from an
 // RTM_NEWLINK message.
@@ -41,3 +44,11 @@ const (
 	KindBridge Kind = "bridge"
 	KindVLAN   Kind = "vlan"
 )
+
+// Equal reports whether l and o say the same of a link, field by field.
+func (l Link) Equal(o Link) bool {
+	return l.Index == o.Index && l.Name == o.Name && l.Kind == o.Kind && l.Group == o.Group && l.Alias == o.Alias &&
+		bytes.Equal(l.MAC, o.MAC) && bytes.Equal(l.PermMAC, o.PermMAC) && l.IfLink == o.IfLink && l.VLANID == o.VLANID &&
+		l.Master == o.Master && l.Flags == o.Flags && l.Oper == o.Oper && l.VLANFiltering == o.VLANFiltering &&
+		l.DefaultPVID == o.DefaultPVID && l.IfLinkOtherNS == o.IfLinkOtherNS
+}
