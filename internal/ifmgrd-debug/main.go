@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/uroute/uroute/firmware/daemon"
@@ -25,21 +27,21 @@ func main() {
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the run here")
 	dbg := fs.String("debug-socket", "", "answer runtime figures (JSON) on this Unix socket")
 	mem := fs.String("memprofile", "", "write a heap profile here, -memprofile-after into the run")
-	memAfter := fs.Duration("memprofile-after", time.Minute, "when to write the heap profile")
+	memAfter := fs.Duration("memprofile-after", time.Minute, "when to write the heap profile (0: only on SIGUSR1)")
 	fs.Parse(os.Args[1:])
 	if *mem != "" {
-		time.AfterFunc(*memAfter, func() {
-			f, err := os.Create(*mem)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-				return
+		if *memAfter > 0 {
+			time.AfterFunc(*memAfter, func() { writeHeap(*mem) })
+		}
+		// SIGUSR1 writes it too, when the caller knows the moment (the
+		// bench's footprint, right after it reads the RSS).
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				writeHeap(*mem)
 			}
-			defer f.Close()
-			runtime.GC() // the profile's in-use figures are of the last GC
-			if err := pprof.WriteHeapProfile(f); err != nil {
-				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-			}
-		})
+		}()
 	}
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
@@ -66,6 +68,27 @@ func main() {
 		pprof.StopCPUProfile()
 	}
 	os.Exit(code)
+}
+
+// writeHeap writes a heap profile to path (through a temporary file, so a
+// reader never sees half of one).
+func writeHeap(path string) {
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+		return
+	}
+	runtime.GC() // the profile's in-use figures are of the last GC
+	err = pprof.WriteHeapProfile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+	}
 }
 
 // serve answers each connection with one JSON object, one at a time: the
