@@ -38,6 +38,9 @@ var arches = []struct{ name, goarch, goarm, gomips string }{
 func (b *bench) footprint() error {
 	fp := &Footprint{Binaries: map[string]map[string]int64{}, Managed: 4000}
 	for _, a := range arches {
+		if b.c.RSSOnly {
+			break
+		}
 		fp.Binaries[a.name] = map[string]int64{}
 		for _, cmd := range []string{"ifmgrd", "ifctl", "uinit"} {
 			out := b.c.path(fmt.Sprintf("size-%s-%s", a.name, cmd))
@@ -137,6 +140,10 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 	}
 	path := b.heapPath(name)
 	os.Remove(path)
+	// Where the RSS is (anonymous or file pages) before the profile's GC.
+	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", r.daemon.Process.Pid)); err == nil {
+		os.WriteFile(b.heapPath(as)+".smaps", smaps, 0o644)
+	}
 	if err := r.daemon.Process.Signal(syscall.SIGUSR1); err != nil {
 		return err
 	}
@@ -145,6 +152,7 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 			if as == name {
 				return nil
 			}
+			os.Rename(path+".memstats", b.heapPath(as)+".memstats")
 			return os.Rename(path, b.heapPath(as))
 		}
 	}
