@@ -141,11 +141,17 @@ type Update struct {
 func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.profile, pr.valid, pr.graphed = p, true, false
 	pr.keyReaders, pr.linkReaders, pr.profileEdges = nil, nil, nil
+	// A link as it was is kept (graph derives it again): a resync of
+	// thousands of unchanged links copies none of them. Each record is its
+	// own allocation, so that one replaced frees its memory.
+	was := pr.links
 	pr.links = make(map[uint32]*linkState, len(links))
-	states := make([]linkState, len(links)) // one allocation, not one per link
-	for i, l := range links {
-		states[i].Link = l
-		pr.links[l.Index] = &states[i]
+	for _, l := range links {
+		s, ok := was[l.Index]
+		if !ok || !s.Link.Equal(l) {
+			s = &linkState{Link: l}
+		}
+		pr.links[l.Index] = s
 	}
 	pr.last = Compute(p, links)
 	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
