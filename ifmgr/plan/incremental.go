@@ -74,8 +74,11 @@ type Planner struct {
 // changed, once graphed: Apply keeps the old one to compare with.
 type linkState struct {
 	Link
-	key     string        // its identity key if it is an owned derived link, else ""
-	derived []keyedTarget // what it derives (see linkEdges), by distinct key
+	key string // its identity key if it is an owned derived link, else ""
+	// derived: the keys of what it derives (see linkEdges), distinct. The
+	// targets themselves are derived again when asked for (target): only
+	// a few links' are, and keeping them was a kilobyte per port.
+	derived []string
 }
 
 // keyedTarget is one target a link derives, with its identity key.
@@ -84,14 +87,21 @@ type keyedTarget struct {
 	target Target
 }
 
-// target returns what s derives under key (nil s derives nothing).
-func (s *linkState) target(key string) (Target, bool) {
-	if s == nil {
+// derives reports whether s derives target key (nil s derives nothing).
+func (s *linkState) derives(key string) bool {
+	return s != nil && slices.Contains(s.derived, key)
+}
+
+// target returns what s derives under key from profile p, of which s's
+// derivations are (nil s derives nothing).
+func (s *linkState) target(p *board.Profile, key string) (Target, bool) {
+	if !s.derives(key) {
 		return Target{}, false
 	}
-	for i := range s.derived {
-		if s.derived[i].key == key {
-			return s.derived[i].target, true
+	_, derived := linkEdges(p, s.Link)
+	for _, d := range derived {
+		if d.key == key {
+			return d.target, true
 		}
 	}
 	return Target{}, false
@@ -102,8 +112,8 @@ func (s *linkState) eachEdge(f func(node)) {
 	if s.key != "" {
 		f(node{key: s.key})
 	}
-	for i := range s.derived {
-		f(node{key: s.derived[i].key})
+	for _, k := range s.derived {
+		f(node{key: k})
 	}
 	if s.Master != 0 {
 		f(node{link: s.Master})
@@ -179,7 +189,7 @@ func (pr *Planner) graph() {
 		}
 	}
 	for idx, s := range pr.links {
-		s.key, s.derived = linkEdges(p, s.Link)
+		s.key, s.derived = linkKeys(p, s.Link)
 		pr.addEdges(idx, s)
 	}
 	pr.graphed = true
@@ -267,7 +277,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	}
 	for _, l := range current {
 		s := &linkState{Link: l}
-		s.key, s.derived = linkEdges(p, l)
+		s.key, s.derived = linkKeys(p, l)
 		pr.links[l.Index] = s
 		pr.addEdges(l.Index, s)
 		s.eachEdge(func(n node) { hops = append(hops, hop{l.Index, n}) })
@@ -402,7 +412,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 func (pr *Planner) witness(key string, changed map[uint32]bool) uint32 {
 	var w uint32
 	for _, r := range pr.keyReaders[key] {
-		if _, derives := pr.links[r].target(key); derives && !changed[r] && r > w {
+		if pr.links[r].derives(key) && !changed[r] && r > w {
 			w = r
 		}
 	}
@@ -423,16 +433,16 @@ func (pr *Planner) stable(key string, changed map[uint32]bool, old map[uint32]*l
 	if w == 0 {
 		return 0, false
 	}
-	want, _ := pr.links[w].target(key)
+	want, _ := pr.links[w].target(pr.profile, key)
 	for idx := range changed {
 		now, was := pr.links[idx], old[idx]
 		if (now != nil && now.key == key) || (was != nil && was.key == key) {
 			return 0, false
 		}
-		if t, ok := was.target(key); ok && t != want {
+		if t, ok := was.target(pr.profile, key); ok && t != want {
 			return 0, false
 		}
-		if t, ok := now.target(key); ok && t != want {
+		if t, ok := now.target(pr.profile, key); ok && t != want {
 			return 0, false
 		}
 	}
@@ -533,7 +543,20 @@ func linkEdges(p *board.Profile, l Link) (key string, derived []keyedTarget) {
 			}
 		}
 	}
-	return key, slices.Clip(derived)
+	return key, derived
+}
+
+// linkKeys is linkEdges with the keys of the targets only.
+func linkKeys(p *board.Profile, l Link) (key string, keys []string) {
+	key, derived := linkEdges(p, l)
+	if len(derived) == 0 {
+		return key, nil
+	}
+	keys = make([]string, len(derived))
+	for i, d := range derived {
+		keys[i] = d.key
+	}
+	return key, keys
 }
 
 // subject is what an action is about: its link, or the target it makes
