@@ -16,15 +16,21 @@ import (
 // of RAM, for nothing. So once the work has stopped (little allocated for a
 // whole tick) and enough is reclaimable (garbage not yet collected, or free
 // pages not yet returned), ifmgrd collects and returns it at once
-// (debug.FreeOSMemory). During a burst nothing changes: the collector paces
-// itself as usual, and the work is as fast as without this. A trim costs one
-// collection of the live heap (milliseconds at thousands of links), once per
-// burst: afterwards nothing is reclaimable until the next.
+// (debug.FreeOSMemory). Both are relative to the live heap: after a
+// bring-up of thousands of ports the kernel goes on sending news of them
+// for a minute (IPv6 address configuration of every link), megabytes a
+// second to read, which is idle next to the bring-up but never "nothing";
+// and a trim (one collection of the live heap) is worth it only for a good
+// part of that heap. During a burst nothing changes: the collector paces
+// itself as usual, and the work is as fast as without this. Idle, a trim
+// happens once per burst: afterwards nothing is reclaimable until the next.
 const (
 	trimEvery = time.Second
-	// trimQuiet: allocating less than this in a tick is idle.
+	// A tick that allocates less than trimQuiet, or less than a quarter
+	// of the live heap, is idle.
 	trimQuiet = 512 << 10
-	// trimMin: less than this reclaimable is not worth a collection.
+	// Less than trimMin reclaimable, or less than half the live heap, is
+	// not worth a collection.
 	trimMin = 2 << 20
 )
 
@@ -39,32 +45,32 @@ const (
 // trimmer decides when to give memory back; it reads the runtime's figures
 // through read, so its rule is tested without a runtime in that state.
 type trimmer struct {
-	read       func() (allocs, reclaimable uint64)
+	read       func() (allocs, reclaimable, live uint64)
 	lastAllocs uint64
 }
 
 func newTrimmer() *trimmer {
 	samples := []metrics.Sample{{Name: metricAllocs}, {Name: metricObjects}, {Name: metricLive}, {Name: metricFree}}
-	t := &trimmer{read: func() (uint64, uint64) {
+	t := &trimmer{read: func() (uint64, uint64, uint64) {
 		metrics.Read(samples)
 		allocs, objects, live, free := samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64(), samples[3].Value.Uint64()
 		garbage := uint64(0)
 		if objects > live {
 			garbage = objects - live
 		}
-		return allocs, garbage + free
+		return allocs, garbage + free, live
 	}}
-	t.lastAllocs, _ = t.read()
+	t.lastAllocs, _, _ = t.read()
 	return t
 }
 
 // due reports whether to trim now: the last tick was quiet and enough can
 // be given back.
 func (t *trimmer) due() bool {
-	allocs, reclaimable := t.read()
-	quiet := allocs-t.lastAllocs < trimQuiet
+	allocs, reclaimable, live := t.read()
+	quiet := allocs-t.lastAllocs < max(trimQuiet, live/4)
 	t.lastAllocs = allocs
-	return quiet && reclaimable >= trimMin
+	return quiet && reclaimable >= max(trimMin, live/2)
 }
 
 // returnMemoryWhenIdle trims every trimEvery tick that is due until ctx
@@ -80,7 +86,7 @@ func returnMemoryWhenIdle(ctx context.Context) {
 		case <-tick.C:
 			if t.due() {
 				debug.FreeOSMemory()
-				t.lastAllocs, _ = t.read() // the collection's own allocations are not work
+				t.lastAllocs, _, _ = t.read() // the collection's own allocations are not work
 			}
 		}
 	}
