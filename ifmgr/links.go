@@ -1,7 +1,7 @@
 package ifmgr
 
 import (
-	"bytes"
+	"net"
 	"slices"
 	"strings"
 
@@ -50,15 +50,13 @@ type linkTable struct {
 type linkFacts struct{ driver, bus string }
 
 // macText is a link's addresses as the planner reads them, lower-case
-// text, kept with the bytes they were made from: every convergence
-// describes every link to the planner, and formatting 800 pairs of
-// addresses each time was a third of ifmgrd's CPU per event (and the same
-// string each time also makes the planner's comparison of a link with its
-// last observation a pointer check).
-type macText struct {
-	mac, perm         []byte
-	macText, permText string
-}
+// text: every convergence describes every link to the planner, and
+// formatting 800 pairs of addresses each time was a third of ifmgrd's CPU
+// per event (and the same string each time also makes the planner's
+// comparison of a link with its last observation a pointer check). Whether
+// the link's addresses are still these is read off the text itself
+// (sameMAC): no copy of the bytes is kept.
+type macText struct{ mac, perm string }
 
 func newLinkTable() linkTable {
 	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
@@ -310,12 +308,32 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 // text, formatting them only when they changed.
 func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
 	c, ok := t.macs[l.Index]
-	if !ok || !bytes.Equal(c.mac, l.MAC) || !bytes.Equal(c.perm, l.PermMAC) {
-		c = macText{mac: slices.Clone(l.MAC), perm: slices.Clone(l.PermMAC),
-			macText: strings.ToLower(l.MAC.String()), permText: strings.ToLower(l.PermMAC.String())}
+	if !ok || !sameMAC(c.mac, l.MAC) || !sameMAC(c.perm, l.PermMAC) {
+		c = macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
 		if _, known := t.byIndex[l.Index]; known {
 			t.macs[l.Index] = c
 		}
 	}
-	return c.macText, c.permText
+	return c.mac, c.perm
+}
+
+// sameMAC reports whether text is what strings.ToLower(addr.String())
+// gives, without formatting addr.
+func sameMAC(text string, addr net.HardwareAddr) bool {
+	const hex = "0123456789abcdef"
+	if len(addr) == 0 {
+		return text == ""
+	}
+	if len(text) != 3*len(addr)-1 {
+		return false
+	}
+	for i, b := range addr {
+		if i > 0 && text[3*i-1] != ':' {
+			return false
+		}
+		if text[3*i] != hex[b>>4] || text[3*i+1] != hex[b&0xf] {
+			return false
+		}
+	}
+	return true
 }

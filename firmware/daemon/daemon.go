@@ -313,6 +313,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go returnMemoryWhenIdle(ctx)
 	if err := Run(ctx, o); err != nil {
 		fmt.Fprintln(stderr, "ifmgrd:", err)
 		return 1

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/uroute/uroute/board"
@@ -109,6 +110,40 @@ func BenchmarkPlan800Full(b *testing.B) {
 			for range b.N {
 				pr.Full(p, links)
 			}
+		})
+	}
+}
+
+// BenchmarkPlanner4000Retained is what a Planner keeps at 4000 ports after a
+// full plan and one event (so with its dependency graph): retained-B is the
+// live heap it holds (runtime.ReadMemStats after a GC, the links given to it
+// excluded), which ifmgrd's RSS is a multiple of. The time is the full plan
+// plus the first event's graph.
+func BenchmarkPlanner4000Retained(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, err := board.Parse("bench.toml", []byte(bp.text))
+		if err != nil {
+			b.Fatal(err)
+		}
+		links := convergedPorts(p, 4000)
+		down := links[2000]
+		down.Up = false
+		b.Run(bp.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var retained uint64
+			for range b.N {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				pr := new(Planner)
+				pr.Full(p, links)
+				pr.Apply(p, []Link{down}, nil)
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				retained += after.HeapAlloc - before.HeapAlloc
+				runtime.KeepAlive(pr)
+			}
+			b.ReportMetric(float64(retained)/float64(b.N), "retained-B")
 		})
 	}
 }

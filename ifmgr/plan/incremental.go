@@ -47,19 +47,80 @@ import (
 // outside) replans everything that hangs on it, as the full plan would;
 // and finding a stable target's witness walks that target's ports.
 //
+// What it remembers is kept compact, as ifmgrd's memory is mostly this at
+// thousands of ports: one record per link (the link, its identity key, what
+// it derives), and the graph's edges only as each link's (computed from its
+// record when needed) plus, at their far ends, the links whose edges end
+// there (readers): no per-node maps, no copies of links or targets.
+//
 // A Planner is owned by one goroutine. The Plan it returns must not be
 // changed; it is valid until the next call.
 type Planner struct {
 	profile *board.Profile
 	valid   bool
-	graphed bool // edges, derived and adj are of links
-	links   map[uint32]Link
-	edges   map[uint32][]node // each link's edges (their other ends)
-	// derived: what each port link derives, by identity key (self VLANs
-	// of its bridges as their bare identity)
-	derived map[uint32]map[string]Target
-	adj     map[node]map[node]int
-	last    Plan
+	graphed bool // derived, the readers and profileEdges are of links
+	links   map[uint32]*linkState
+	// keyReaders, linkReaders: for each target key and each ifindex, the
+	// links with an edge to it, one entry per edge, in no order.
+	keyReaders  map[string][]uint32
+	linkReaders map[uint32][]uint32
+	// profileEdges: the edges the profile alone makes (a keep_empty bridge
+	// and its self VLANs), both ways.
+	profileEdges map[string][]string
+	last         Plan
+}
+
+// linkState is what a Planner remembers of one link. It is replaced, never
+// changed, once graphed: Apply keeps the old one to compare with.
+type linkState struct {
+	Link
+	key string // its identity key if it is an owned derived link, else ""
+	// derived: the keys of what it derives (see linkEdges), distinct. The
+	// targets themselves are derived again when asked for (target): only
+	// a few links' are, and keeping them was a kilobyte per port.
+	derived []string
+}
+
+// keyedTarget is one target a link derives, with its identity key.
+type keyedTarget struct {
+	key    string
+	target Target
+}
+
+// derives reports whether s derives target key (nil s derives nothing).
+func (s *linkState) derives(key string) bool {
+	return s != nil && slices.Contains(s.derived, key)
+}
+
+// target returns what s derives under key from profile p, of which s's
+// derivations are (nil s derives nothing).
+func (s *linkState) target(p *board.Profile, key string) (Target, bool) {
+	if !s.derives(key) {
+		return Target{}, false
+	}
+	_, derived := linkEdges(p, s.Link)
+	for _, d := range derived {
+		if d.key == key {
+			return d.target, true
+		}
+	}
+	return Target{}, false
+}
+
+// eachEdge calls f with the far end of each of s's edges (see Planner).
+func (s *linkState) eachEdge(f func(node)) {
+	if s.key != "" {
+		f(node{key: s.key})
+	}
+	for _, k := range s.derived {
+		f(node{key: k})
+	}
+	if s.Master != 0 {
+		f(node{link: s.Master})
+	}
+	if s.ParentIndex != 0 {
+		f(node{link: s.ParentIndex})
+	}
 }
 
 // node is a vertex of the dependency graph: a link (by ifindex) or a target
@@ -89,9 +150,18 @@ type Update struct {
 // socket) with nothing to plan in part between them.
 func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.profile, pr.valid, pr.graphed = p, true, false
-	pr.links = make(map[uint32]Link, len(links))
+	pr.keyReaders, pr.linkReaders, pr.profileEdges = nil, nil, nil
+	// A link as it was is kept (graph derives it again): a resync of
+	// thousands of unchanged links copies none of them. Each record is its
+	// own allocation, so that one replaced frees its memory.
+	was := pr.links
+	pr.links = make(map[uint32]*linkState, len(links))
 	for _, l := range links {
-		pr.links[l.Index] = l
+		s, ok := was[l.Index]
+		if !ok || !s.Link.Equal(l) {
+			s = &linkState{Link: l}
+		}
+		pr.links[l.Index] = s
 	}
 	pr.last = Compute(p, links)
 	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
@@ -100,9 +170,9 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 // graph builds the dependency graph of the links remembered.
 func (pr *Planner) graph() {
 	p := pr.profile
-	pr.edges = make(map[uint32][]node, len(pr.links))
-	pr.derived = make(map[uint32]map[string]Target, len(pr.links))
-	pr.adj = map[node]map[node]int{}
+	pr.keyReaders = make(map[string][]uint32, len(pr.links))
+	pr.linkReaders = make(map[uint32][]uint32, len(pr.links))
+	pr.profileEdges = map[string][]string{}
 	if p != nil {
 		for i := range p.Bridges {
 			b := &p.Bridges[i]
@@ -110,13 +180,17 @@ func (pr *Planner) graph() {
 				continue
 			}
 			id := BridgeIdentity(b.Name)
+			key := id.Key()
 			for _, vid := range b.SelfVLANs {
-				pr.link(node{key: id.Key()}, node{key: SelfVLANIdentity(id, vid).Key()}, 1)
+				self := SelfVLANIdentity(id, vid).Key()
+				pr.profileEdges[key] = append(pr.profileEdges[key], self)
+				pr.profileEdges[self] = append(pr.profileEdges[self], key)
 			}
 		}
 	}
-	for _, l := range pr.links {
-		pr.setLink(p, l)
+	for idx, s := range pr.links {
+		s.key, s.derived = linkKeys(p, s.Link)
+		pr.addEdges(idx, s)
 	}
 	pr.graphed = true
 }
@@ -129,7 +203,7 @@ func (pr *Planner) Stale(links []Link) []uint32 {
 	here := make(map[uint32]bool, len(links))
 	for _, l := range links {
 		here[l.Index] = true
-		if old, ok := pr.links[l.Index]; !ok || !old.Equal(l) {
+		if old, ok := pr.links[l.Index]; !ok || !old.Link.Equal(l) {
 			out = append(out, l.Index)
 		}
 	}
@@ -154,7 +228,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	var changed []uint32
 	var current []Link
 	for _, l := range links {
-		if old, ok := pr.links[l.Index]; !ok || !old.Equal(l) {
+		if old, ok := pr.links[l.Index]; !ok || !old.Link.Equal(l) {
 			changed = append(changed, l.Index)
 			current = append(current, l)
 		}
@@ -185,44 +259,30 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 		to   node
 	}
 	var hops []hop
-	oldDerived := map[uint32]map[string]Target{}
-	oldLinks := map[uint32]Link{}
+	old := make(map[uint32]*linkState, len(changed)) // the changed links' records before the change
 	for _, idx := range changed {
-		if l, ok := pr.links[idx]; ok {
-			oldLinks[idx] = l
+		s, ok := pr.links[idx]
+		if ok {
+			old[idx] = s
+			s.eachEdge(func(n node) { hops = append(hops, hop{idx, n}) })
 		}
-		for _, n := range pr.edges[idx] {
-			hops = append(hops, hop{idx, n})
-		}
-		oldDerived[idx] = pr.derived[idx]
 		// Links that read this one (its ports, the VLANs on it): reached.
-		own := map[node]int{}
-		for _, n := range pr.edges[idx] {
-			own[n]++
+		for _, r := range pr.linkReaders[idx] {
+			hops = append(hops, hop{0, node{link: r}})
 		}
-		for n, count := range pr.adj[node{link: idx}] {
-			if count > own[n] && n.key == "" {
-				hops = append(hops, hop{0, n})
-			}
+		if ok {
+			pr.removeEdges(idx, s)
+			delete(pr.links, idx)
 		}
-		pr.setEdges(idx, nil)
-		delete(pr.derived, idx)
-		delete(pr.links, idx)
 	}
 	for _, l := range current {
-		pr.links[l.Index] = l
-		pr.setLink(p, l)
-		for _, n := range pr.edges[l.Index] {
-			hops = append(hops, hop{l.Index, n})
-		}
-		own := map[node]int{}
-		for _, n := range pr.edges[l.Index] {
-			own[n]++
-		}
-		for n, count := range pr.adj[node{link: l.Index}] {
-			if count > own[n] && n.key == "" {
-				hops = append(hops, hop{0, n})
-			}
+		s := &linkState{Link: l}
+		s.key, s.derived = linkKeys(p, l)
+		pr.links[l.Index] = s
+		pr.addEdges(l.Index, s)
+		s.eachEdge(func(n node) { hops = append(hops, hop{l.Index, n}) })
+		for _, r := range pr.linkReaders[l.Index] {
+			hops = append(hops, hop{0, node{link: r}})
 		}
 	}
 	reached := map[node]bool{}
@@ -234,7 +294,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	for _, h := range hops {
 		switch {
 		case h.to.key != "":
-			if w, ok := pr.stable(h.to.key, isChanged, oldLinks, oldDerived); ok {
+			if w, ok := pr.stable(h.to.key, isChanged, old); ok {
 				pr.addContext(h.to.key, w, context)
 			} else {
 				start = append(start, h.to)
@@ -242,11 +302,16 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 		case h.from != 0 && !isChanged[h.to.link]:
 			// The changed link's master or parent: read, not reading.
 			context[h.to.link] = true
-			if m, ok := pr.links[h.to.link]; ok && m.Owned && Derived(m.Identity) {
-				pr.addContext(m.Identity.Key(), pr.witness(m.Identity.Key(), isChanged), context)
+			if m, ok := pr.links[h.to.link]; ok && m.key != "" {
+				pr.addContext(m.key, pr.witness(m.key, isChanged), context)
 			}
 		default:
 			start = append(start, h.to)
+		}
+	}
+	push := func(m node) {
+		if !reached[m] {
+			start = append(start, m)
 		}
 	}
 	for len(start) > 0 {
@@ -256,33 +321,43 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			continue
 		}
 		reached[n] = true
-		if n.key == "" && isChanged[n.link] {
+		if n.key != "" {
+			for _, r := range pr.keyReaders[n.key] {
+				push(node{link: r})
+			}
+			for _, k := range pr.profileEdges[n.key] {
+				push(node{key: k})
+			}
+			continue
+		}
+		if isChanged[n.link] {
 			continue // its neighbours were sorted out above
 		}
-		for m := range pr.adj[n] {
-			if !reached[m] {
-				start = append(start, m)
-			}
+		if s, ok := pr.links[n.link]; ok {
+			s.eachEdge(push)
+		}
+		for _, r := range pr.linkReaders[n.link] {
+			push(node{link: r})
 		}
 	}
 	for idx := range context {
 		if !reached[node{link: idx}] {
-			if l, ok := pr.links[idx]; ok {
-				sub = append(sub, l)
+			if s, ok := pr.links[idx]; ok {
+				sub = append(sub, s.Link)
 			}
 		}
 	}
 	for n := range reached {
-		if l, ok := pr.links[n.link]; ok && n.key == "" {
-			sub = append(sub, l)
+		if s, ok := pr.links[n.link]; ok && n.key == "" {
+			sub = append(sub, s.Link)
 		}
 	}
 	if 2*len(sub) > len(pr.links) {
 		// Most of the links are reached: one plan of everything is cheaper
 		// than one of a part and a merge.
 		all := make([]Link, 0, len(pr.links))
-		for _, l := range pr.links {
-			all = append(all, l)
+		for _, s := range pr.links {
+			all = append(all, s.Link)
 		}
 		pr.last = Compute(p, all)
 		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
@@ -332,22 +407,13 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys, InPlace: inPlace}
 }
 
-// setLink records the edges and derivations of link l.
-func (pr *Planner) setLink(p *board.Profile, l Link) {
-	edges, derived := linkEdges(p, l)
-	pr.setEdges(l.Index, edges)
-	if derived != nil {
-		pr.derived[l.Index] = derived
-	}
-}
-
 // witness is the highest ifindex among the unchanged links that derive
 // key (0 if none): whose target stands when no changed link outranks it.
 func (pr *Planner) witness(key string, changed map[uint32]bool) uint32 {
 	var w uint32
-	for n := range pr.adj[node{key: key}] {
-		if _, derives := pr.derived[n.link][key]; n.key == "" && derives && !changed[n.link] && n.link > w {
-			w = n.link
+	for _, r := range pr.keyReaders[key] {
+		if pr.links[r].derives(key) && !changed[r] && r > w {
+			w = r
 		}
 	}
 	return w
@@ -360,25 +426,23 @@ func (pr *Planner) witness(key string, changed map[uint32]bool) uint32 {
 // Then nothing about key changed, and the links that read it (the other
 // ports of a shared bridge) read the same: they need no new plan. (The
 // target that stands is the highest deriver's: the witness's, or a changed
-// link's, which is the same.)
-func (pr *Planner) stable(key string, changed map[uint32]bool, oldLinks map[uint32]Link, oldDerived map[uint32]map[string]Target) (uint32, bool) {
+// link's, which is the same.) old holds the changed links' records from
+// before the change.
+func (pr *Planner) stable(key string, changed map[uint32]bool, old map[uint32]*linkState) (uint32, bool) {
 	w := pr.witness(key, changed)
 	if w == 0 {
 		return 0, false
 	}
-	want := pr.derived[w][key]
-	owns := func(l Link, ok bool) bool { return ok && l.Owned && Derived(l.Identity) && l.Identity.Key() == key }
+	want, _ := pr.links[w].target(pr.profile, key)
 	for idx := range changed {
-		if l, ok := pr.links[idx]; owns(l, ok) {
+		now, was := pr.links[idx], old[idx]
+		if (now != nil && now.key == key) || (was != nil && was.key == key) {
 			return 0, false
 		}
-		if l, ok := oldLinks[idx]; owns(l, ok) {
+		if t, ok := was.target(pr.profile, key); ok && t != want {
 			return 0, false
 		}
-		if t, ok := oldDerived[idx][key]; ok && t != want {
-			return 0, false
-		}
-		if t, ok := pr.derived[idx][key]; ok && t != want {
+		if t, ok := now.target(pr.profile, key); ok && t != want {
 			return 0, false
 		}
 	}
@@ -400,78 +464,99 @@ func (pr *Planner) addContext(key string, witness uint32, context map[uint32]boo
 		keys = append(keys, b)
 	}
 	for _, k := range keys {
-		for n := range pr.adj[node{key: k}] {
-			if l, ok := pr.links[n.link]; ok && n.key == "" && l.Owned && Derived(l.Identity) && l.Identity.Key() == k {
-				context[n.link] = true
+		for _, r := range pr.keyReaders[k] {
+			if s, ok := pr.links[r]; ok && s.key == k {
+				context[r] = true
 			}
 		}
 	}
 }
 
-// setEdges replaces link idx's edges.
-func (pr *Planner) setEdges(idx uint32, edges []node) {
-	self := node{link: idx}
-	for _, n := range pr.edges[idx] {
-		pr.link(self, n, -1)
-	}
-	if edges == nil {
-		delete(pr.edges, idx)
-		return
-	}
-	pr.edges[idx] = edges
-	for _, n := range edges {
-		pr.link(self, n, 1)
-	}
+// addEdges records link idx's edges at their far ends.
+func (pr *Planner) addEdges(idx uint32, s *linkState) {
+	s.eachEdge(func(n node) {
+		if n.key != "" {
+			pr.keyReaders[n.key] = append(pr.keyReaders[n.key], idx)
+		} else {
+			pr.linkReaders[n.link] = append(pr.linkReaders[n.link], idx)
+		}
+	})
 }
 
-// link adds (by 1) or removes (by -1) one undirected edge; edges are
-// counted, as two links can both connect the same pair.
-func (pr *Planner) link(a, b node, by int) {
-	for _, e := range [2][2]node{{a, b}, {b, a}} {
-		m := pr.adj[e[0]]
-		if m == nil {
-			m = map[node]int{}
-			pr.adj[e[0]] = m
-		}
-		if m[e[1]] += by; m[e[1]] <= 0 {
-			delete(m, e[1])
-			if len(m) == 0 {
-				delete(pr.adj, e[0])
+// removeEdges takes back what addEdges(idx, s) recorded.
+func (pr *Planner) removeEdges(idx uint32, s *linkState) {
+	s.eachEdge(func(n node) {
+		if n.key != "" {
+			if rs := dropOne(pr.keyReaders[n.key], idx); len(rs) > 0 {
+				pr.keyReaders[n.key] = rs
+			} else {
+				delete(pr.keyReaders, n.key)
+			}
+		} else {
+			if rs := dropOne(pr.linkReaders[n.link], idx); len(rs) > 0 {
+				pr.linkReaders[n.link] = rs
+			} else {
+				delete(pr.linkReaders, n.link)
 			}
 		}
-	}
+	})
 }
 
-// linkEdges lists what link l's plan entries depend on and what depends on
-// it (see Planner).
-func linkEdges(p *board.Profile, l Link) ([]node, map[string]Target) {
-	out := []node{}
-	var derived map[string]Target
+// dropOne removes one idx from rs (whose order does not matter).
+func dropOne(rs []uint32, idx uint32) []uint32 {
+	if i := slices.Index(rs, idx); i >= 0 {
+		rs[i] = rs[len(rs)-1]
+		rs = rs[:len(rs)-1]
+	}
+	return rs
+}
+
+// linkEdges is what link l's plan entries depend on and what depends on it
+// (see Planner), apart from its master and parent: its identity key if it
+// is an owned derived link, and the targets it derives (with the self VLANs
+// of its bridges as their bare identity), one per key, the last derivation
+// of a key standing.
+func linkEdges(p *board.Profile, l Link) (key string, derived []keyedTarget) {
 	if l.Owned && Derived(l.Identity) {
-		out = append(out, node{key: l.Identity.Key()})
+		key = l.Identity.Key()
 	}
-	if d, ok := derivePort(p, l); ok {
-		derived = map[string]Target{}
-		for _, t := range d.targets {
-			key := t.Key()
-			out = append(out, node{key: key})
-			derived[key] = t
-			if b := d.rules[key]; b != nil {
-				for _, vid := range b.SelfVLANs {
-					self := SelfVLANIdentity(t.Identity, vid)
-					out = append(out, node{key: self.Key()})
-					derived[self.Key()] = Target{Identity: self}
-				}
+	d, ok := derivePort(p, l)
+	if !ok {
+		return key, nil
+	}
+	put := func(k string, t Target) {
+		for i := range derived {
+			if derived[i].key == k {
+				derived[i].target = t
+				return
+			}
+		}
+		derived = append(derived, keyedTarget{k, t})
+	}
+	for _, t := range d.targets {
+		k := t.Key()
+		put(k, t)
+		if b := d.rules[k]; b != nil {
+			for _, vid := range b.SelfVLANs {
+				self := SelfVLANIdentity(t.Identity, vid)
+				put(self.Key(), Target{Identity: self})
 			}
 		}
 	}
-	if l.Master != 0 {
-		out = append(out, node{link: l.Master})
+	return key, derived
+}
+
+// linkKeys is linkEdges with the keys of the targets only.
+func linkKeys(p *board.Profile, l Link) (key string, keys []string) {
+	key, derived := linkEdges(p, l)
+	if len(derived) == 0 {
+		return key, nil
 	}
-	if l.ParentIndex != 0 {
-		out = append(out, node{link: l.ParentIndex})
+	keys = make([]string, len(derived))
+	for i, d := range derived {
+		keys[i] = d.key
 	}
-	return out, derived
+	return key, keys
 }
 
 // subject is what an action is about: its link, or the target it makes

@@ -267,10 +267,13 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl := Plan{Targets: map[string]Target{}}
 	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
 	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
-	byIndex := map[uint32]Link{}
-	present := map[string]Link{} // owned links by identity key
+	// byIndex and present point into sorted: at thousands of links, maps
+	// of copies were most of a full plan's garbage.
 	sorted := sortedLinks(links)
-	for _, l := range sorted {
+	byIndex := make(map[uint32]*Link, len(sorted))
+	present := map[string]*Link{} // owned links by identity key
+	for i := range sorted {
+		l := &sorted[i]
 		byIndex[l.Index] = l
 		if l.Owned && Derived(l.Identity) {
 			present[l.Identity.Key()] = l
@@ -421,7 +424,7 @@ func bridgeOptions(b *board.BridgeRule) kernel.BridgeOptions {
 // whose filtering differs from their rule's (turned off behind ifmgr's back,
 // or a reload that changes vlan_filtering). A non-filtering bridge's default
 // PVID is the kernel's business; a filtering one's must stay 0.
-func bridgeSettings(targets map[string]Target, present map[string]Link, deleted map[uint32]bool) []Action {
+func bridgeSettings(targets map[string]Target, present map[string]*Link, deleted map[uint32]bool) []Action {
 	var out []Action
 	for key, t := range targets {
 		l, ok := present[key]
@@ -457,7 +460,7 @@ func byName(a, b Action) bool {
 // come first, and a port leaving a bridge loses its entries in the kernel.
 // Members ifmgr did not put in (hostapd's wlan0) are not its business.
 // links is sorted by ifindex.
-func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]Link) []Action {
+func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]*Link) []Action {
 	var out []Action
 	diff := func(base Action, have []kernel.BridgeVLAN, want []board.VLANEntry, why string) {
 		haveBy := map[uint16]kernel.BridgeVLAN{}

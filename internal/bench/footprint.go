@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/uroute/uroute/internal/benchkit"
@@ -37,6 +38,9 @@ var arches = []struct{ name, goarch, goarm, gomips string }{
 func (b *bench) footprint() error {
 	fp := &Footprint{Binaries: map[string]map[string]int64{}, Managed: 4000}
 	for _, a := range arches {
+		if b.c.RSSOnly {
+			break
+		}
 		fp.Binaries[a.name] = map[string]int64{}
 		for _, cmd := range []string{"ifmgrd", "ifctl", "uinit"} {
 			out := b.c.path(fmt.Sprintf("size-%s-%s", a.name, cmd))
@@ -101,13 +105,58 @@ func (b *bench) profileMemory(r *runCtx, fp *Footprint) error {
 		return err
 	}
 	if _, err := timed(r, benchkit.BridgedPorts("lan", r.n), func() error {
-		return b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil, "--config", prof)
+		bin, pre := b.footprintDaemon("profile")
+		return b.startDaemon(r, bin, pre, "--config", prof)
 	}); err != nil {
 		return err
 	}
 	time.Sleep(5 * time.Second)
-	fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid)
-	return err
+	if fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid); err != nil {
+		return err
+	}
+	return b.heapProfile(r, "profile", "profile")
+}
+
+// footprintDaemon is the daemon binary of a footprint measurement and the
+// flags before ifmgrd's: ifmgrd, or ifmgrd-debug writing heap profiles of
+// measurement name on SIGUSR1 when -heap-profiles asks for them.
+func (b *bench) footprintDaemon(name string) (string, []string) {
+	if b.c.HeapProfiles == "" {
+		return filepath.Join(b.c.Bin, "ifmgrd"), nil
+	}
+	return filepath.Join(b.c.Bin, "ifmgrd-debug"), []string{"-memprofile", b.heapPath(name), "-memprofile-after", "0", "--"}
+}
+
+func (b *bench) heapPath(name string) string {
+	return filepath.Join(b.c.HeapProfiles, "heap-"+name+".pprof")
+}
+
+// heapProfile has the daemon of measurement name write its heap profile
+// (after the RSS reading: the profile collects garbage first) and keeps it
+// as heap-<as>.pprof; nothing without -heap-profiles.
+func (b *bench) heapProfile(r *runCtx, name, as string) error {
+	if b.c.HeapProfiles == "" {
+		return nil
+	}
+	path := b.heapPath(name)
+	os.Remove(path)
+	// Where the RSS is (anonymous or file pages) before the profile's GC.
+	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", r.daemon.Process.Pid)); err == nil {
+		os.WriteFile(b.heapPath(as)+".smaps", smaps, 0o644)
+	}
+	if err := r.daemon.Process.Signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(path); err == nil {
+			if as == name {
+				return nil
+			}
+			os.Rename(path+".memstats", b.heapPath(as)+".memstats")
+			return os.Rename(path, b.heapPath(as))
+		}
+	}
+	return fmt.Errorf("no heap profile %s after 30 s", path)
 }
 
 // memory: the real ifmgrd, idle with an empty DB, then managing
@@ -118,7 +167,8 @@ func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	if r.w, err = benchkit.NewWatch(r.ns); err != nil {
 		return err
 	}
-	if err := b.startDaemon(r, filepath.Join(b.c.Bin, "ifmgrd"), nil); err != nil {
+	bin, pre := b.footprintDaemon("socket")
+	if err := b.startDaemon(r, bin, pre); err != nil {
 		return err
 	}
 	if err := waitSocket(r.sock, time.Minute); err != nil {
@@ -129,6 +179,9 @@ func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	if fp.RSSIdle, _, err = benchkit.ProcStatus(pid); err != nil {
 		return err
 	}
+	if err := b.heapProfile(r, "socket", "idle"); err != nil {
+		return err
+	}
 	if st, err := os.Stat(r.db); err == nil {
 		fp.DBEmpty = st.Size()
 	}
@@ -137,6 +190,9 @@ func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	}
 	time.Sleep(5 * time.Second)
 	if fp.RSSAt, _, err = benchkit.ProcStatus(pid); err != nil {
+		return err
+	}
+	if err := b.heapProfile(r, "socket", "socket"); err != nil {
 		return err
 	}
 	if st, err := os.Stat(r.db); err == nil {

@@ -35,6 +35,12 @@ type config struct {
 	// EventPorts, EventFlaps: the events section's port count and flaps.
 	EventPorts int
 	EventFlaps int
+	// HeapProfiles: a directory for heap profiles of the footprint's
+	// measurements ("" for none): ifmgrd-debug runs instead of ifmgrd and
+	// writes one right after each RSS reading.
+	HeapProfiles string
+	// RSSOnly: the footprint section measures memory only, not binaries.
+	RSSOnly bool
 }
 
 // Result is one measured figure.
@@ -79,6 +85,8 @@ func main() {
 	flag.StringVar(&sections, "only", "bringup,create,teardown,latency,where,footprint,events", "sections to run")
 	flag.StringVar(&c.Networkd, "networkd", "/lib/systemd/systemd-networkd", "systemd-networkd binary (\"\" to skip)")
 	flag.IntVar(&c.SlowMax, "slow-max", 1000000, "run one-ip-per-op and networkd only for N up to this")
+	flag.StringVar(&c.HeapProfiles, "heap-profiles", "", "footprint: run ifmgrd-debug and write a heap profile per RSS reading into this directory")
+	flag.BoolVar(&c.RSSOnly, "rss-only", false, "footprint: measure memory only (skip building the binaries for every architecture)")
 	nsPrefix := flag.String("ns-prefix", "ubench", "prefix of the bench's network namespace names")
 	flag.Parse()
 	runNS, peersNS, probeNS = *nsPrefix+"-run", *nsPrefix+"-peers", *nsPrefix+"-probe"

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/uroute/uroute/firmware/daemon"
@@ -25,21 +27,24 @@ func main() {
 	cpu := fs.String("cpuprofile", "", "write a CPU profile of the run here")
 	dbg := fs.String("debug-socket", "", "answer runtime figures (JSON) on this Unix socket")
 	mem := fs.String("memprofile", "", "write a heap profile here, -memprofile-after into the run")
-	memAfter := fs.Duration("memprofile-after", time.Minute, "when to write the heap profile")
+	memAfter := fs.Duration("memprofile-after", time.Minute, "when to write the heap profile (0: only on SIGUSR1)")
 	fs.Parse(os.Args[1:])
 	if *mem != "" {
-		time.AfterFunc(*memAfter, func() {
-			f, err := os.Create(*mem)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-				return
+		// Sample every 4 KiB allocated, not every 512 KiB: a daemon's heap
+		// of a few megabytes would be a dozen samples.
+		runtime.MemProfileRate = 4096
+		if *memAfter > 0 {
+			time.AfterFunc(*memAfter, func() { writeHeap(*mem) })
+		}
+		// SIGUSR1 writes it too, when the caller knows the moment (the
+		// bench's footprint, right after it reads the RSS).
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				writeHeap(*mem)
 			}
-			defer f.Close()
-			runtime.GC() // the profile's in-use figures are of the last GC
-			if err := pprof.WriteHeapProfile(f); err != nil {
-				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-			}
-		})
+		}()
 	}
 	if *cpu != "" {
 		f, err := os.Create(*cpu)
@@ -66,6 +71,48 @@ func main() {
 		pprof.StopCPUProfile()
 	}
 	os.Exit(code)
+}
+
+// writeHeap writes a heap profile to path (through a temporary file, so a
+// reader never sees half of one).
+func writeHeap(path string) {
+	if err := writeMemStats(path + ".memstats"); err != nil { // as the moment was, before the GC
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+	}
+	f, err := os.Create(path + ".tmp")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+		return
+	}
+	runtime.GC() // the profile's in-use figures are of the last GC
+	err = pprof.WriteHeapProfile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(path+".tmp", path)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+	}
+}
+
+// writeMemStats writes the runtime's memory figures (where the RSS goes
+// that the heap profile does not show: freed spans not yet returned,
+// stacks, the runtime's own) as JSON.
+func writeMemStats(path string) error {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b, err := json.MarshalIndent(map[string]uint64{
+		"HeapAlloc": ms.HeapAlloc, "HeapInuse": ms.HeapInuse, "HeapIdle": ms.HeapIdle, "HeapReleased": ms.HeapReleased,
+		"HeapSys": ms.HeapSys, "StackSys": ms.StackSys, "MSpanSys": ms.MSpanSys, "MCacheSys": ms.MCacheSys,
+		"BuckHashSys": ms.BuckHashSys, "GCSys": ms.GCSys, "OtherSys": ms.OtherSys, "Sys": ms.Sys,
+		"NextGC": ms.NextGC, "NumGC": uint64(ms.NumGC), "TotalAlloc": ms.TotalAlloc,
+	}, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // serve answers each connection with one JSON object, one at a time: the
