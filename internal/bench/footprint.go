@@ -29,6 +29,15 @@ type Footprint struct {
 	// made and Managed ports joined): the planner's graph and last plan
 	// and the link table at that size, which the socket case has not.
 	RSSProfile int64 `json:"rss_profile_bytes"`
+	// The same three readings split into anonymous pages (heap, stacks,
+	// runtime) and file pages (the binary, the DB's mmap).
+	RSSIdleParts    benchkit.RSS `json:"rss_idle_parts"`
+	RSSAtParts      benchkit.RSS `json:"rss_managed_parts"`
+	RSSProfileParts benchkit.RSS `json:"rss_profile_parts"`
+	// Settled*: seconds from the work's end (the goal met, the last create
+	// answered) until ifmgrd was idle and its RSS was read.
+	SettledAt      float64 `json:"settled_managed_s"`
+	SettledProfile float64 `json:"settled_profile_s"`
 }
 
 var arches = []struct{ name, goarch, goarm, gomips string }{
@@ -91,7 +100,7 @@ func (b *bench) inFreshNS(n int, run func(*runCtx) error) error {
 
 // profileMemory: ifmgrd with the per-port profile over fp.Managed ports, in
 // a namespace of its own, RSS read once the kernel shows every port in its
-// bridge and a pause has let the bring-up's garbage be collected.
+// bridge and ifmgrd has settled (settledRSS).
 func (b *bench) profileMemory(r *runCtx, fp *Footprint) error {
 	var err error
 	if r.w, err = benchkit.NewWatch(r.ns); err != nil {
@@ -110,11 +119,30 @@ func (b *bench) profileMemory(r *runCtx, fp *Footprint) error {
 	}); err != nil {
 		return err
 	}
-	time.Sleep(5 * time.Second)
-	if fp.RSSProfile, _, err = benchkit.ProcStatus(r.daemon.Process.Pid); err != nil {
+	if fp.RSSProfileParts, fp.SettledProfile, err = settledRSS(r.daemon.Process.Pid); err != nil {
 		return err
 	}
+	fp.RSSProfile = fp.RSSProfileParts.Total
 	return b.heapProfile(r, "profile", "profile")
+}
+
+// settledRSS reads pid's RSS once its work is over: after its CPU time has
+// stood still for idleFor, and then for another trimmer tick and idleFor
+// (ifmgrd gives memory back on the first quiet tick after a burst, which
+// is CPU time again). After a bring-up of thousands of links the kernel goes
+// on sending news of them (IPv6 setup of every link) for a minute or more:
+// a reading a fixed pause after the goal caught ifmgrd still at work. It
+// returns how long the settling took.
+func settledRSS(pid int) (benchkit.RSS, float64, error) {
+	t0 := time.Now()
+	for range 2 {
+		if _, err := idle(pid, time.Now(), 5*time.Minute); err != nil {
+			return benchkit.RSS{}, 0, err
+		}
+		time.Sleep(1100 * time.Millisecond) // one trimmer tick (firmware/daemon's trimEvery)
+	}
+	rss, err := benchkit.ProcRSS(pid)
+	return rss, time.Since(t0).Seconds(), err
 }
 
 // footprintDaemon is the daemon binary of a footprint measurement and the
@@ -160,8 +188,8 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 }
 
 // memory: the real ifmgrd, idle with an empty DB, then managing
-// fp.Managed bridges made over its socket. RSS is read after a pause, once
-// the work's garbage had a chance to be collected.
+// fp.Managed bridges made over its socket. RSS is read once ifmgrd has
+// settled after the work (settledRSS).
 func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	var err error
 	if r.w, err = benchkit.NewWatch(r.ns); err != nil {
@@ -174,11 +202,11 @@ func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	if err := waitSocket(r.sock, time.Minute); err != nil {
 		return err
 	}
-	time.Sleep(3 * time.Second)
 	pid := r.daemon.Process.Pid
-	if fp.RSSIdle, _, err = benchkit.ProcStatus(pid); err != nil {
+	if fp.RSSIdleParts, _, err = settledRSS(pid); err != nil {
 		return err
 	}
+	fp.RSSIdle = fp.RSSIdleParts.Total
 	if err := b.heapProfile(r, "socket", "idle"); err != nil {
 		return err
 	}
@@ -188,10 +216,10 @@ func (b *bench) memory(r *runCtx, fp *Footprint) error {
 	if err := createOverSocket(r.sock, fp.Managed, 16); err != nil {
 		return err
 	}
-	time.Sleep(5 * time.Second)
-	if fp.RSSAt, _, err = benchkit.ProcStatus(pid); err != nil {
+	if fp.RSSAtParts, fp.SettledAt, err = settledRSS(pid); err != nil {
 		return err
 	}
+	fp.RSSAt = fp.RSSAtParts.Total
 	if err := b.heapProfile(r, "socket", "socket"); err != nil {
 		return err
 	}

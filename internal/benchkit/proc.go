@@ -40,6 +40,42 @@ func ProcStatus(pid int) (rss int64, threads int, err error) {
 	return rss, threads, sc.Err()
 }
 
+// RSS is a process's resident set split the way /proc/PID/status splits it:
+// anonymous pages (Go's heap, stacks and runtime structures) and file pages
+// (the binary's text and data, and mmapped files such as bbolt's DB).
+type RSS struct {
+	Total, Anon, File int64
+}
+
+// ProcRSS reads VmRSS, RssAnon and RssFile (bytes) of a process.
+func ProcRSS(pid int) (RSS, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return RSS{}, err
+	}
+	var r RSS
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		fs := strings.Fields(v)
+		if !ok || len(fs) == 0 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(fs[0], 10, 64)
+		switch k {
+		case "VmRSS":
+			r.Total = kb << 10
+		case "RssAnon":
+			r.Anon = kb << 10
+		case "RssFile":
+			r.File = kb << 10
+		}
+	}
+	if r.Total == 0 {
+		return RSS{}, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
+	return r, nil
+}
+
 // OpenFDs counts the entries of /proc/PID/fd.
 func OpenFDs(pid int) (int, error) {
 	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
