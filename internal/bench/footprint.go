@@ -24,20 +24,29 @@ type Footprint struct {
 	DBEmpty  int64                       `json:"db_empty_bytes"`
 	DBAt     int64                       `json:"db_managed_bytes"`
 	DBPerRec float64                     `json:"db_bytes_per_record"`
-	// RSSProfile: ifmgrd started with the per-port profile on Managed veth
-	// ports, once every port is in a bridge of its own (Managed bridges
-	// made and Managed ports joined): the planner's graph and last plan
-	// and the link table at that size, which the socket case has not.
-	RSSProfile int64 `json:"rss_profile_bytes"`
+	// Profiles: ifmgrd started with the per-port profile on Ports veth
+	// ports, once every port is in a bridge of its own (Ports bridges made
+	// and Ports ports joined, 2*Ports interfaces): the planner's graph and
+	// last plan and the link table at that size, which the socket case has
+	// not. Measured at Managed/2 ports (Managed interfaces, the target's
+	// count) and at Managed ports.
+	Profiles []ProfileRSS `json:"profiles"`
 	// The same three readings split into anonymous pages (heap, stacks,
 	// runtime) and file pages (the binary, the DB's mmap).
-	RSSIdleParts    benchkit.RSS `json:"rss_idle_parts"`
-	RSSAtParts      benchkit.RSS `json:"rss_managed_parts"`
-	RSSProfileParts benchkit.RSS `json:"rss_profile_parts"`
-	// Settled*: seconds from the work's end (the goal met, the last create
-	// answered) until ifmgrd was idle and its RSS was read.
-	SettledAt      float64 `json:"settled_managed_s"`
-	SettledProfile float64 `json:"settled_profile_s"`
+	RSSIdleParts benchkit.RSS `json:"rss_idle_parts"`
+	RSSAtParts   benchkit.RSS `json:"rss_managed_parts"`
+	// SettledAt: seconds from the last create's answer until ifmgrd was
+	// idle and its RSS was read.
+	SettledAt float64 `json:"settled_managed_s"`
+}
+
+// ProfileRSS is one profile-driven RSS reading (Footprint.Profiles).
+type ProfileRSS struct {
+	Ports int          `json:"ports"`
+	RSS   benchkit.RSS `json:"rss"`
+	// Settled: seconds from the goal (every port in its bridge, all up)
+	// until ifmgrd was idle and its RSS was read.
+	Settled float64 `json:"settled_s"`
 }
 
 var arches = []struct{ name, goarch, goarm, gomips string }{
@@ -68,8 +77,10 @@ func (b *bench) footprint() error {
 	}
 
 	err := b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
-	if err == nil {
-		err = b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.profileMemory(r, fp) })
+	for _, ports := range []int{fp.Managed / 2, fp.Managed} {
+		if err == nil {
+			err = b.inFreshNS(ports, func(r *runCtx) error { return b.profileMemory(r, fp) })
+		}
 	}
 	b.rep.Footprint = fp
 	return err
@@ -119,11 +130,12 @@ func (b *bench) profileMemory(r *runCtx, fp *Footprint) error {
 	}); err != nil {
 		return err
 	}
-	if fp.RSSProfileParts, fp.SettledProfile, err = settledRSS(r.daemon.Process.Pid); err != nil {
+	m := ProfileRSS{Ports: r.n}
+	if m.RSS, m.Settled, err = settledRSS(r.daemon.Process.Pid); err != nil {
 		return err
 	}
-	fp.RSSProfile = fp.RSSProfileParts.Total
-	return b.heapProfile(r, "profile", "profile")
+	fp.Profiles = append(fp.Profiles, m)
+	return b.heapProfile(r, "profile", fmt.Sprintf("profile-%d", r.n))
 }
 
 // settledRSS reads pid's RSS once its work is over: after its CPU time has

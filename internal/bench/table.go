@@ -54,7 +54,9 @@ func printTable(w io.Writer, rep *Report) {
 		fmt.Fprintf(tw, "\nfootprint\n")
 		fmt.Fprintf(tw, "RSS idle\t%.1f MB\nRSS with %d managed bridges\t%.1f MB\nDB empty / with %d\t%d / %d bytes (%.0f bytes per record)\n",
 			mb(fp.RSSIdle), fp.Managed, mb(fp.RSSAt), fp.Managed, fp.DBEmpty, fp.DBAt, fp.DBPerRec)
-		fmt.Fprintf(tw, "RSS with the per-port profile, %d ports\t%.1f MB\n", fp.Managed, mb(fp.RSSProfile))
+		for _, m := range fp.Profiles {
+			fmt.Fprintf(tw, "RSS with the per-port profile, %d ports\t%.1f MB\n", m.Ports, mb(m.RSS.Total))
+		}
 		fmt.Fprintf(tw, "arch\tifmgrd\tifctl\tuinit\n")
 		for _, a := range slices.Sorted(maps.Keys(fp.Binaries)) {
 			s := fp.Binaries[a]

@@ -71,15 +71,19 @@ type footprint struct {
 	DBEmpty  int64                       `json:"db_empty_bytes"`
 	DBAt     int64                       `json:"db_managed_bytes"`
 	DBPerRec float64                     `json:"db_bytes_per_record"`
-	// RSSProfile: with the per-port profile over Managed ports (0: not
-	// measured, a bench of an older tree).
-	RSSProfile int64 `json:"rss_profile_bytes"`
+	// Profiles: with the per-port profile (empty: not measured, a bench
+	// of an older tree).
+	Profiles []profileRSS `json:"profiles"`
 	// The readings split (zero: a bench of an older tree).
-	RSSIdleParts    rssParts `json:"rss_idle_parts"`
-	RSSAtParts      rssParts `json:"rss_managed_parts"`
-	RSSProfileParts rssParts `json:"rss_profile_parts"`
-	SettledAt       float64  `json:"settled_managed_s"`
-	SettledProfile  float64  `json:"settled_profile_s"`
+	RSSIdleParts rssParts `json:"rss_idle_parts"`
+	RSSAtParts   rssParts `json:"rss_managed_parts"`
+	SettledAt    float64  `json:"settled_managed_s"`
+}
+
+type profileRSS struct {
+	Ports   int      `json:"ports"`
+	RSS     rssParts `json:"rss"`
+	Settled float64  `json:"settled_s"`
 }
 
 type rssParts struct{ Total, Anon, File int64 }
@@ -338,8 +342,8 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 			p("| %s | %.2f MB | %.2f MB | %.2f MB |\n", a, mb(s["ifmgrd"]), mb(s["ifctl"]), mb(s["uinit"]))
 		}
 		p("\nifmgrd (amd64) RSS idle: **%.1f MB**%s; managing %d bridges made over its socket: **%.1f MB**%s%s.\n", mb(fp.RSSIdle), fp.RSSIdleParts.split(), fp.Managed, mb(fp.RSSAt), fp.RSSAtParts.split(), settled(fp.SettledAt))
-		if fp.RSSProfile > 0 {
-			p("Started with the per-port profile on %d veth ports, once each is in a bridge of its own (%d bridges made,\n%d ports joined; the planner keeps its last plan and dependency graph): **%.1f MB**%s%s.\n", fp.Managed, fp.Managed, fp.Managed, mb(fp.RSSProfile), fp.RSSProfileParts.split(), settled(fp.SettledProfile))
+		for _, m := range fp.Profiles {
+			p("Started with the per-port profile on %d veth ports, once each is in a bridge of its own (%d bridges made,\n%d ports joined, %d interfaces; the planner keeps its last plan and dependency graph): **%.1f MB**%s%s.\n", m.Ports, m.Ports, m.Ports, 2*m.Ports, mb(m.RSS.Total), m.RSS.split(), settled(m.Settled))
 		}
 		p("DB file: %d bytes empty, %d bytes with %d records: **%.0f bytes per record** (bbolt grows the file in\n", fp.DBEmpty, fp.DBAt, fp.Managed, fp.DBPerRec)
 		p("steps, so this is an upper bound at that count).\n\n")
@@ -541,12 +545,12 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 	if fp := r.Footprint; fp != nil {
 		p("| RSS <= 8 MB idle | %.1f MB | %s |\n", mb(fp.RSSIdle), verdict(fp.RSSIdle <= 8e6))
 		p("| RSS <= 16 MB with 4000 interfaces | %.1f MB with %d | %s |\n", mb(fp.RSSAt), fp.Managed, verdict(fp.RSSAt <= 16e6))
-		if fp.RSSProfile > 0 {
+		for _, m := range fp.Profiles {
 			why := ""
-			if fp.RSSProfile > 16e6 && fp.RSSProfileParts.Total > 0 {
-				why = fmt.Sprintf(": %.1f MB anonymous (Go's heap: the link table, the planner's records of %d links, the entries, bbolt's; the heap goal above what is live; spans left half-empty by the bring-up's churn, which Go does not compact) next to %.1f MB of file pages", mb(fp.RSSProfileParts.Anon), 2*fp.Managed, mb(fp.RSSProfileParts.File))
+			if m.RSS.Total > 16e6 {
+				why = fmt.Sprintf(": %.1f MB anonymous (Go's heap: the link table, the planner's records of %d links, the entries, bbolt's; the heap goal above what is live; spans left half-empty by the bring-up's churn, which Go does not compact) next to %.1f MB of file pages", mb(m.RSS.Anon), 2*m.Ports, mb(m.RSS.File))
 			}
-			p("| RSS <= 16 MB with 4000 interfaces, profile-driven | %.1f MB with %d ports and %d bridges | %s%s |\n", mb(fp.RSSProfile), fp.Managed, fp.Managed, verdict(fp.RSSProfile <= 16e6), why)
+			p("| RSS <= 16 MB with 4000 interfaces, profile-driven | %.1f MB with %d interfaces (%d ports, %d bridges) | %s%s |\n", mb(m.RSS.Total), 2*m.Ports, m.Ports, m.Ports, verdict(m.RSS.Total <= 16e6), why)
 		}
 	}
 	if im := r.Images; im != nil {
