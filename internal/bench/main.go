@@ -95,6 +95,12 @@ func main() {
 	for _, s := range strings.Split(sections, ",") {
 		c.Sections[strings.TrimSpace(s)] = true
 	}
+	if c.HeapProfiles != "" {
+		if err := os.MkdirAll(c.HeapProfiles, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
 	if c.Work == "" {
 		d, err := os.MkdirTemp("", "uroute-bench.")
 		if err != nil {
