@@ -45,14 +45,7 @@ var benchProfiles = []struct{ name, text string }{
 // full plan over every link.
 func BenchmarkPlan800(b *testing.B) {
 	for _, bp := range benchProfiles {
-		p, err := board.Parse("bench.toml", []byte(bp.text))
-		if err != nil {
-			b.Fatal(err)
-		}
-		links := convergedPorts(p, 800)
-		if pl := Compute(p, links); len(pl.Actions) != 0 {
-			b.Fatalf("%s: not converged: %v", bp.name, pl.Actions)
-		}
+		p, links := benchSetup(b, bp.name, bp.text, 800)
 		b.Run(bp.name+"/full", func(b *testing.B) {
 			for range b.N {
 				Compute(p, links)
@@ -68,11 +61,7 @@ func BenchmarkPlan800(b *testing.B) {
 // changes nothing the planner reads (a carrier flap): nothing is planned.
 func BenchmarkPlan800Incremental(b *testing.B) {
 	for _, bp := range benchProfiles {
-		p, err := board.Parse("bench.toml", []byte(bp.text))
-		if err != nil {
-			b.Fatal(err)
-		}
-		links := convergedPorts(p, 800)
+		p, links := benchSetup(b, bp.name, bp.text, 800)
 		up, down := links[400], links[400]
 		down.Up = false
 		b.Run(bp.name+"/port-flap", func(b *testing.B) {
@@ -100,11 +89,7 @@ func BenchmarkPlan800Incremental(b *testing.B) {
 // Compute plus what the next Apply needs.
 func BenchmarkPlan800Full(b *testing.B) {
 	for _, bp := range benchProfiles {
-		p, err := board.Parse("bench.toml", []byte(bp.text))
-		if err != nil {
-			b.Fatal(err)
-		}
-		links := convergedPorts(p, 800)
+		p, links := benchSetup(b, bp.name, bp.text, 800)
 		b.Run(bp.name, func(b *testing.B) {
 			var pr Planner
 			for range b.N {
@@ -121,11 +106,7 @@ func BenchmarkPlan800Full(b *testing.B) {
 // plus the first event's graph.
 func BenchmarkPlanner4000Retained(b *testing.B) {
 	for _, bp := range benchProfiles {
-		p, err := board.Parse("bench.toml", []byte(bp.text))
-		if err != nil {
-			b.Fatal(err)
-		}
-		links := convergedPorts(p, 4000)
+		p, links := benchSetup(b, bp.name, bp.text, 4000)
 		down := links[2000]
 		down.Up = false
 		b.Run(bp.name, func(b *testing.B) {
@@ -146,4 +127,19 @@ func BenchmarkPlanner4000Retained(b *testing.B) {
 			b.ReportMetric(float64(retained)/float64(b.N), "retained-B")
 		})
 	}
+}
+
+// benchSetup parses a bench profile and gives n ports in the state its
+// plan leaves them (a converged router), checked to plan nothing.
+func benchSetup(b *testing.B, name, text string, n int) (*board.Profile, []Link) {
+	b.Helper()
+	p, err := board.Parse("bench.toml", []byte(text))
+	if err != nil {
+		b.Fatal(err)
+	}
+	links := convergedPorts(p, n)
+	if pl := Compute(p, links); len(pl.Actions) != 0 {
+		b.Fatalf("%s: not converged: %v", name, pl.Actions)
+	}
+	return p, links
 }
