@@ -14,30 +14,8 @@ import (
 
 // ProcStatus reads VmRSS (bytes) and the thread count of a process.
 func ProcStatus(pid int) (rss int64, threads int, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		fs := strings.Fields(v)
-		if len(fs) == 0 {
-			continue
-		}
-		switch k {
-		case "VmRSS":
-			kb, _ := strconv.ParseInt(fs[0], 10, 64)
-			rss = kb << 10
-		case "Threads":
-			threads, _ = strconv.Atoi(fs[0])
-		}
-	}
-	return rss, threads, sc.Err()
+	f, err := procStatus(pid)
+	return f["VmRSS"] << 10, int(f["Threads"]), err
 }
 
 // RSS is a process's resident set split the way /proc/PID/status splits it:
@@ -49,31 +27,37 @@ type RSS struct {
 
 // ProcRSS reads VmRSS, RssAnon and RssFile (bytes) of a process.
 func ProcRSS(pid int) (RSS, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	f, err := procStatus(pid)
+	if err == nil && f["VmRSS"] == 0 {
+		err = fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	}
 	if err != nil {
 		return RSS{}, err
 	}
-	var r RSS
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, ":")
+	return RSS{Total: f["VmRSS"] << 10, Anon: f["RssAnon"] << 10, File: f["RssFile"] << 10}, nil
+}
+
+// procStatus is /proc/PID/status's numeric fields by name (the first
+// number of each line: kB for the sizes).
+func procStatus(pid int) (map[string]int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fields := map[string]int64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
 		fs := strings.Fields(v)
 		if !ok || len(fs) == 0 {
 			continue
 		}
-		kb, _ := strconv.ParseInt(fs[0], 10, 64)
-		switch k {
-		case "VmRSS":
-			r.Total = kb << 10
-		case "RssAnon":
-			r.Anon = kb << 10
-		case "RssFile":
-			r.File = kb << 10
+		if n, err := strconv.ParseInt(fs[0], 10, 64); err == nil {
+			fields[k] = n
 		}
 	}
-	if r.Total == 0 {
-		return RSS{}, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
-	}
-	return r, nil
+	return fields, sc.Err()
 }
 
 // OpenFDs counts the entries of /proc/PID/fd.
