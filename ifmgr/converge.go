@@ -275,7 +275,8 @@ func anyRetry(results []ActionResult) bool {
 // The kernel work goes in pipelined batches (Kernel.Batch), one per step
 // whose changes do not depend on each other: deletes and ups; creates (a
 // VLAN on a bridge of this plan in a second wave, once the bridge's ifindex
-// is known); aliases; joins. A port that this plan both brings up and joins
+// is known); joins; the created links' aliases (and VLANs' ups) last, so
+// that ports forward before ifmgr's bookkeeping is written (followUps). A port that this plan both brings up and joins
 // (and makes nothing on) goes up and joins in one RTM_SETLINK.
 func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	results := make([]ActionResult, len(pl.Actions))
@@ -356,6 +357,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	// the first makes, on the ifindex the bridge has by then.
 	var joinBatch batch
 	joinsOf := map[int]joinTo{} // joinBatch index -> the join it is
+	var follow followUps        // the created links' aliases (and VLANs' ups), sent after the joins
 	for _, wave := range [2]bool{false, true} {
 		var cs []linkToCreate
 		var at []int
@@ -378,7 +380,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 			cs = append(cs, linkToCreate{e: e, parent: parent, vid: target.VID, opt: target.Options})
 			at = append(at, i)
 		}
-		for k, c := range m.createLinks(cs, &t, why) {
+		for k, c := range m.createLinks(cs, &follow, &t, why) {
 			i := at[k]
 			if c.err != nil {
 				results[i].Err, results[i].Retry = c.err, errors.Is(c.err, ErrNameTaken)
@@ -404,6 +406,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 		m.joined(joinsOf[k], joinBatch.ops[k], r.Err, pl.Actions, results)
 	}
 
+	m.finishCreates(&follow)
 	for i, a := range pl.Actions {
 		switch a.Kind {
 		case plan.Release:

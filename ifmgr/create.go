@@ -27,15 +27,17 @@ type linkToCreate struct {
 // bridge's VLAN-filtering settings (each ignored for the other kind). why
 // says what asked for it, for the log.
 //
-// Their RTM_NEWLINKs go out as one pipelined batch (Kernel.Batch), then the
-// aliases (and a VLAN's up) as another, each request's answer matched to
-// it. The entries must not depend on each other (a VLAN on a bridge of the
+// Their RTM_NEWLINKs go out as one pipelined batch (Kernel.Batch), each
+// request's answer matched to it; what each created link still needs (its
+// ownership alias, a VLAN's up) is added to follow, which the caller sends
+// (followUps.run) as one more batch once the work that waits on the creates
+// (the ports' joins) has gone out. The entries must not depend on each other (a VLAN on a bridge of the
 // same batch needs the bridge's ifindex: it goes in a later one). EEXIST
 // answers are settled one by one afterwards (afterExists reads the kernel),
 // in the batch's order. Each linkToCreate comes back with its link or err.
 //
-// On success the link is observed, e attached to it, the ownership alias
-// written and the link set up. On failure the error says why, and the one
+// On success the link is observed, e attached to it, and its alias and up
+// queued in follow. On failure the error says why, and the one
 // EEXIST policy has been applied:
 //
 //   - the name is taken (ErrNameTaken): e is dropped (its record deletion
@@ -50,7 +52,7 @@ type linkToCreate struct {
 // After any failure but the name taken, e's fate follows what it serves: an
 // interface asked for by name (ifctl) is dropped, nothing of it is kept; a
 // profile reservation stays, for the next round.
-func (m *Manager) createLinks(cs []linkToCreate, t *txn, why string) []linkToCreate {
+func (m *Manager) createLinks(cs []linkToCreate, follow *followUps, t *txn, why string) []linkToCreate {
 	ops := make([]kernel.Op, 0, len(cs))
 	at := make([]int, 0, len(cs))
 	for i := range cs {
@@ -67,8 +69,6 @@ func (m *Manager) createLinks(cs []linkToCreate, t *txn, why string) []linkToCre
 		}
 		at = append(at, i)
 	}
-	var follow []kernel.Op
-	var followAt []int
 	for k, r := range m.cfg.Kernel.Batch(ops) {
 		c := &cs[at[k]]
 		c.link, c.err = r.Link, r.Err
@@ -76,39 +76,18 @@ func (m *Manager) createLinks(cs []linkToCreate, t *txn, why string) []linkToCre
 		case c.err == nil:
 			m.links.observe(c.link)
 			m.entries.attach(c.e, c.link.Index)
-			follow = append(follow, kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias()))
-			followAt = append(followAt, at[k])
+			follow.add(c.e.name(), kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias()))
 			// A bridge is created up, in its creating message; a VLAN
-			// cannot be (its parent may be down), so it is set up here,
-			// right behind its alias. The watcher's event for the up (and
-			// the carrier that follows) refreshes the cached flags.
+			// cannot be (its parent may be down), so it is set up
+			// behind its alias. The watcher's event for the up (and the
+			// carrier that follows) refreshes the cached flags.
 			if c.link.Flags&iffUp == 0 {
-				follow = append(follow, kernel.SetUpOp(c.link.Index, true))
-				followAt = append(followAt, at[k])
+				follow.add(c.e.name(), kernel.SetUpOp(c.link.Index, true))
 			}
 		case errors.Is(c.err, kernel.ErrExists):
 			c.err = m.afterExists(c.e, t)
 		default:
 			c.err = fmt.Errorf("create %s: %w: %w", c.e.name(), ErrKernel, c.err)
-		}
-	}
-	for k, r := range m.cfg.Kernel.Batch(follow) {
-		c := &cs[followAt[k]]
-		if r.Err == nil {
-			// Recorded as done, as apply records its ups and joins: the
-			// events of these changes then match the table and need no
-			// read-back.
-			if follow[k].Set == kernel.SetAlias {
-				m.links.setAlias(c.link.Index, follow[k].Alias)
-			} else {
-				m.links.markUp(c.link.Index)
-			}
-			continue
-		}
-		if follow[k].Set == kernel.SetAlias {
-			m.log.Warn("set ownership alias", "ifindex", c.link.Index, "err", r.Err)
-		} else {
-			m.log.Warn("bring link up", "name", c.e.name(), "err", r.Err)
 		}
 	}
 	for i := range cs {
@@ -192,4 +171,47 @@ func (m *Manager) nameExists(name string, t *txn) bool {
 	default:
 		return true // assume the name: holding a unit is safe, reusing a taken one is not
 	}
+}
+
+// followUps are the requests created links still need after their creates:
+// the ownership alias (rtnl_create_link ignores IFLA_IFALIAS, so it cannot
+// ride in the creating message) and a VLAN's up. They go last: a bring-up's
+// ports join their bridges before the aliases are written, so the ports
+// forward that much sooner (a bulk bring-up's aliases are a third of its
+// requests). The link's group, set in the creating message, is the
+// ownership marker; the alias only names the identity, and a link without
+// one (a crash before it was written) gets it from startup's settle.
+type followUps struct {
+	ops   []kernel.Op
+	names []string // the link each op is for, for the log
+}
+
+func (f *followUps) add(name string, op kernel.Op) {
+	f.ops = append(f.ops, op)
+	f.names = append(f.names, name)
+}
+
+// run sends the follow-ups as one pipelined batch and records in the link
+// table what was done, as apply records its ups and joins: the events of
+// these changes then match the table and need no read-back. A failure is
+// logged: the link is made and serves; settle writes a missing alias at the
+// next startup or resync, and a VLAN left down is planned up again.
+func (m *Manager) finishCreates(f *followUps) {
+	if len(f.ops) == 0 {
+		return
+	}
+	for k, r := range m.cfg.Kernel.Batch(f.ops) {
+		op := f.ops[k]
+		switch {
+		case r.Err == nil && op.Set == kernel.SetAlias:
+			m.links.setAlias(op.Index, op.Alias)
+		case r.Err == nil:
+			m.links.markUp(op.Index)
+		case op.Set == kernel.SetAlias:
+			m.log.Warn("set ownership alias", "name", f.names[k], "ifindex", op.Index, "err", r.Err)
+		default:
+			m.log.Warn("bring link up", "name", f.names[k], "err", r.Err)
+		}
+	}
+	*f = followUps{}
 }

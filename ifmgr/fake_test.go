@@ -45,6 +45,9 @@ type fakeKernel struct {
 	// kept interrupting does; muted: changes emit no event (they are lost).
 	failDumps int
 	muted     bool
+	// onBatch, if set, sees every batch before it runs (a test records
+	// the order of requests with it).
+	onBatch func(ops []kernel.Op)
 }
 
 func newFakeKernel() *fakeKernel {
@@ -381,6 +384,9 @@ func (k *fakeKernel) Batch(ops []kernel.Op) []kernel.Result {
 	k.mu.Lock()
 	k.batches++
 	k.mu.Unlock()
+	if k.onBatch != nil {
+		k.onBatch(ops)
+	}
 	res := make([]kernel.Result, len(ops))
 	for i, o := range ops {
 		if o.Kind != kernel.OpDeleteGroup {

@@ -170,7 +170,10 @@ func (m *Manager) createBatch(reqs []*request) {
 			cs = append(cs, linkToCreate{e: op.e, parent: op.parent.Index, vid: op.vid})
 			making = append(making, op)
 		}
-		for i, c := range m.createLinks(cs, &t, "ifctl") {
+		var follow followUps
+		created := m.createLinks(cs, &follow, &t, "ifctl")
+		m.finishCreates(&follow)
+		for i, c := range created {
 			op, err := making[i], c.err
 			if err == nil && op.req.skipped() && m.undoCreate(op.e, &t) {
 				// A request before it in its chain failed in this same

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/persist"
 )
 
 const testProfile = `
@@ -343,4 +345,68 @@ func TestReloadDeletingEverything(t *testing.T) {
 	if n := len(s.recs); n < len(before) {
 		t.Errorf("%d records left, want the %d reservations kept", n, len(before))
 	}
+}
+
+// TestPortsJoinBeforeAliases: a bring-up sends every port's join before
+// any created link's alias (the ports forward sooner; the alias is
+// bookkeeping), every create after its unit's commit, and still writes
+// every alias and brings every VLAN up.
+func TestPortsJoinBeforeAliases(t *testing.T) {
+	k, s := newFakeKernel(), newFakeStore()
+	const ports = 8
+	for i := range ports {
+		k.add(kernel.Link{Name: fmt.Sprintf("eth%d", i), PermMAC: mac(fmt.Sprintf("52:54:00:00:01:%02x", i))})
+	}
+	var order []kernel.Op
+	k.onBatch = func(ops []kernel.Op) {
+		for _, o := range ops {
+			if o.Kind == kernel.OpCreateBridge || o.Kind == kernel.OpCreateVLAN {
+				cloner := strings.TrimRight(o.Name, "0123456789")
+				unit, _ := strconv.Atoi(o.Name[len(cloner):])
+				s.mu.Lock()
+				_, ok := s.recs[persist.RecordKey{Cloner: cloner, Unit: uint32(unit)}]
+				s.mu.Unlock()
+				if !ok {
+					t.Errorf("%s sent before its unit's record was committed", o)
+				}
+			}
+		}
+		order = append(order, ops...)
+	}
+	h := startWithProfile(t, k, s, mustProfile(t, testProfile))
+	got := h.present()
+	if len(got) != 2+2*ports {
+		t.Fatalf("%d interfaces, want %d: %v", len(got), 2+2*ports, got)
+	}
+	lastJoin, firstAlias, aliases := -1, len(order), 0
+	for i, o := range order {
+		if o.Kind != kernel.OpSetLink {
+			continue
+		}
+		if o.Set&kernel.SetMaster != 0 {
+			lastJoin = i
+		}
+		if o.Set&kernel.SetAlias != 0 {
+			firstAlias = min(firstAlias, i)
+			aliases++
+		}
+	}
+	if lastJoin < 0 || lastJoin > firstAlias {
+		t.Errorf("a join (request %d) went after an alias (request %d): %v", lastJoin, firstAlias, order)
+	}
+	if aliases != 2+2*ports {
+		t.Errorf("%d aliases written, want one per created link (%d)", aliases, 2+2*ports)
+	}
+	for name, l := range k.names() {
+		if l.Group != DefaultOwnerGroup {
+			continue
+		}
+		if !strings.HasPrefix(l.Alias, aliasPrefix) {
+			t.Errorf("%s has no ownership alias: %q", name, l.Alias)
+		}
+		if l.Flags&iffUp == 0 {
+			t.Errorf("%s is down", name)
+		}
+	}
+	h.checkConsistent()
 }
