@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jsimonetti/rtnetlink/v2"
@@ -13,9 +14,9 @@ import (
 // A batch (Conn.Batch) is a list of independent link changes sent down one
 // socket without waiting for each answer: up to Conn.window requests go out
 // in one sendmsg, the kernel runs them in order (netlink_rcv_skb goes on past
-// a failed message, and acks each one: every request carries NLM_F_ACK), and
-// each reply is matched to its request by sequence number. A request's
-// failure is its own result; the others stand.
+// a failed message, answering its error), and each reply is matched to its
+// request by sequence number; the last request's ack closes the datagram
+// (see pipeline). A request's failure is its own result; the others stand.
 //
 // The kernel runs a datagram's requests inside the sendmsg and queues every
 // reply (echo, ack or error) on the socket at once, dropping what does not
@@ -317,6 +318,11 @@ func (c *Conn) Batch(ops []Op) []Result {
 		}
 	}, func(j int, err error) {
 		i := at[j]
+		if echoed[i] {
+			// The link came back: the create or get succeeded (the kernel
+			// echoes only success), whatever became of the replies after.
+			err = nil
+		}
 		if err == nil && ops[i].Kind == OpGetLink && !echoed[i] {
 			err = errors.New("kernel sent no link")
 		}
@@ -428,15 +434,24 @@ func windowFor(rcvbuf int) int {
 	return min(max(rcvbuf/replyBudget, 1), maxWindow)
 }
 
-// pipeline sends reqs (each gets NLM_F_ACK) in datagrams of at most window
-// requests and maxBatchBytes, and reads each datagram's replies before the
-// next: the kernel has run every request of a datagram by the time sendmsg
-// returns. reply sees every reply message of request j but its ack or
-// error (Data aliases the receive buffer: decode, do not keep); done(j, err)
-// is called exactly once per request, with nil for an ack. Replies of other
-// sequence numbers (left over from an exchange that failed half way) are
-// skipped. If the socket fails while replies are due (ENOBUFS: replies were
-// dropped), each request still waiting is done with that error.
+// pipeline sends reqs in datagrams of at most window requests and
+// maxBatchBytes, and reads each datagram's replies before the next: the
+// kernel has run every request of a datagram by the time sendmsg returns.
+// reply sees every reply message of request j but its ack or error (Data
+// aliases the receive buffer: decode, do not keep); done(j, err) is called
+// exactly once per request, with nil for success. Replies of other sequence
+// numbers (left over from an exchange that failed half way) are skipped. If
+// the socket fails while replies are due (ENOBUFS: replies were dropped),
+// each request still waiting is done with that error.
+//
+// Only the last request of a datagram carries NLM_F_ACK. The kernel answers
+// a failed request with its error whether or not it asked for an ack
+// (netlink_rcv_skb: NLM_F_ACK or an error), runs a datagram's requests in
+// order and queues their replies on the socket in that order: so when the
+// last request's ack (or error) arrives, every request before it that has
+// not answered an error succeeded. A window of joins then costs one reply
+// datagram instead of one per request, and a window of creates one echo
+// each and one ack.
 //
 // The caller holds c.mu (for a Conn).
 func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m netlink.Message), done func(j int, err error)) {
@@ -449,9 +464,10 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 				break
 			}
 			size += nlAlign(n)
-			reqs[end].Header.Flags |= netlink.Acknowledge
+			reqs[end].Header.Flags &^= netlink.Acknowledge
 			end++
 		}
+		reqs[end-1].Header.Flags |= netlink.Acknowledge
 		sent, err := w.sendBatch(reqs[start:end])
 		if err != nil {
 			// sendmsg failed: the kernel ran none of them.
@@ -467,11 +483,13 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 			waiting[m.Header.Sequence] = start + k
 			pid = m.Header.PID
 		}
+		barrier := sent[len(sent)-1].Header.Sequence
 		for len(waiting) > 0 {
 			b, err := w.recv()
 			if err == nil {
 				var msgs []netlink.Message
 				if msgs, err = parseDatagram(b); err == nil {
+					acked := false
 					for _, m := range msgs {
 						j, ok := waiting[m.Header.Sequence]
 						if !ok || m.Header.PID != pid {
@@ -481,10 +499,20 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 						case netlink.Error, netlink.Done:
 							delete(waiting, m.Header.Sequence)
 							done(j, parseError(m))
+							acked = acked || m.Header.Sequence == barrier
 						case netlink.Noop:
 						default:
 							reply(j, m)
 						}
+					}
+					if acked {
+						// The rest of the datagram is read: whoever is
+						// still waiting ran before the last request and
+						// sent no error.
+						for _, j := range sortedWaiting(waiting) {
+							done(j, nil)
+						}
+						clear(waiting)
 					}
 					continue
 				}
@@ -497,6 +525,17 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 		}
 		start = end
 	}
+}
+
+// sortedWaiting returns the request numbers in waiting, ascending: done is
+// called in request order.
+func sortedWaiting(waiting map[uint32]int) []int {
+	js := make([]int, 0, len(waiting))
+	for _, j := range waiting {
+		js = append(js, j)
+	}
+	slices.Sort(js)
+	return js
 }
 
 // OneByOne is a kernel that makes link changes one call at a time: fakes in

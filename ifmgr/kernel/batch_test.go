@@ -15,8 +15,9 @@ import (
 )
 
 // scriptedWire is a kernel on the other end of a pipeline: it answers each
-// request with what answer returns (reply messages, then an ack or error),
-// in datagrams shaped by the test, and records the datagrams sent.
+// request with what answer returns (reply messages, then an ack or error;
+// the ack of success only if the request asked for one, as netlink_rcv_skb
+// does), in datagrams shaped by the test, and records the datagrams sent.
 type scriptedWire struct {
 	pid, seq uint32
 	sent     [][]netlink.Message
@@ -39,7 +40,11 @@ func (w *scriptedWire) sendBatch(msgs []netlink.Message) ([]netlink.Message, err
 	for i := range out {
 		w.seq++
 		out[i].Header.Sequence, out[i].Header.PID = w.seq, w.pid
-		answers = append(answers, w.answer(out[i]))
+		a := w.answer(out[i])
+		if k := len(a) - 1; k >= 0 && out[i].Header.Flags&netlink.Acknowledge == 0 && a[k].Header.Type == netlink.Error && parseError(a[k]) == nil {
+			a = a[:k] // success, and no ack asked for
+		}
+		answers = append(answers, a)
 	}
 	w.sent = append(w.sent, out)
 	shape := w.shape
@@ -142,15 +147,14 @@ func TestPipelineMatching(t *testing.T) {
 	const n, window = 8, 3
 	w := &scriptedWire{pid: 77, answer: func(req netlink.Message) []netlink.Message {
 		i := req.Data[0]
-		if req.Header.Flags&netlink.Acknowledge == 0 {
-			t.Errorf("request %d sent without NLM_F_ACK", i)
-		}
 		echo := netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWLINK, Sequence: req.Header.Sequence, PID: req.Header.PID}, Data: []byte(fmt.Sprintf("echo %d", i))}
 		switch i {
 		case 2:
 			return []netlink.Message{ackOf(req, unix.EEXIST, "")}
 		case 4:
 			return []netlink.Message{ackOf(req, unix.EINVAL, "Device can not be enslaved while up")}
+		case 6:
+			return []netlink.Message{ackOf(req, 0, "")} // a change without a reply: a SETLINK
 		}
 		return []netlink.Message{echo, ackOf(req, 0, "")}
 	}}
@@ -174,6 +178,11 @@ func TestPipelineMatching(t *testing.T) {
 		if len(s) > window {
 			t.Errorf("send %d carried %d requests, window %d", k, len(s), window)
 		}
+		for i, m := range s {
+			if acked := m.Header.Flags&netlink.Acknowledge != 0; acked != (i == len(s)-1) {
+				t.Errorf("send %d, request %d of %d: NLM_F_ACK %v; want it on the last request only", k, i, len(s), acked)
+			}
+		}
 	}
 	for i, o := range out {
 		if o.dones != 1 {
@@ -189,9 +198,13 @@ func TestPipelineMatching(t *testing.T) {
 			if !errors.As(o.err, &oe) || oe.Err != unix.EINVAL || oe.Message != "Device can not be enslaved while up" {
 				t.Errorf("request 4: err %#v, want EINVAL with its extack text", o.err)
 			}
+		case 6:
+			if o.err != nil || len(o.replies) != 0 {
+				t.Errorf("request 6: err %v, replies %q; want success without a reply", o.err, o.replies)
+			}
 		default:
 			if o.err != nil || !slices.Equal(o.replies, []string{fmt.Sprintf("echo %d", i)}) {
-				t.Errorf("request %d: err %v, replies %q; want its own echo and an ack", i, o.err, o.replies)
+				t.Errorf("request %d: err %v, replies %q; want its own echo and success", i, o.err, o.replies)
 			}
 		}
 	}
@@ -199,21 +212,30 @@ func TestPipelineMatching(t *testing.T) {
 
 // TestPipelineLostReplies: when the socket reports that replies were
 // dropped (ENOBUFS), the requests still waiting are done with that error
-// (their outcome is unknown), the ones answered keep their answers, and
-// the next window goes on normally.
+// (their outcome is unknown; the replies read before it were passed on),
+// and the next window goes on normally.
 func TestPipelineLostReplies(t *testing.T) {
 	w := &scriptedWire{pid: 5, answer: func(req netlink.Message) []netlink.Message {
+		if req.Data[0]%2 == 0 {
+			echo := netlink.Message{Header: netlink.Header{Type: unix.RTM_NEWLINK, Sequence: req.Header.Sequence, PID: req.Header.PID}, Data: []byte(fmt.Sprintf("echo %d", req.Data[0]))}
+			return []netlink.Message{echo, ackOf(req, 0, "")}
+		}
 		return []netlink.Message{ackOf(req, 0, "")}
 	}}
+	// The first window's answers are echo 0, echo 2, the ack of 3: the
+	// socket fails after the two echoes.
 	w.failAfter, w.failRecv = 2, &netlink.OpError{Op: "receive", Err: unix.ENOBUFS}
 	out := runScripted(w, numbered(6), 4)
 	for i, o := range out {
 		if o.dones != 1 {
 			t.Errorf("request %d: done called %d times", i, o.dones)
 		}
-		lost := i == 2 || i == 3
+		lost := i < 4
 		if lost != errors.Is(o.err, unix.ENOBUFS) || !lost && o.err != nil {
 			t.Errorf("request %d: err %v (lost: %v)", i, o.err, lost)
+		}
+		if echoed := i%2 == 0; echoed != (len(o.replies) == 1) {
+			t.Errorf("request %d: replies %q", i, o.replies)
 		}
 	}
 }
