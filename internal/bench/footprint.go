@@ -76,8 +76,15 @@ func (b *bench) footprint() error {
 		}
 	}
 
-	err := b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
-	for _, ports := range []int{fp.Managed / 2, fp.Managed} {
+	var err error
+	if !b.c.NoSocketRSS {
+		err = b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
+	}
+	ports := b.c.ProfilePorts
+	if ports == nil {
+		ports = []int{fp.Managed / 2, fp.Managed}
+	}
+	for _, ports := range ports {
 		if err == nil {
 			err = b.inFreshNS(ports, func(r *runCtx) error { return b.profileMemory(r, fp) })
 		}
