@@ -107,10 +107,33 @@ func (t *linkTable) names(f func(string)) {
 func (t *linkTable) observe(l kernel.Link) {
 	if old, ok := t.byIndex[l.Index]; ok && old.Name != l.Name {
 		t.forget(l.Index)
+	} else if ok {
+		keepOld(&l, old)
 	}
 	t.byIndex[l.Index] = l
 	t.byName[l.Name] = l.Index
 	t.changed[l.Index] = true
+}
+
+// keepOld makes l, a new observation of link old, share old's strings and
+// addresses where they are the same. A link is observed again and again
+// (every echo, event and dump), each time freshly decoded: keeping the copy
+// the table already holds leaves the new one garbage at once, instead of
+// moving the table's long-lived strings, one per observation, into spans
+// the bring-up's garbage shares (which Go does not compact: half-empty
+// spans stay in the RSS). It also makes the planner's comparisons of
+// equal strings pointer checks.
+func keepOld(l *kernel.Link, old kernel.Link) {
+	l.Name = old.Name // the caller checked they are equal
+	if l.Alias == old.Alias {
+		l.Alias = old.Alias
+	}
+	if l.Kind == old.Kind {
+		l.Kind = old.Kind
+	}
+	if slices.Equal(l.MAC, old.MAC) && slices.Equal(l.PermMAC, old.PermMAC) {
+		l.MAC, l.PermMAC = old.MAC, old.PermMAC
+	}
 }
 
 // forget drops a link that is gone (or about to be re-read).
@@ -133,9 +156,13 @@ func (t *linkTable) forget(index uint32) {
 // pile up for years.
 func (t *linkTable) replace(links []kernel.Link) {
 	t.all = true
+	old := t.byIndex
 	t.byIndex = make(map[uint32]kernel.Link, len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
+		if o, ok := old[l.Index]; ok && o.Name == l.Name {
+			keepOld(&l, o)
+		}
 		t.observe(l)
 	}
 	for idx := range t.facts {

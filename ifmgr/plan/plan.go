@@ -295,11 +295,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 			if !ok {
 				continue
 			}
-			for _, t := range d.targets {
-				pl.Targets[t.Key()] = t
-			}
-			for key, b := range d.rules {
-				bridgeRules[key] = b
+			for i, t := range d.targets {
+				pl.Targets[t.key] = t.target
+				if b := d.rules[i]; b != nil {
+					bridgeRules[t.key] = b
+				}
 			}
 			if d.master != "" {
 				portMaster[l.Index] = d.master
@@ -343,20 +343,25 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl.Actions = append(pl.Actions, deletes...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
-	var creates []Action
-	for key, t := range pl.Targets {
-		if _, ok := present[key]; ok {
-			continue
+	// Sorted by the map's keys (each target's Key): formatting keys in the
+	// comparison was a tenth of a bring-up's garbage.
+	var missing []string
+	for key := range pl.Targets {
+		if _, ok := present[key]; !ok {
+			missing = append(missing, key)
 		}
-		creates = append(creates, Action{Kind: Create, Target: t, Why: "derived from the profile and missing"})
 	}
-	sort.Slice(creates, func(i, j int) bool {
-		a, b := creates[i].Target, creates[j].Target
-		if a.Cloner != b.Cloner {
-			return a.Cloner == board.ClonerBridge
+	sort.Slice(missing, func(i, j int) bool {
+		a, b := pl.Targets[missing[i]].Cloner, pl.Targets[missing[j]].Cloner
+		if a != b {
+			return a == board.ClonerBridge
 		}
-		return a.Key() < b.Key()
+		return missing[i] < missing[j]
 	})
+	creates := make([]Action, 0, len(missing))
+	for _, key := range missing {
+		creates = append(creates, Action{Kind: Create, Target: pl.Targets[key], Why: "derived from the profile and missing"})
+	}
 
 	// Memberships of links that exist: ports, and owned VLANs.
 	var joins []Action
@@ -541,8 +546,11 @@ type portDerivation struct {
 	// targets in the order Compute records them: when two links derive
 	// one identity (one permanent MAC on two links), the higher ifindex's
 	// target stands.
-	targets []Target
-	rules   map[string]*board.BridgeRule // the rules of the bridges among targets
+	// targets, with their identity keys: derived for every link of every
+	// full plan, where formatting each key again and a map of rules per
+	// port were a good part of a bring-up's garbage.
+	targets []keyedTarget
+	rules   []*board.BridgeRule // the rule of targets[i] if it is a bridge with one, else nil
 }
 
 // derivePort is the one definition of what a link derives: nothing for
@@ -564,14 +572,10 @@ func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
 			t.Identity = PortBridgeIdentity(name, pid)
 			t.Legacy = legacyOf(t.Identity, persist.Identity{Rule: persist.RuleBridge + name, PermMAC: legacy.PermMAC, BusPath: legacy.BusPath})
 		}
-		d.targets = append(d.targets, t)
-		if b != nil {
-			if d.rules == nil {
-				d.rules = map[string]*board.BridgeRule{}
-			}
-			d.rules[t.Key()] = b
-		}
-		return t.Key()
+		key := t.Key()
+		d.targets = append(d.targets, keyedTarget{key, t})
+		d.rules = append(d.rules, b)
+		return key
 	}
 	if rule.Bridge != "" {
 		d.master = bridgeFor(rule.Bridge)
@@ -585,7 +589,8 @@ func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
 		if b, ok := rule.VLANBridge[vid]; ok {
 			t.Master = bridgeFor(b)
 		}
-		d.targets = append(d.targets, t)
+		d.targets = append(d.targets, keyedTarget{t.Key(), t})
+		d.rules = append(d.rules, nil)
 	}
 	return d, true
 }

@@ -171,7 +171,8 @@ func (b *bench) footprintDaemon(name string) (string, []string) {
 	if b.c.HeapProfiles == "" {
 		return filepath.Join(b.c.Bin, "ifmgrd"), nil
 	}
-	return filepath.Join(b.c.Bin, "ifmgrd-debug"), []string{"-memprofile", b.heapPath(name), "-memprofile-after", "0", "--"}
+	return filepath.Join(b.c.Bin, "ifmgrd-debug"), []string{"-memprofile", b.heapPath(name), "-memprofile-after", "0",
+		"-peak-profile", b.heapPath(name) + ".peak", "--"}
 }
 
 func (b *bench) heapPath(name string) string {
@@ -188,8 +189,10 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 	path := b.heapPath(name)
 	os.Remove(path)
 	// Where the RSS is (anonymous or file pages) before the profile's GC.
-	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", r.daemon.Process.Pid)); err == nil {
-		os.WriteFile(b.heapPath(as)+".smaps", smaps, 0o644)
+	for f, suffix := range map[string]string{"smaps_rollup": ".smaps", "smaps": ".smaps-full"} {
+		if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", r.daemon.Process.Pid, f)); err == nil {
+			os.WriteFile(b.heapPath(as)+suffix, smaps, 0o644)
+		}
 	}
 	if err := r.daemon.Process.Signal(syscall.SIGUSR1); err != nil {
 		return err
@@ -200,6 +203,7 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 				return nil
 			}
 			os.Rename(path+".memstats", b.heapPath(as)+".memstats")
+			os.Rename(path+".peak", b.heapPath(as)+".peak")
 			return os.Rename(path, b.heapPath(as))
 		}
 	}
