@@ -267,13 +267,12 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl := Plan{Targets: map[string]Target{}}
 	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
 	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
-	// byIndex and present point into sorted: at thousands of links, maps
-	// of copies were most of a full plan's garbage.
+	// sorted, byIndex and present point into links: at thousands of
+	// links, copies of them were most of a full plan's garbage.
 	sorted := sortedLinks(links)
 	byIndex := make(map[uint32]*Link, len(sorted))
 	present := map[string]*Link{} // owned links by identity key
-	for i := range sorted {
-		l := &sorted[i]
+	for _, l := range sorted {
 		byIndex[l.Index] = l
 		if l.Owned && Derived(l.Identity) {
 			present[l.Identity.Key()] = l
@@ -291,7 +290,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 			}
 		}
 		for _, l := range sorted {
-			d, ok := derivePort(p, l)
+			d, ok := derivePort(p, *l)
 			if !ok {
 				continue
 			}
@@ -465,7 +464,7 @@ func byName(a, b Action) bool {
 // come first, and a port leaving a bridge loses its entries in the kernel.
 // Members ifmgr did not put in (hostapd's wlan0) are not its business.
 // links is sorted by ifindex.
-func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]*Link) []Action {
+func memberships(links []*Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]*Link) []Action {
 	var out []Action
 	diff := func(base Action, have []kernel.BridgeVLAN, want []board.VLANEntry, why string) {
 		haveBy := map[uint16]kernel.BridgeVLAN{}
@@ -528,7 +527,7 @@ func memberships(links []Link, targets map[string]Target, rules map[string]*boar
 
 // portsDown lists the BringUp actions: the ports ifmgr takes in now that
 // are administratively down, by ifindex (links is sorted by it).
-func portsDown(links []Link, takenIn map[uint32]bool) []Action {
+func portsDown(links []*Link, takenIn map[uint32]bool) []Action {
 	var ups []Action
 	for _, l := range links {
 		if l.Owned || l.Up || !takenIn[l.Index] {
@@ -595,8 +594,12 @@ func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
 	return d, true
 }
 
-func sortedLinks(links []Link) []Link {
-	out := append([]Link(nil), links...)
+// sortedLinks returns pointers to links (not copies), by ifindex.
+func sortedLinks(links []Link) []*Link {
+	out := make([]*Link, len(links))
+	for i := range links {
+		out[i] = &links[i]
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out
 }
