@@ -32,7 +32,7 @@ import (
 //     link to another bridge (the kernel drops a leaving port's entries),
 //     outlives a forget and goes with the link (gone, replace).
 type linkTable struct {
-	byIndex  map[uint32]kernel.Link
+	byIndex  linkSet
 	byName   map[string]uint32
 	facts    map[uint32]linkFacts
 	macs     map[uint32]macText
@@ -59,7 +59,7 @@ type linkFacts struct{ driver, bus string }
 type macText struct{ mac, perm string }
 
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
+	return linkTable{byIndex: newLinkSet(0), byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
 		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}, changed: map[uint32]bool{}}
 }
 
@@ -73,7 +73,7 @@ func (t *linkTable) takeChanged() (changed map[uint32]bool, all bool) {
 
 // get returns the link with ifindex index.
 func (t *linkTable) get(index uint32) (kernel.Link, bool) {
-	l, ok := t.byIndex[index]
+	l, ok := t.byIndex.get(index)
 	return l, ok && index != 0
 }
 
@@ -83,15 +83,16 @@ func (t *linkTable) named(name string) (kernel.Link, bool) {
 	if !ok {
 		return kernel.Link{}, false
 	}
-	return t.byIndex[i], true
+	l, _ := t.byIndex.get(i)
+	return l, true
 }
 
-func (t *linkTable) len() int { return len(t.byIndex) }
+func (t *linkTable) len() int { return len(t.byIndex.links) }
 
 // each calls f with every link, in no particular order. f must not change
 // the table.
 func (t *linkTable) each(f func(kernel.Link)) {
-	for _, l := range t.byIndex {
+	for _, l := range t.byIndex.links {
 		f(l)
 	}
 }
@@ -105,12 +106,12 @@ func (t *linkTable) names(f func(string)) {
 
 // observe records what the kernel just said of a link.
 func (t *linkTable) observe(l kernel.Link) {
-	if old, ok := t.byIndex[l.Index]; ok && old.Name != l.Name {
+	if old, ok := t.byIndex.get(l.Index); ok && old.Name != l.Name {
 		t.forget(l.Index)
 	} else if ok {
 		keepOld(&l, old)
 	}
-	t.byIndex[l.Index] = l
+	t.byIndex.put(l)
 	t.byName[l.Name] = l.Index
 	t.changed[l.Index] = true
 }
@@ -138,11 +139,11 @@ func keepOld(l *kernel.Link, old kernel.Link) {
 
 // forget drops a link that is gone (or about to be re-read).
 func (t *linkTable) forget(index uint32) {
-	l, ok := t.byIndex[index]
+	l, ok := t.byIndex.get(index)
 	if !ok {
 		return
 	}
-	delete(t.byIndex, index)
+	t.byIndex.del(index)
 	delete(t.facts, index)
 	delete(t.macs, index)
 	t.changed[index] = true
@@ -157,31 +158,31 @@ func (t *linkTable) forget(index uint32) {
 func (t *linkTable) replace(links []kernel.Link) {
 	t.all = true
 	old := t.byIndex
-	t.byIndex = make(map[uint32]kernel.Link, len(links))
+	t.byIndex = newLinkSet(len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
-		if o, ok := old[l.Index]; ok && o.Name == l.Name {
+		if o, ok := old.get(l.Index); ok && o.Name == l.Name {
 			keepOld(&l, o)
 		}
 		t.observe(l)
 	}
 	for idx := range t.facts {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.facts, idx)
 		}
 	}
 	for idx := range t.macs {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.macs, idx)
 		}
 	}
 	for idx := range t.enslaved {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.enslaved, idx)
 		}
 	}
 	for idx := range t.vlans {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.vlans, idx)
 		}
 	}
@@ -197,9 +198,8 @@ func (t *linkTable) gone(index uint32) {
 
 // markUp records a successful set-up without waiting for the event.
 func (t *linkTable) markUp(index uint32) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.Flags |= iffUp
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 }
@@ -209,21 +209,19 @@ func (t *linkTable) markUp(index uint32) {
 // read-back (handleEvents). The planner does not read aliases: not a
 // change for it.
 func (t *linkTable) setAlias(index uint32, alias string) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.Alias = alias
-		t.byIndex[index] = l
 	}
 }
 
 // setMaster records a successful set-master (ifmgr's own, so the link
 // counts as enslaved by ifmgr) without waiting for the event.
 func (t *linkTable) setMaster(index, master uint32) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		if l.Master != master {
 			delete(t.vlans, index) // the kernel flushed them as it left
 		}
 		l.Master = master
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 	t.markEnslaved(index, master)
@@ -232,9 +230,8 @@ func (t *linkTable) setMaster(index, master uint32) {
 // setOptions records a successful SetBridgeOptions without waiting for
 // the event.
 func (t *linkTable) setOptions(index uint32, opt kernel.BridgeOptions) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 }
@@ -324,7 +321,7 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 	f, ok := t.facts[l.Index]
 	if !ok {
 		f.driver, f.bus = read(l.Name)
-		if _, known := t.byIndex[l.Index]; known {
+		if t.byIndex.has(l.Index) {
 			t.facts[l.Index] = f
 		}
 	}
@@ -337,7 +334,7 @@ func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
 	c, ok := t.macs[l.Index]
 	if !ok || !sameMAC(c.mac, l.MAC) || !sameMAC(c.perm, l.PermMAC) {
 		c = macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
-		if _, known := t.byIndex[l.Index]; known {
+		if t.byIndex.has(l.Index) {
 			t.macs[l.Index] = c
 		}
 	}
@@ -363,4 +360,65 @@ func sameMAC(text string, addr net.HardwareAddr) bool {
 		}
 	}
 	return true
+}
+
+// linkSet holds links by ifindex: the links themselves in one dense slice,
+// and a map from ifindex to position. A map of Links stores each out of line
+// (Go's maps do for values over 128 bytes), or inline in slots of which a
+// growing map leaves up to half empty: either way about twice the links'
+// own size at thousands of links, and as many small objects.
+type linkSet struct {
+	links []kernel.Link
+	pos   map[uint32]int32
+}
+
+func newLinkSet(n int) linkSet {
+	return linkSet{links: make([]kernel.Link, 0, n), pos: make(map[uint32]int32, n)}
+}
+
+func (s *linkSet) get(index uint32) (kernel.Link, bool) {
+	if p, ok := s.pos[index]; ok {
+		return s.links[p], true
+	}
+	return kernel.Link{}, false
+}
+
+func (s *linkSet) has(index uint32) bool {
+	_, ok := s.pos[index]
+	return ok
+}
+
+// ref returns the stored link with ifindex index to change in place (nil
+// if none), valid until the next put or del.
+func (s *linkSet) ref(index uint32) *kernel.Link {
+	if p, ok := s.pos[index]; ok {
+		return &s.links[p]
+	}
+	return nil
+}
+
+// put stores l, replacing the link of its ifindex.
+func (s *linkSet) put(l kernel.Link) {
+	if p, ok := s.pos[l.Index]; ok {
+		s.links[p] = l
+		return
+	}
+	s.pos[l.Index] = int32(len(s.links))
+	s.links = append(s.links, l)
+}
+
+// del removes the link with ifindex index; the last link takes its place.
+func (s *linkSet) del(index uint32) {
+	p, ok := s.pos[index]
+	if !ok {
+		return
+	}
+	last := int32(len(s.links) - 1)
+	if p != last {
+		s.links[p] = s.links[last]
+		s.pos[s.links[p].Index] = p
+	}
+	s.links[last] = kernel.Link{} // drop its strings
+	s.links = s.links[:last]
+	delete(s.pos, index)
 }

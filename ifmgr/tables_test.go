@@ -14,22 +14,25 @@ import (
 func checkLinkTable(t *testing.T, lt *linkTable) {
 	t.Helper()
 	for name, i := range lt.byName {
-		if l, ok := lt.byIndex[i]; !ok || l.Name != name {
+		if l, ok := lt.byIndex.get(i); !ok || l.Name != name {
 			t.Fatalf("byName[%q] = %d, which is %+v (present %v)", name, i, l, ok)
 		}
 	}
 	for i := range lt.facts {
-		if _, ok := lt.byIndex[i]; !ok {
+		if !lt.byIndex.has(i) {
 			t.Fatalf("facts kept for ifindex %d, which is not in the table", i)
 		}
 	}
 	for i := range lt.macs {
-		if _, ok := lt.byIndex[i]; !ok {
+		if !lt.byIndex.has(i) {
 			t.Fatalf("address text kept for ifindex %d, which is not in the table", i)
 		}
 	}
-	for i, l := range lt.byIndex {
-		if i != l.Index || i == 0 {
+	if len(lt.byIndex.pos) != len(lt.byIndex.links) {
+		t.Fatalf("byIndex: %d positions for %d links", len(lt.byIndex.pos), len(lt.byIndex.links))
+	}
+	for i, p := range lt.byIndex.pos {
+		if l := lt.byIndex.links[p]; i != l.Index || i == 0 {
 			t.Fatalf("byIndex[%d] holds ifindex %d", i, l.Index)
 		}
 		if got, ok := lt.get(i); !ok || got.Index != i {

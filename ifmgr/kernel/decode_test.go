@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"unsafe"
 
 	"github.com/mdlayher/netlink"
 	"github.com/uroute/uroute/internal/netnstest"
@@ -638,13 +637,5 @@ func TestDecodeAllocatesOnlyWhatLinkKeeps(t *testing.T) {
 	}
 	if !got.Equal(want) {
 		t.Errorf("the decoded link changed with the message's bytes: %+v", got)
-	}
-}
-
-// The link table keeps Links as map values: over 128 bytes, Go's map
-// stores each out of line, one more allocation per interface.
-func TestLinkFitsAMapSlot(t *testing.T) {
-	if n := unsafe.Sizeof(Link{}); n > 128 {
-		t.Errorf("kernel.Link is %d bytes, more than a map stores inline (128)", n)
 	}
 }
