@@ -19,8 +19,9 @@ import (
 //     gives a name to a new link before ifmgr hears that the old holder
 //     was renamed or deleted, both are cached and the name leads to the one
 //     observed last; the event or resync that follows settles it.
-//   - facts and macs only for indexes in byIndex, and dropped whenever the
-//     link is forgotten or renamed (a renamed ifindex is re-read).
+//   - facts and address texts (kept in byIndex with each link) go with
+//     the link when it is forgotten or renamed (a renamed ifindex is
+//     re-read).
 //   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
 //     join, or found it there by a rule of the profile). It outlives a
 //     forget (a re-read) and goes with the link (gone, replace).
@@ -34,8 +35,6 @@ import (
 type linkTable struct {
 	byIndex  linkSet
 	byName   map[string]uint32
-	facts    map[uint32]linkFacts
-	macs     map[uint32]macText
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
 	// changed: the ifindexes whose link, enslavement or membership changed
@@ -59,7 +58,7 @@ type linkFacts struct{ driver, bus string }
 type macText struct{ mac, perm string }
 
 func newLinkTable() linkTable {
-	return linkTable{byIndex: newLinkSet(0), byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
+	return linkTable{byIndex: newLinkSet(0), byName: map[string]uint32{},
 		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}, changed: map[uint32]bool{}}
 }
 
@@ -87,13 +86,13 @@ func (t *linkTable) named(name string) (kernel.Link, bool) {
 	return l, true
 }
 
-func (t *linkTable) len() int { return len(t.byIndex.links) }
+func (t *linkTable) len() int { return t.byIndex.len() }
 
 // each calls f with every link, in no particular order. f must not change
 // the table.
 func (t *linkTable) each(f func(kernel.Link)) {
-	for _, l := range t.byIndex.links {
-		f(l)
+	for i := range t.byIndex.rows {
+		f(t.byIndex.rows[i].link)
 	}
 }
 
@@ -144,8 +143,6 @@ func (t *linkTable) forget(index uint32) {
 		return
 	}
 	t.byIndex.del(index)
-	delete(t.facts, index)
-	delete(t.macs, index)
 	t.changed[index] = true
 	if t.byName[l.Name] == index {
 		delete(t.byName, l.Name)
@@ -161,19 +158,14 @@ func (t *linkTable) replace(links []kernel.Link) {
 	t.byIndex = newLinkSet(len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
-		if o, ok := old.get(l.Index); ok && o.Name == l.Name {
-			keepOld(&l, o)
+		o := old.row(l.Index)
+		if o != nil && o.link.Name == l.Name {
+			keepOld(&l, o.link)
 		}
 		t.observe(l)
-	}
-	for idx := range t.facts {
-		if !t.byIndex.has(idx) {
-			delete(t.facts, idx)
-		}
-	}
-	for idx := range t.macs {
-		if !t.byIndex.has(idx) {
-			delete(t.macs, idx)
+		if o != nil {
+			r := t.byIndex.row(l.Index)
+			r.facts, r.haveFacts, r.macs, r.haveMACs = o.facts, o.haveFacts, o.macs, o.haveMACs
 		}
 	}
 	for idx := range t.enslaved {
@@ -318,12 +310,14 @@ func (t *linkTable) isEnslaved(l kernel.Link) bool {
 // factsOf returns a link's sysfs facts, reading them (with read) the first
 // time they are asked for.
 func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus string)) linkFacts {
-	f, ok := t.facts[l.Index]
-	if !ok {
-		f.driver, f.bus = read(l.Name)
-		if t.byIndex.has(l.Index) {
-			t.facts[l.Index] = f
-		}
+	r := t.byIndex.row(l.Index)
+	if r != nil && r.haveFacts {
+		return r.facts
+	}
+	var f linkFacts
+	f.driver, f.bus = read(l.Name)
+	if r != nil {
+		r.facts, r.haveFacts = f, true
 	}
 	return f
 }
@@ -331,12 +325,13 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 // macsOf returns a link's current and permanent addresses as lower-case
 // text, formatting them only when they changed.
 func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
-	c, ok := t.macs[l.Index]
-	if !ok || !sameMAC(c.mac, l.MAC) || !sameMAC(c.perm, l.PermMAC) {
-		c = macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
-		if t.byIndex.has(l.Index) {
-			t.macs[l.Index] = c
-		}
+	r := t.byIndex.row(l.Index)
+	if r != nil && r.haveMACs && sameMAC(r.macs.mac, l.MAC) && sameMAC(r.macs.perm, l.PermMAC) {
+		return r.macs.mac, r.macs.perm
+	}
+	c := macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
+	if r != nil {
+		r.macs, r.haveMACs = c, true
 	}
 	return c.mac, c.perm
 }
@@ -362,23 +357,36 @@ func sameMAC(text string, addr net.HardwareAddr) bool {
 	return true
 }
 
-// linkSet holds links by ifindex: the links themselves in one dense slice,
-// and a map from ifindex to position. A map of Links stores each out of line
-// (Go's maps do for values over 128 bytes), or inline in slots of which a
-// growing map leaves up to half empty: either way about twice the links'
-// own size at thousands of links, and as many small objects.
+// linkSet holds links by ifindex, each with what the table knows of it
+// besides (linkRow), in one dense slice, and a map from ifindex to
+// position. A map of Links stores each out of line (Go's maps do for values
+// over 128 bytes), or inline in slots of which a growing map leaves up to
+// half empty: either way about twice the links' own size at thousands of
+// links, and as many small objects; the facts and address texts had maps
+// of their own.
 type linkSet struct {
-	links []kernel.Link
-	pos   map[uint32]int32
+	rows []linkRow
+	pos  map[uint32]int32
+}
+
+// linkRow is one link of a linkSet, its sysfs facts and its address texts
+// (have*: known; they are read or formatted when first asked for).
+type linkRow struct {
+	link                kernel.Link
+	facts               linkFacts
+	macs                macText
+	haveFacts, haveMACs bool
 }
 
 func newLinkSet(n int) linkSet {
-	return linkSet{links: make([]kernel.Link, 0, n), pos: make(map[uint32]int32, n)}
+	return linkSet{rows: make([]linkRow, 0, n), pos: make(map[uint32]int32, n)}
 }
+
+func (s *linkSet) len() int { return len(s.rows) }
 
 func (s *linkSet) get(index uint32) (kernel.Link, bool) {
 	if p, ok := s.pos[index]; ok {
-		return s.links[p], true
+		return s.rows[p].link, true
 	}
 	return kernel.Link{}, false
 }
@@ -388,37 +396,47 @@ func (s *linkSet) has(index uint32) bool {
 	return ok
 }
 
-// ref returns the stored link with ifindex index to change in place (nil
-// if none), valid until the next put or del.
-func (s *linkSet) ref(index uint32) *kernel.Link {
+// row returns the row of ifindex index to change in place (nil if none),
+// valid until the next put or del.
+func (s *linkSet) row(index uint32) *linkRow {
 	if p, ok := s.pos[index]; ok {
-		return &s.links[p]
+		return &s.rows[p]
 	}
 	return nil
 }
 
-// put stores l, replacing the link of its ifindex.
-func (s *linkSet) put(l kernel.Link) {
-	if p, ok := s.pos[l.Index]; ok {
-		s.links[p] = l
-		return
+// ref returns the stored link with ifindex index to change in place (nil
+// if none), valid until the next put or del.
+func (s *linkSet) ref(index uint32) *kernel.Link {
+	if r := s.row(index); r != nil {
+		return &r.link
 	}
-	s.pos[l.Index] = int32(len(s.links))
-	s.links = append(s.links, l)
+	return nil
 }
 
-// del removes the link with ifindex index; the last link takes its place.
+// put stores l, replacing the link of its ifindex (what else its row
+// holds stays).
+func (s *linkSet) put(l kernel.Link) {
+	if p, ok := s.pos[l.Index]; ok {
+		s.rows[p].link = l
+		return
+	}
+	s.pos[l.Index] = int32(len(s.rows))
+	s.rows = append(s.rows, linkRow{link: l})
+}
+
+// del removes the row of ifindex index; the last row takes its place.
 func (s *linkSet) del(index uint32) {
 	p, ok := s.pos[index]
 	if !ok {
 		return
 	}
-	last := int32(len(s.links) - 1)
+	last := int32(len(s.rows) - 1)
 	if p != last {
-		s.links[p] = s.links[last]
-		s.pos[s.links[p].Index] = p
+		s.rows[p] = s.rows[last]
+		s.pos[s.rows[p].link.Index] = p
 	}
-	s.links[last] = kernel.Link{} // drop its strings
-	s.links = s.links[:last]
+	s.rows[last] = linkRow{} // drop its strings
+	s.rows = s.rows[:last]
 	delete(s.pos, index)
 }
