@@ -19,8 +19,9 @@ import (
 //     gives a name to a new link before ifmgr hears that the old holder
 //     was renamed or deleted, both are cached and the name leads to the one
 //     observed last; the event or resync that follows settles it.
-//   - facts and macs only for indexes in byIndex, and dropped whenever the
-//     link is forgotten or renamed (a renamed ifindex is re-read).
+//   - facts and address texts (kept in byIndex with each link) go with
+//     the link when it is forgotten or renamed (a renamed ifindex is
+//     re-read).
 //   - enslaved[i] != 0: ifmgr put link i into bridge enslaved[i] (by a
 //     join, or found it there by a rule of the profile). It outlives a
 //     forget (a re-read) and goes with the link (gone, replace).
@@ -32,10 +33,8 @@ import (
 //     link to another bridge (the kernel drops a leaving port's entries),
 //     outlives a forget and goes with the link (gone, replace).
 type linkTable struct {
-	byIndex  map[uint32]kernel.Link
+	byIndex  linkSet
 	byName   map[string]uint32
-	facts    map[uint32]linkFacts
-	macs     map[uint32]macText
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
 	// changed: the ifindexes whose link, enslavement or membership changed
@@ -59,7 +58,7 @@ type linkFacts struct{ driver, bus string }
 type macText struct{ mac, perm string }
 
 func newLinkTable() linkTable {
-	return linkTable{byIndex: map[uint32]kernel.Link{}, byName: map[string]uint32{}, facts: map[uint32]linkFacts{}, macs: map[uint32]macText{},
+	return linkTable{byIndex: newLinkSet(0), byName: map[string]uint32{},
 		enslaved: map[uint32]uint32{}, vlans: map[uint32][]kernel.BridgeVLAN{}, changed: map[uint32]bool{}}
 }
 
@@ -73,7 +72,7 @@ func (t *linkTable) takeChanged() (changed map[uint32]bool, all bool) {
 
 // get returns the link with ifindex index.
 func (t *linkTable) get(index uint32) (kernel.Link, bool) {
-	l, ok := t.byIndex[index]
+	l, ok := t.byIndex.get(index)
 	return l, ok && index != 0
 }
 
@@ -83,16 +82,17 @@ func (t *linkTable) named(name string) (kernel.Link, bool) {
 	if !ok {
 		return kernel.Link{}, false
 	}
-	return t.byIndex[i], true
+	l, _ := t.byIndex.get(i)
+	return l, true
 }
 
-func (t *linkTable) len() int { return len(t.byIndex) }
+func (t *linkTable) len() int { return t.byIndex.len() }
 
 // each calls f with every link, in no particular order. f must not change
 // the table.
 func (t *linkTable) each(f func(kernel.Link)) {
-	for _, l := range t.byIndex {
-		f(l)
+	for i := range t.byIndex.rows {
+		f(t.byIndex.rows[i].link)
 	}
 }
 
@@ -105,23 +105,44 @@ func (t *linkTable) names(f func(string)) {
 
 // observe records what the kernel just said of a link.
 func (t *linkTable) observe(l kernel.Link) {
-	if old, ok := t.byIndex[l.Index]; ok && old.Name != l.Name {
+	if old, ok := t.byIndex.get(l.Index); ok && old.Name != l.Name {
 		t.forget(l.Index)
+	} else if ok {
+		keepOld(&l, old)
 	}
-	t.byIndex[l.Index] = l
+	t.byIndex.put(l)
 	t.byName[l.Name] = l.Index
 	t.changed[l.Index] = true
 }
 
+// keepOld makes l, a new observation of link old, share old's strings and
+// addresses where they are the same. A link is observed again and again
+// (every echo, event and dump), each time freshly decoded: keeping the copy
+// the table already holds leaves the new one garbage at once, instead of
+// moving the table's long-lived strings, one per observation, into spans
+// the bring-up's garbage shares (which Go does not compact: half-empty
+// spans stay in the RSS). It also makes the planner's comparisons of
+// equal strings pointer checks.
+func keepOld(l *kernel.Link, old kernel.Link) {
+	l.Name = old.Name // the caller checked they are equal
+	if l.Alias == old.Alias {
+		l.Alias = old.Alias
+	}
+	if l.Kind == old.Kind {
+		l.Kind = old.Kind
+	}
+	if slices.Equal(l.MAC, old.MAC) && slices.Equal(l.PermMAC, old.PermMAC) {
+		l.MAC, l.PermMAC = old.MAC, old.PermMAC
+	}
+}
+
 // forget drops a link that is gone (or about to be re-read).
 func (t *linkTable) forget(index uint32) {
-	l, ok := t.byIndex[index]
+	l, ok := t.byIndex.get(index)
 	if !ok {
 		return
 	}
-	delete(t.byIndex, index)
-	delete(t.facts, index)
-	delete(t.macs, index)
+	t.byIndex.del(index)
 	t.changed[index] = true
 	if t.byName[l.Name] == index {
 		delete(t.byName, l.Name)
@@ -133,28 +154,27 @@ func (t *linkTable) forget(index uint32) {
 // pile up for years.
 func (t *linkTable) replace(links []kernel.Link) {
 	t.all = true
-	t.byIndex = make(map[uint32]kernel.Link, len(links))
+	old := t.byIndex
+	t.byIndex = newLinkSet(len(links))
 	t.byName = make(map[string]uint32, len(links))
 	for _, l := range links {
-		t.observe(l)
-	}
-	for idx := range t.facts {
-		if _, ok := t.byIndex[idx]; !ok {
-			delete(t.facts, idx)
+		o := old.row(l.Index)
+		if o != nil && o.link.Name == l.Name {
+			keepOld(&l, o.link)
 		}
-	}
-	for idx := range t.macs {
-		if _, ok := t.byIndex[idx]; !ok {
-			delete(t.macs, idx)
+		t.observe(l)
+		if o != nil {
+			r := t.byIndex.row(l.Index)
+			r.facts, r.haveFacts, r.macs, r.haveMACs = o.facts, o.haveFacts, o.macs, o.haveMACs
 		}
 	}
 	for idx := range t.enslaved {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.enslaved, idx)
 		}
 	}
 	for idx := range t.vlans {
-		if _, ok := t.byIndex[idx]; !ok {
+		if !t.byIndex.has(idx) {
 			delete(t.vlans, idx)
 		}
 	}
@@ -170,9 +190,8 @@ func (t *linkTable) gone(index uint32) {
 
 // markUp records a successful set-up without waiting for the event.
 func (t *linkTable) markUp(index uint32) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.Flags |= iffUp
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 }
@@ -182,21 +201,19 @@ func (t *linkTable) markUp(index uint32) {
 // read-back (handleEvents). The planner does not read aliases: not a
 // change for it.
 func (t *linkTable) setAlias(index uint32, alias string) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.Alias = alias
-		t.byIndex[index] = l
 	}
 }
 
 // setMaster records a successful set-master (ifmgr's own, so the link
 // counts as enslaved by ifmgr) without waiting for the event.
 func (t *linkTable) setMaster(index, master uint32) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		if l.Master != master {
 			delete(t.vlans, index) // the kernel flushed them as it left
 		}
 		l.Master = master
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 	t.markEnslaved(index, master)
@@ -205,9 +222,8 @@ func (t *linkTable) setMaster(index, master uint32) {
 // setOptions records a successful SetBridgeOptions without waiting for
 // the event.
 func (t *linkTable) setOptions(index uint32, opt kernel.BridgeOptions) {
-	if l, ok := t.byIndex[index]; ok {
+	if l := t.byIndex.ref(index); l != nil {
 		l.VLANFiltering, l.DefaultPVID = opt.VLANFiltering, opt.DefaultPVID
-		t.byIndex[index] = l
 		t.changed[index] = true
 	}
 }
@@ -294,12 +310,14 @@ func (t *linkTable) isEnslaved(l kernel.Link) bool {
 // factsOf returns a link's sysfs facts, reading them (with read) the first
 // time they are asked for.
 func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus string)) linkFacts {
-	f, ok := t.facts[l.Index]
-	if !ok {
-		f.driver, f.bus = read(l.Name)
-		if _, known := t.byIndex[l.Index]; known {
-			t.facts[l.Index] = f
-		}
+	r := t.byIndex.row(l.Index)
+	if r != nil && r.haveFacts {
+		return r.facts
+	}
+	var f linkFacts
+	f.driver, f.bus = read(l.Name)
+	if r != nil {
+		r.facts, r.haveFacts = f, true
 	}
 	return f
 }
@@ -307,12 +325,13 @@ func (t *linkTable) factsOf(l kernel.Link, read func(ifname string) (driver, bus
 // macsOf returns a link's current and permanent addresses as lower-case
 // text, formatting them only when they changed.
 func (t *linkTable) macsOf(l kernel.Link) (mac, perm string) {
-	c, ok := t.macs[l.Index]
-	if !ok || !sameMAC(c.mac, l.MAC) || !sameMAC(c.perm, l.PermMAC) {
-		c = macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
-		if _, known := t.byIndex[l.Index]; known {
-			t.macs[l.Index] = c
-		}
+	r := t.byIndex.row(l.Index)
+	if r != nil && r.haveMACs && sameMAC(r.macs.mac, l.MAC) && sameMAC(r.macs.perm, l.PermMAC) {
+		return r.macs.mac, r.macs.perm
+	}
+	c := macText{mac: strings.ToLower(l.MAC.String()), perm: strings.ToLower(l.PermMAC.String())}
+	if r != nil {
+		r.macs, r.haveMACs = c, true
 	}
 	return c.mac, c.perm
 }
@@ -336,4 +355,88 @@ func sameMAC(text string, addr net.HardwareAddr) bool {
 		}
 	}
 	return true
+}
+
+// linkSet holds links by ifindex, each with what the table knows of it
+// besides (linkRow), in one dense slice, and a map from ifindex to
+// position. A map of Links stores each out of line (Go's maps do for values
+// over 128 bytes), or inline in slots of which a growing map leaves up to
+// half empty: either way about twice the links' own size at thousands of
+// links, and as many small objects; the facts and address texts had maps
+// of their own.
+type linkSet struct {
+	rows []linkRow
+	pos  map[uint32]int32
+}
+
+// linkRow is one link of a linkSet, its sysfs facts and its address texts
+// (have*: known; they are read or formatted when first asked for).
+type linkRow struct {
+	link                kernel.Link
+	facts               linkFacts
+	macs                macText
+	haveFacts, haveMACs bool
+}
+
+func newLinkSet(n int) linkSet {
+	return linkSet{rows: make([]linkRow, 0, n), pos: make(map[uint32]int32, n)}
+}
+
+func (s *linkSet) len() int { return len(s.rows) }
+
+func (s *linkSet) get(index uint32) (kernel.Link, bool) {
+	if p, ok := s.pos[index]; ok {
+		return s.rows[p].link, true
+	}
+	return kernel.Link{}, false
+}
+
+func (s *linkSet) has(index uint32) bool {
+	_, ok := s.pos[index]
+	return ok
+}
+
+// row returns the row of ifindex index to change in place (nil if none),
+// valid until the next put or del.
+func (s *linkSet) row(index uint32) *linkRow {
+	if p, ok := s.pos[index]; ok {
+		return &s.rows[p]
+	}
+	return nil
+}
+
+// ref returns the stored link with ifindex index to change in place (nil
+// if none), valid until the next put or del.
+func (s *linkSet) ref(index uint32) *kernel.Link {
+	if r := s.row(index); r != nil {
+		return &r.link
+	}
+	return nil
+}
+
+// put stores l, replacing the link of its ifindex (what else its row
+// holds stays).
+func (s *linkSet) put(l kernel.Link) {
+	if p, ok := s.pos[l.Index]; ok {
+		s.rows[p].link = l
+		return
+	}
+	s.pos[l.Index] = int32(len(s.rows))
+	s.rows = append(s.rows, linkRow{link: l})
+}
+
+// del removes the row of ifindex index; the last row takes its place.
+func (s *linkSet) del(index uint32) {
+	p, ok := s.pos[index]
+	if !ok {
+		return
+	}
+	last := int32(len(s.rows) - 1)
+	if p != last {
+		s.rows[p] = s.rows[last]
+		s.pos[s.rows[p].link.Index] = p
+	}
+	s.rows[last] = linkRow{} // drop its strings
+	s.rows = s.rows[:last]
+	delete(s.pos, index)
 }

@@ -3,6 +3,7 @@ package ifmgr
 import (
 	"fmt"
 	"math/rand"
+	"net"
 	"testing"
 	"time"
 
@@ -14,22 +15,15 @@ import (
 func checkLinkTable(t *testing.T, lt *linkTable) {
 	t.Helper()
 	for name, i := range lt.byName {
-		if l, ok := lt.byIndex[i]; !ok || l.Name != name {
+		if l, ok := lt.byIndex.get(i); !ok || l.Name != name {
 			t.Fatalf("byName[%q] = %d, which is %+v (present %v)", name, i, l, ok)
 		}
 	}
-	for i := range lt.facts {
-		if _, ok := lt.byIndex[i]; !ok {
-			t.Fatalf("facts kept for ifindex %d, which is not in the table", i)
-		}
+	if len(lt.byIndex.pos) != len(lt.byIndex.rows) {
+		t.Fatalf("byIndex: %d positions for %d links", len(lt.byIndex.pos), len(lt.byIndex.rows))
 	}
-	for i := range lt.macs {
-		if _, ok := lt.byIndex[i]; !ok {
-			t.Fatalf("address text kept for ifindex %d, which is not in the table", i)
-		}
-	}
-	for i, l := range lt.byIndex {
-		if i != l.Index || i == 0 {
+	for i, p := range lt.byIndex.pos {
+		if l := lt.byIndex.rows[p].link; i != l.Index || i == 0 {
 			t.Fatalf("byIndex[%d] holds ifindex %d", i, l.Index)
 		}
 		if got, ok := lt.get(i); !ok || got.Index != i {
@@ -343,4 +337,42 @@ func TestLinkTableVLANsProperty(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLinkTableRowsKeepFactsAndAddresses: a link's sysfs facts and address
+// texts are read once and stay with it when it is observed again and
+// through a resync that still has it (also after other links left and
+// rows moved), and go with it when it is gone.
+func TestLinkTableRowsKeepFactsAndAddresses(t *testing.T) {
+	lt := newLinkTable()
+	reads := 0
+	read := func(string) (string, string) { reads++; return "e1000", "pci" }
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 3}
+	links := []kernel.Link{{Index: 1, Name: "lo"}, {Index: 2, Name: "eth0", MAC: mac}, {Index: 3, Name: "eth1"}}
+	for _, l := range links {
+		lt.observe(l)
+		lt.factsOf(l, read)
+	}
+	if m, _ := lt.macsOf(links[1]); m != "02:00:00:00:00:03" {
+		t.Fatalf("address text %q", m)
+	}
+	lt.gone(1) // eth1's row moves into lo's place
+	lt.observe(kernel.Link{Index: 2, Name: "eth0", MAC: mac, Flags: 1})
+	lt.replace([]kernel.Link{links[1], links[2]})
+	for _, l := range links[1:] {
+		if f := lt.factsOf(l, read); f.driver != "e1000" {
+			t.Fatalf("facts of %s: %+v", l.Name, f)
+		}
+	}
+	if reads != 3 {
+		t.Fatalf("facts read %d times, want once per link (3)", reads)
+	}
+	if r := lt.byIndex.row(2); r == nil || !r.haveMACs || r.macs.mac != "02:00:00:00:00:03" {
+		t.Fatalf("eth0's address text not kept: %+v", r)
+	}
+	lt.gone(2)
+	if lt.byIndex.row(2) != nil || lt.len() != 1 {
+		t.Fatalf("gone link's row kept (%d rows)", lt.len())
+	}
+	checkLinkTable(t, &lt)
 }

@@ -160,21 +160,17 @@ func encodeBridgeData(opt BridgeOptions, always bool) ([]byte, error) {
 // a kernel without CONFIG_BRIDGE_VLAN_FILTERING: 0) are kept, with exact
 // sizes; the rest is skipped.
 func decodeBridgeData(b []byte) (filtering bool, pvid uint16, err error) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return false, 0, fmt.Errorf("bridge data: %w", err)
-	}
-	ad.ByteOrder = binary.NativeEndian
-	for ad.Next() {
-		switch ad.Type() {
+	ad := attrs{b: b} // no copies: a bridge's data is some forty attributes
+	for ad.next() {
+		switch ad.typ {
 		case unix.IFLA_BR_VLAN_FILTERING:
-			filtering = ad.Uint8() != 0
+			filtering = ad.uint8() != 0
 		case unix.IFLA_BR_VLAN_DEFAULT_PVID:
-			pvid = ad.Uint16()
+			pvid = ad.uint16()
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return false, 0, fmt.Errorf("bridge data: %w", err)
+	if ad.err != nil {
+		return false, 0, fmt.Errorf("bridge data: %w", ad.err)
 	}
 	return filtering, pvid, nil
 }

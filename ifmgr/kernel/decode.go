@@ -66,7 +66,15 @@ func decode(b []byte) (Link, error) {
 // decodeLink is decode, and also returns the IFLA_AF_SPEC payload (nil if
 // none): for AF_BRIDGE messages, the bridge VLAN membership
 // (decodeBridgeLink). In AF_UNSPEC messages it holds per-family
-// attributes (AF_INET, AF_INET6) that ifmgr does not read.
+// attributes (AF_INET, AF_INET6) that ifmgr does not read. The payload
+// aliases b.
+//
+// It allocates only what the Link keeps (its name, alias and addresses):
+// ifmgrd decodes every link of every dump, echo and event, and during a
+// bring-up of thousands of ports the per-attribute copies of
+// netlink.AttributeDecoder (dozens of attributes per link, a bridge's
+// IFLA_INFO_DATA alone some forty) were a fifth of everything it
+// allocated, garbage strewn between the link table's long-lived strings.
 func decodeLink(b []byte) (Link, []byte, error) {
 	if len(b) < sizeofIfInfomsg {
 		return Link{}, nil, errShortLink
@@ -76,52 +84,51 @@ func decodeLink(b []byte) (Link, []byte, error) {
 		Index: ne.Uint32(b[4:8]),
 		Flags: ne.Uint32(b[8:12]),
 	}
-	ad, err := netlink.NewAttributeDecoder(b[sizeofIfInfomsg:])
-	if err != nil {
-		return Link{}, nil, fmt.Errorf("link %d: %w", l.Index, err)
-	}
-	ad.ByteOrder = ne
-	var infoData, afSpec []byte
-	for ad.Next() {
-		switch ad.Type() {
+	var infoData, afSpec, mac, perm []byte
+	ad := attrs{b: b[sizeofIfInfomsg:]}
+	for ad.next() {
+		switch ad.typ {
 		case unix.IFLA_IFNAME:
-			l.Name = ad.String()
+			l.Name = ad.string()
 		case unix.IFLA_ADDRESS:
-			l.MAC = hwAddr(ad.Bytes())
+			mac = ad.data
 		case unix.IFLA_PERM_ADDRESS:
-			l.PermMAC = hwAddr(ad.Bytes())
+			perm = ad.data
 		case unix.IFLA_LINK:
-			l.IfLink = ad.Uint32()
+			l.IfLink = ad.uint32()
 		case unix.IFLA_LINK_NETNSID:
 			l.IfLinkOtherNS = true
 		case unix.IFLA_MASTER:
-			l.Master = ad.Uint32()
+			l.Master = ad.uint32()
 		case unix.IFLA_GROUP:
-			l.Group = ad.Uint32()
+			l.Group = ad.uint32()
 		case unix.IFLA_IFALIAS:
-			l.Alias = ad.String()
+			l.Alias = ad.string()
 		case unix.IFLA_OPERSTATE:
-			l.Oper = ad.Uint8()
+			l.Oper = ad.uint8()
 		case unix.IFLA_AF_SPEC:
-			afSpec = ad.Bytes()
+			afSpec = ad.data
 		case unix.IFLA_LINKINFO:
-			ad.Nested(func(nad *netlink.AttributeDecoder) error {
-				for nad.Next() {
-					switch nad.Type() {
-					case unix.IFLA_INFO_KIND:
-						l.Kind = Kind(nad.String())
-					case unix.IFLA_INFO_DATA:
-						infoData = nad.Bytes()
-					}
+			info := attrs{b: ad.data}
+			for info.next() {
+				switch info.typ {
+				case unix.IFLA_INFO_KIND:
+					l.Kind = kindOf(info.data)
+				case unix.IFLA_INFO_DATA:
+					infoData = info.data
 				}
-				return nil
-			})
+			}
+			if info.err != nil {
+				ad.err = info.err
+			}
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return Link{}, nil, fmt.Errorf("link %d %q: %w", l.Index, l.Name, err)
+	if ad.err != nil {
+		return Link{}, nil, fmt.Errorf("link %d %q: %w", l.Index, l.Name, ad.err)
 	}
+	l.MAC, l.PermMAC = hwAddrs(mac, perm)
 	if infoData != nil {
+		var err error
 		switch l.Kind {
 		case KindVLAN:
 			vid, _, _, err := DecodeVLANData(infoData)
@@ -139,9 +146,101 @@ func decodeLink(b []byte) (Link, []byte, error) {
 	return l, afSpec, nil
 }
 
-// hwAddr keeps an address as reported, or nil for an empty one. b is already
-// a copy (AttributeDecoder.Bytes copies), so it does not alias the receive
-// buffer.
+// errBadAttribute: an attribute header that is cut short or claims more
+// bytes than there are.
+var errBadAttribute = errors.New("netlink: invalid attribute; length too short or too large")
+
+// attrs walks the netlink attributes in b without copying them: after each
+// next that returns true, typ is the attribute's type (flags masked off)
+// and data its payload, which aliases b. A malformed attribute stops the
+// walk with err set; values of the wrong size set err too (as
+// netlink.AttributeDecoder does), so a message is taken whole or refused.
+type attrs struct {
+	b    []byte
+	typ  uint16
+	data []byte
+	err  error
+}
+
+const nlaHeaderLen = 4
+
+func (a *attrs) next() bool {
+	if a.err != nil || len(a.b) == 0 {
+		return false
+	}
+	if len(a.b) < nlaHeaderLen {
+		a.err = errBadAttribute
+		return false
+	}
+	n := int(binary.NativeEndian.Uint16(a.b[0:2]))
+	a.typ = binary.NativeEndian.Uint16(a.b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+	switch {
+	case n > len(a.b) || (n != 0 && n < nlaHeaderLen):
+		a.err = errBadAttribute
+		return false
+	case n == 0:
+		a.data = a.b[:0:0]
+		n = nlaHeaderLen
+	default:
+		a.data = a.b[nlaHeaderLen:n:n]
+		n = (n + unix.NLA_ALIGNTO - 1) &^ (unix.NLA_ALIGNTO - 1)
+	}
+	a.b = a.b[min(n, len(a.b)):]
+	return true
+}
+
+func (a *attrs) sized(n int) []byte {
+	if len(a.data) != n {
+		if a.err == nil {
+			a.err = fmt.Errorf("netlink: attribute %d has %d bytes, want %d", a.typ, len(a.data), n)
+		}
+		return make([]byte, n)
+	}
+	return a.data
+}
+
+func (a *attrs) uint8() uint8   { return a.sized(1)[0] }
+func (a *attrs) uint16() uint16 { return binary.NativeEndian.Uint16(a.sized(2)) }
+func (a *attrs) uint32() uint32 { return binary.NativeEndian.Uint32(a.sized(4)) }
+
+// string is the payload as text, without its NUL terminator(s).
+func (a *attrs) string() string {
+	b := a.data
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// kindOf returns IFLA_INFO_KIND as a Kind, without allocating for the
+// kinds a router has by the thousand.
+func kindOf(b []byte) Kind {
+	for len(b) > 0 && b[len(b)-1] == 0 {
+		b = b[:len(b)-1]
+	}
+	for _, k := range commonKinds {
+		if string(b) == string(k) {
+			return k
+		}
+	}
+	return Kind(b)
+}
+
+var commonKinds = [...]Kind{KindBridge, KindVLAN, "veth", "macvlan", "tun", "dummy", "bond", "wireguard"}
+
+// hwAddrs copies a link's addresses out of the message (nil for an
+// empty or absent one), both in one allocation.
+func hwAddrs(mac, perm []byte) (net.HardwareAddr, net.HardwareAddr) {
+	if len(mac)+len(perm) == 0 {
+		return nil, nil
+	}
+	buf := make([]byte, len(mac)+len(perm))
+	copy(buf, mac)
+	copy(buf[len(mac):], perm)
+	return hwAddr(buf[:len(mac):len(mac)]), hwAddr(buf[len(mac):])
+}
+
+// hwAddr keeps an address, or nil for an empty one.
 func hwAddr(b []byte) net.HardwareAddr {
 	if len(b) == 0 {
 		return nil
@@ -183,37 +282,21 @@ func EncodeVLANData(vid uint16) ([]byte, error) {
 // ifla_vlan_flags.flags (0 when absent). QoS maps are skipped. IFLA_VLAN_ID
 // is required.
 func DecodeVLANData(b []byte) (vid uint16, proto uint16, flags uint32, err error) {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return 0, 0, 0, fmt.Errorf("vlan data: %w", err)
-	}
-	ad.ByteOrder = binary.NativeEndian
+	ad := attrs{b: b}
 	var haveID bool
-	for ad.Next() {
-		switch ad.Type() {
+	for ad.next() {
+		switch ad.typ {
 		case unix.IFLA_VLAN_ID:
-			vid = ad.Uint16()
+			vid = ad.uint16()
 			haveID = true
 		case unix.IFLA_VLAN_PROTOCOL:
-			ad.Do(func(b []byte) error {
-				if len(b) != 2 {
-					return fmt.Errorf("IFLA_VLAN_PROTOCOL is %d bytes, want 2", len(b))
-				}
-				proto = binary.BigEndian.Uint16(b)
-				return nil
-			})
+			proto = binary.BigEndian.Uint16(ad.sized(2))
 		case unix.IFLA_VLAN_FLAGS:
-			ad.Do(func(b []byte) error {
-				if len(b) != 8 {
-					return fmt.Errorf("IFLA_VLAN_FLAGS is %d bytes, want 8 (struct ifla_vlan_flags)", len(b))
-				}
-				flags = binary.NativeEndian.Uint32(b[0:4])
-				return nil
-			})
+			flags = binary.NativeEndian.Uint32(ad.sized(8)) // struct ifla_vlan_flags: flags, then mask
 		}
 	}
-	if err := ad.Err(); err != nil {
-		return 0, 0, 0, fmt.Errorf("vlan data: %w", err)
+	if ad.err != nil {
+		return 0, 0, 0, fmt.Errorf("vlan data: %w", ad.err)
 	}
 	if !haveID {
 		return 0, 0, 0, errors.New("vlan data: no IFLA_VLAN_ID")

@@ -579,3 +579,63 @@ func TestLinkEqualSeesEveryField(t *testing.T) {
 		}
 	}
 }
+
+// A bridge's RTM_NEWLINK as the kernel sends it, with the dozens of
+// IFLA_BR_* attributes of its IFLA_INFO_DATA: decoding it allocates only
+// what the Link keeps (name, alias, one buffer for both addresses), and
+// the Link shares no byte with the message, which the receive buffer's
+// next datagram overwrites.
+func TestDecodeAllocatesOnlyWhatLinkKeeps(t *testing.T) {
+	ne := binary.NativeEndian
+	hdr := make([]byte, 16)
+	ne.PutUint32(hdr[4:], 12)
+	ae := netlink.NewAttributeEncoder()
+	ae.String(unix.IFLA_IFNAME, "bridge7")
+	ae.String(unix.IFLA_IFALIAS, "port:mac=02:00:00:00:00:07")
+	ae.Bytes(unix.IFLA_ADDRESS, []byte{2, 0, 0, 0, 0, 7})
+	ae.Bytes(unix.IFLA_PERM_ADDRESS, []byte{2, 0, 0, 0, 0, 8})
+	ae.Uint32(unix.IFLA_GROUP, 3)
+	ae.Bytes(unix.IFLA_STATS64, make([]byte, 200))
+	ae.Nested(unix.IFLA_LINKINFO, func(nae *netlink.AttributeEncoder) error {
+		nae.String(unix.IFLA_INFO_KIND, "bridge")
+		nae.Nested(unix.IFLA_INFO_DATA, func(d *netlink.AttributeEncoder) error {
+			for typ := uint16(1); typ <= 40; typ++ {
+				switch typ {
+				case unix.IFLA_BR_VLAN_FILTERING:
+					d.Uint8(typ, 1)
+				case unix.IFLA_BR_VLAN_DEFAULT_PVID:
+					d.Uint16(typ, 5)
+				default:
+					d.Uint32(typ, uint32(typ))
+				}
+			}
+			return nil
+		})
+		return nil
+	})
+	attrs, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := append(hdr, attrs...)
+	want := Link{Index: 12, Name: "bridge7", Kind: KindBridge, Group: 3, Alias: "port:mac=02:00:00:00:00:07",
+		MAC: net.HardwareAddr{2, 0, 0, 0, 0, 7}, PermMAC: net.HardwareAddr{2, 0, 0, 0, 0, 8}, VLANFiltering: true, DefaultPVID: 5}
+	var got Link
+	allocs := testing.AllocsPerRun(100, func() {
+		if got, err = decode(msg); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !got.Equal(want) {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+	if allocs > 3 {
+		t.Errorf("decode allocates %.0f times per bridge message, want at most 3 (name, alias, addresses)", allocs)
+	}
+	for i := range msg {
+		msg[i] = 0xff
+	}
+	if !got.Equal(want) {
+		t.Errorf("the decoded link changed with the message's bytes: %+v", got)
+	}
+}

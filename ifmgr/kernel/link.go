@@ -9,19 +9,22 @@ import (
 
 // Link is what ifmgr needs to know of one kernel interface, decoded from an
 // RTM_NEWLINK message.
+//
+// Its fields are ordered by size, so that it has no padding (128 bytes, not
+// 136): ifmgr's link table holds one per interface, by the thousand.
 type Link struct {
-	Index   uint32
 	Name    string
 	Kind    Kind   // IFLA_INFO_KIND: "bridge", "vlan", "veth", "" for plain hardware
-	Group   uint32 // IFLA_GROUP: ifmgr's ownership marker, set atomically at creation
 	Alias   string // IFLA_IFALIAS: ifmgr writes the identity an interface serves here
 	MAC     net.HardwareAddr
 	PermMAC net.HardwareAddr // IFLA_PERM_ADDRESS, when the driver reports one
-	IfLink  uint32           // IFLA_LINK (sysfs iflink): lower device of a VLAN, peer of a veth (0 if none)
-	VLANID  uint16           // IFLA_VLAN_ID for kind "vlan"
-	Master  uint32           // IFLA_MASTER: bridge this link is a port of (0 if none)
-	Flags   uint32           // ifi_flags (IFF_UP, IFF_RUNNING, ...)
-	Oper    uint8            // IFLA_OPERSTATE
+	Index   uint32
+	Group   uint32 // IFLA_GROUP: ifmgr's ownership marker, set atomically at creation
+	IfLink  uint32 // IFLA_LINK (sysfs iflink): lower device of a VLAN, peer of a veth (0 if none)
+	Master  uint32 // IFLA_MASTER: bridge this link is a port of (0 if none)
+	Flags   uint32 // ifi_flags (IFF_UP, IFF_RUNNING, ...)
+	VLANID  uint16 // IFLA_VLAN_ID for kind "vlan"
+	Oper    uint8  // IFLA_OPERSTATE
 
 	// For kind "bridge", from its IFLA_INFO_DATA: IFLA_BR_VLAN_FILTERING
 	// and IFLA_BR_VLAN_DEFAULT_PVID (0: none).

@@ -533,12 +533,11 @@ func linkEdges(p *board.Profile, l Link) (key string, derived []keyedTarget) {
 		}
 		derived = append(derived, keyedTarget{k, t})
 	}
-	for _, t := range d.targets {
-		k := t.Key()
-		put(k, t)
-		if b := d.rules[k]; b != nil {
+	for i, kt := range d.targets {
+		put(kt.key, kt.target)
+		if b := d.rules[i]; b != nil {
 			for _, vid := range b.SelfVLANs {
-				self := SelfVLANIdentity(t.Identity, vid)
+				self := SelfVLANIdentity(kt.target.Identity, vid)
 				put(self.Key(), Target{Identity: self})
 			}
 		}

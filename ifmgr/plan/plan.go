@@ -268,13 +268,12 @@ func Compute(p *board.Profile, links []Link) Plan {
 	pl := Plan{Targets: map[string]Target{}}
 	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
 	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
-	// byIndex and present point into sorted: at thousands of links, maps
-	// of copies were most of a full plan's garbage.
+	// sorted, byIndex and present point into links: at thousands of
+	// links, copies of them were most of a full plan's garbage.
 	sorted := sortedLinks(links)
 	byIndex := make(map[uint32]*Link, len(sorted))
 	present := map[string]*Link{} // owned links by identity key
-	for i := range sorted {
-		l := &sorted[i]
+	for _, l := range sorted {
 		byIndex[l.Index] = l
 		if l.Owned && Derived(l.Identity) {
 			present[l.Identity.Key()] = l
@@ -292,15 +291,15 @@ func Compute(p *board.Profile, links []Link) Plan {
 			}
 		}
 		for _, l := range sorted {
-			d, ok := derivePort(p, l)
+			d, ok := derivePort(p, *l)
 			if !ok {
 				continue
 			}
-			for _, t := range d.targets {
-				pl.Targets[t.Key()] = t
-			}
-			for key, b := range d.rules {
-				bridgeRules[key] = b
+			for i, t := range d.targets {
+				pl.Targets[t.key] = t.target
+				if b := d.rules[i]; b != nil {
+					bridgeRules[t.key] = b
+				}
 			}
 			if d.master != "" {
 				portMaster[l.Index] = d.master
@@ -341,37 +340,26 @@ func Compute(p *board.Profile, links []Link) Plan {
 		deleted[d.Link] = true
 	}
 	sort.Slice(deletes, func(i, j int) bool { return byName(deletes[i], deletes[j]) })
-	pl.Actions = append(pl.Actions, deletes...)
 
 	// Creates: bridges first, so VLANs and ports can join them.
-	// Sorted by the targets' map keys (each its Key()), not by Key() in the
-	// comparison: that built two strings per comparison, n log n of them
-	// (7 ms of a 1000-port bring-up's first plan).
-	type keyedCreate struct {
-		key string
-		a   Action
-	}
-	var keyed []keyedCreate
-	for key, t := range pl.Targets {
-		if _, ok := present[key]; ok {
-			continue
+	// Sorted by the map's keys (each target's Key): formatting keys in the
+	// comparison was a tenth of a bring-up's garbage.
+	var missing []string
+	for key := range pl.Targets {
+		if _, ok := present[key]; !ok {
+			missing = append(missing, key)
 		}
-		keyed = append(keyed, keyedCreate{key, Action{Kind: Create, Target: t, Why: "derived from the profile and missing"}})
 	}
-	slices.SortFunc(keyed, func(x, y keyedCreate) int {
-		if a, b := x.a.Target.Cloner, y.a.Target.Cloner; a != b {
-			if a == board.ClonerBridge {
-				return -1
-			}
-			if b == board.ClonerBridge {
-				return 1
-			}
+	sort.Slice(missing, func(i, j int) bool {
+		a, b := pl.Targets[missing[i]].Cloner, pl.Targets[missing[j]].Cloner
+		if a != b {
+			return a == board.ClonerBridge
 		}
-		return strings.Compare(x.key, y.key)
+		return missing[i] < missing[j]
 	})
-	creates := make([]Action, len(keyed))
-	for i, k := range keyed {
-		creates[i] = k.a
+	creates := make([]Action, 0, len(missing))
+	for _, key := range missing {
+		creates = append(creates, Action{Kind: Create, Target: pl.Targets[key], Why: "derived from the profile and missing"})
 	}
 
 	// Memberships of links that exist: ports, and owned VLANs.
@@ -420,11 +408,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 			takenIn[a.Target.ParentIndex] = true
 		}
 	}
-	pl.Actions = append(pl.Actions, portsDown(sorted, takenIn)...)
-	pl.Actions = append(pl.Actions, creates...)
-	pl.Actions = append(pl.Actions, joins...)
-	pl.Actions = append(pl.Actions, bridgeSettings(pl.Targets, present, deleted)...)
-	pl.Actions = append(pl.Actions, memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present)...)
+	// One allocation of the exact size: a bring-up's plan is thousands of
+	// actions of a few hundred bytes, and growing it by appends left
+	// megabytes of garbage at the bring-up's peak.
+	pl.Actions = slices.Concat(deletes, portsDown(sorted, takenIn), creates, joins,
+		bridgeSettings(pl.Targets, present, deleted), memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present))
 	return pl
 }
 
@@ -476,7 +464,7 @@ func byName(a, b Action) bool {
 // come first, and a port leaving a bridge loses its entries in the kernel.
 // Members ifmgr did not put in (hostapd's wlan0) are not its business.
 // links is sorted by ifindex.
-func memberships(links []Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]*Link) []Action {
+func memberships(links []*Link, targets map[string]Target, rules map[string]*board.BridgeRule, portMaster map[uint32]string, portVLANs map[uint32]*board.Membership, present map[string]*Link) []Action {
 	var out []Action
 	diff := func(base Action, have []kernel.BridgeVLAN, want []board.VLANEntry, why string) {
 		haveBy := map[uint16]kernel.BridgeVLAN{}
@@ -539,10 +527,20 @@ func memberships(links []Link, targets map[string]Target, rules map[string]*boar
 
 // portsDown lists the BringUp actions: the ports ifmgr takes in now that
 // are administratively down, by ifindex (links is sorted by it).
-func portsDown(links []Link, takenIn map[uint32]bool) []Action {
-	var ups []Action
+func portsDown(links []*Link, takenIn map[uint32]bool) []Action {
+	down := func(l *Link) bool { return !l.Owned && !l.Up && takenIn[l.Index] }
+	n := 0
 	for _, l := range links {
-		if l.Owned || l.Up || !takenIn[l.Index] {
+		if down(l) {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ups := make([]Action, 0, n)
+	for _, l := range links {
+		if !down(l) {
 			continue
 		}
 		ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port taken in by the profile is down"})
@@ -557,8 +555,11 @@ type portDerivation struct {
 	// targets in the order Compute records them: when two links derive
 	// one identity (one permanent MAC on two links), the higher ifindex's
 	// target stands.
-	targets []Target
-	rules   map[string]*board.BridgeRule // the rules of the bridges among targets
+	// targets, with their identity keys: derived for every link of every
+	// full plan, where formatting each key again and a map of rules per
+	// port were a good part of a bring-up's garbage.
+	targets []keyedTarget
+	rules   []*board.BridgeRule // the rule of targets[i] if it is a bridge with one, else nil
 }
 
 // derivePort is the one definition of what a link derives: nothing for
@@ -580,14 +581,10 @@ func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
 			t.Identity = PortBridgeIdentity(name, pid)
 			t.Legacy = legacyOf(t.Identity, persist.Identity{Rule: persist.RuleBridge + name, PermMAC: legacy.PermMAC, BusPath: legacy.BusPath})
 		}
-		d.targets = append(d.targets, t)
-		if b != nil {
-			if d.rules == nil {
-				d.rules = map[string]*board.BridgeRule{}
-			}
-			d.rules[t.Key()] = b
-		}
-		return t.Key()
+		key := t.Key()
+		d.targets = append(d.targets, keyedTarget{key, t})
+		d.rules = append(d.rules, b)
+		return key
 	}
 	if rule.Bridge != "" {
 		d.master = bridgeFor(rule.Bridge)
@@ -601,13 +598,18 @@ func derivePort(p *board.Profile, l Link) (portDerivation, bool) {
 		if b, ok := rule.VLANBridge[vid]; ok {
 			t.Master = bridgeFor(b)
 		}
-		d.targets = append(d.targets, t)
+		d.targets = append(d.targets, keyedTarget{t.Key(), t})
+		d.rules = append(d.rules, nil)
 	}
 	return d, true
 }
 
-func sortedLinks(links []Link) []Link {
-	out := append([]Link(nil), links...)
+// sortedLinks returns pointers to links (not copies), by ifindex.
+func sortedLinks(links []Link) []*Link {
+	out := make([]*Link, len(links))
+	for i := range links {
+		out[i] = &links[i]
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,6 +39,8 @@ type Footprint struct {
 	// SettledAt: seconds from the last create's answer until ifmgrd was
 	// idle and its RSS was read.
 	SettledAt float64 `json:"settled_managed_s"`
+	// RSSBinary: how the ifmgrd whose RSS is read was built.
+	RSSBinary string `json:"rss_binary"`
 }
 
 // ProfileRSS is one profile-driven RSS reading (Footprint.Profiles).
@@ -62,7 +65,7 @@ func (b *bench) footprint() error {
 		fp.Binaries[a.name] = map[string]int64{}
 		for _, cmd := range []string{"ifmgrd", "ifctl", "uinit"} {
 			out := b.c.path(fmt.Sprintf("size-%s-%s", a.name, cmd))
-			build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./firmware/cmd/"+cmd)
+			build := exec.Command("go", append(shippedBuild, "-o", out, "./firmware/cmd/"+cmd)...)
 			build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+a.goarch, "GOARM="+a.goarm, "GOMIPS="+a.gomips)
 			if o, err := build.CombinedOutput(); err != nil {
 				return fmt.Errorf("build %s for %s: %v: %s", cmd, a.name, err, o)
@@ -76,8 +79,19 @@ func (b *bench) footprint() error {
 		}
 	}
 
-	err := b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
-	for _, ports := range []int{fp.Managed / 2, fp.Managed} {
+	if err := b.buildShipped(); err != nil {
+		return err
+	}
+	fp.RSSBinary = "CGO_ENABLED=0 go " + strings.Join(shippedBuild, " ") + " (as the image builds it)"
+	var err error
+	if !b.c.NoSocketRSS {
+		err = b.inFreshNS(fp.Managed, func(r *runCtx) error { return b.memory(r, fp) })
+	}
+	ports := b.c.ProfilePorts
+	if ports == nil {
+		ports = []int{fp.Managed / 2, fp.Managed}
+	}
+	for _, ports := range ports {
 		if err == nil {
 			err = b.inFreshNS(ports, func(r *runCtx) error { return b.profileMemory(r, fp) })
 		}
@@ -157,14 +171,39 @@ func settledRSS(pid int) (benchkit.RSS, float64, error) {
 	return rss, time.Since(t0).Seconds(), err
 }
 
+// shippedBuild is how the router image builds ifmgrd
+// (buildroot/package/uroute/uroute.mk, scripts/build-image.sh): pure Go,
+// static, stripped. The RSS is measured on that binary, not on the bench's
+// own build (cgo, so dynamically linked: libc and ld.so add some 1.3 MB of
+// file pages and their own anonymous memory that no router has).
+var shippedBuild = []string{"build", "-trimpath", "-ldflags=-s -w -buildid="}
+
+// buildShipped builds ifmgrd, and ifmgrd-debug when heap profiles are
+// asked for, for this host as the image builds them (shippedBuild).
+func (b *bench) buildShipped() error {
+	cmds := map[string]string{"ifmgrd": "./firmware/cmd/ifmgrd"}
+	if b.c.HeapProfiles != "" {
+		cmds["ifmgrd-debug"] = "./internal/ifmgrd-debug"
+	}
+	for name, pkg := range cmds {
+		build := exec.Command("go", append(shippedBuild, "-o", b.c.path("shipped-"+name), pkg)...)
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if o, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s as shipped: %v: %s", name, err, o)
+		}
+	}
+	return nil
+}
+
 // footprintDaemon is the daemon binary of a footprint measurement and the
 // flags before ifmgrd's: ifmgrd, or ifmgrd-debug writing heap profiles of
 // measurement name on SIGUSR1 when -heap-profiles asks for them.
 func (b *bench) footprintDaemon(name string) (string, []string) {
 	if b.c.HeapProfiles == "" {
-		return filepath.Join(b.c.Bin, "ifmgrd"), nil
+		return b.c.path("shipped-ifmgrd"), nil
 	}
-	return filepath.Join(b.c.Bin, "ifmgrd-debug"), []string{"-memprofile", b.heapPath(name), "-memprofile-after", "0", "--"}
+	return b.c.path("shipped-ifmgrd-debug"), []string{"-memprofile", b.heapPath(name), "-memprofile-after", "0",
+		"-peak-profile", b.heapPath(name) + ".peak", "--"}
 }
 
 func (b *bench) heapPath(name string) string {
@@ -181,8 +220,10 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 	path := b.heapPath(name)
 	os.Remove(path)
 	// Where the RSS is (anonymous or file pages) before the profile's GC.
-	if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", r.daemon.Process.Pid)); err == nil {
-		os.WriteFile(b.heapPath(as)+".smaps", smaps, 0o644)
+	for f, suffix := range map[string]string{"smaps_rollup": ".smaps", "smaps": ".smaps-full"} {
+		if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", r.daemon.Process.Pid, f)); err == nil {
+			os.WriteFile(b.heapPath(as)+suffix, smaps, 0o644)
+		}
 	}
 	if err := r.daemon.Process.Signal(syscall.SIGUSR1); err != nil {
 		return err
@@ -193,6 +234,7 @@ func (b *bench) heapProfile(r *runCtx, name, as string) error {
 				return nil
 			}
 			os.Rename(path+".memstats", b.heapPath(as)+".memstats")
+			os.Rename(path+".peak", b.heapPath(as)+".peak")
 			return os.Rename(path, b.heapPath(as))
 		}
 	}

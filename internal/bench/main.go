@@ -41,6 +41,12 @@ type config struct {
 	HeapProfiles string
 	// RSSOnly: the footprint section measures memory only, not binaries.
 	RSSOnly bool
+	// ProfilePorts: the port counts of the footprint's profile-driven
+	// readings (nil: half the managed count and the managed count).
+	ProfilePorts []int
+	// NoSocketRSS: the footprint skips the idle and socket readings (for
+	// iterating on the profile case alone).
+	NoSocketRSS bool
 }
 
 // Result is one measured figure.
@@ -87,10 +93,15 @@ func main() {
 	flag.IntVar(&c.SlowMax, "slow-max", 1000000, "run one-ip-per-op and networkd only for N up to this")
 	flag.StringVar(&c.HeapProfiles, "heap-profiles", "", "footprint: run ifmgrd-debug and write a heap profile per RSS reading into this directory")
 	flag.BoolVar(&c.RSSOnly, "rss-only", false, "footprint: measure memory only (skip building the binaries for every architecture)")
+	profilePorts := flag.String("profile-ports", "", "footprint: port counts of the profile-driven RSS readings (default 2000,4000)")
+	flag.BoolVar(&c.NoSocketRSS, "no-socket-rss", false, "footprint: skip the idle and socket RSS readings")
 	nsPrefix := flag.String("ns-prefix", "ubench", "prefix of the bench's network namespace names")
 	flag.Parse()
 	runNS, peersNS, probeNS = *nsPrefix+"-run", *nsPrefix+"-peers", *nsPrefix+"-probe"
 	c.Ns, c.TearNs = counts("-n", ns), counts("-teardown-n", tns)
+	if *profilePorts != "" {
+		c.ProfilePorts = counts("-profile-ports", *profilePorts)
+	}
 	c.Sections = map[string]bool{}
 	for _, s := range strings.Split(sections, ",") {
 		c.Sections[strings.TrimSpace(s)] = true
