@@ -49,7 +49,10 @@ func (m *Manager) planLink(l kernel.Link) plan.Link {
 // status and the reload dry-run can show it and a caller can decide when to
 // try it again.
 type ActionResult struct {
-	Action plan.Action
+	// Action points into the plan applied (a bring-up's plan is thousands
+	// of 336-byte actions; a copy per result tripled the peak heap that the
+	// runtime's metadata is sized by); kept copies it out for status.
+	Action *plan.Action
 	Err    error // nil: done
 	// Retry: refused because a foreign link holds the name (the identity
 	// has moved to another unit and the next round creates it there), or
@@ -79,6 +82,8 @@ func (r convergeResult) kept() convergeResult {
 			r.done++
 			continue
 		}
+		action := *a.Action // not the whole plan's array kept alive for one action
+		a.Action = &action
 		failed = append(failed, a)
 	}
 	r.results = failed
@@ -262,7 +267,7 @@ func (m *Manager) recordResults(results []ActionResult, now time.Time, why strin
 		if members == nil {
 			members = m.bridgePorts()
 		}
-		m.refused.record(r, m.groundsOf(r.Action, members), now, m.log, why)
+		m.refused.record(r, m.groundsOf(*r.Action, members), now, m.log, why)
 	}
 }
 
@@ -299,8 +304,8 @@ func anyRetry(results []ActionResult) bool {
 // (and makes nothing on) goes up and joins in one RTM_SETLINK.
 func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 	results := make([]ActionResult, len(pl.Actions))
-	for i, a := range pl.Actions {
-		results[i].Action = a
+	for i := range pl.Actions {
+		results[i].Action = &pl.Actions[i]
 	}
 	// A BringUp rides with its port's join when nothing is created on the
 	// port: a VLAN needs its parent up before it is made.

@@ -74,7 +74,7 @@ func (rs *refusals) record(res ActionResult, grounds string, now time.Time, log 
 	}
 	switch {
 	case r == nil || r.err.Error() != res.Err.Error():
-		r = &refusal{action: res.Action, since: now}
+		r = &refusal{action: *res.Action, since: now}
 		rs.byAction[key] = r
 		log.Error("action refused; retried with backoff and when what it depends on changes", "action", key, "err", res.Err, "trigger", why)
 	case r.grounds != grounds:

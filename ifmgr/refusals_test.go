@@ -23,7 +23,7 @@ func TestRefusalBackoffAndLogging(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	rs := newRefusals(time.Second, 8*time.Second)
 	a := plan.Action{Kind: plan.SetMaster, Link: 7, Name: "lan7", Master: "rule=bridge/lan", Why: "port rule lan"}
-	exfull := ActionResult{Action: a, Err: errors.New("exchange full")}
+	exfull := ActionResult{Action: &a, Err: errors.New("exchange full")}
 	now := time.Unix(1000, 0)
 
 	if !rs.due(a, "g1", now) {
@@ -51,14 +51,14 @@ func TestRefusalBackoffAndLogging(t *testing.T) {
 	if n := strings.Count(logs.String(), "\n"); n != 1 {
 		t.Fatalf("6 attempts with one error logged %d lines, want 1:\n%s", n, logs.String())
 	}
-	rs.record(ActionResult{Action: a, Err: errors.New("operation not supported")}, "g1", now, log, "test")
+	rs.record(ActionResult{Action: &a, Err: errors.New("operation not supported")}, "g1", now, log, "test")
 	if n := strings.Count(logs.String(), "\n"); n != 2 {
 		t.Fatalf("a changed error logged %d lines in all, want 2", n)
 	}
 	if got := rs.nextDue().Sub(now); got != time.Second {
 		t.Errorf("a changed error backs off %v, want to start over at 1s", got)
 	}
-	rs.record(ActionResult{Action: a}, "g1", now, log, "test")
+	rs.record(ActionResult{Action: &a}, "g1", now, log, "test")
 	if len(rs.byAction) != 0 || !rs.nextDue().IsZero() || !strings.Contains(logs.String(), "refused action done") {
 		t.Errorf("a done action still counted as refused: %v\n%s", rs.report(), logs.String())
 	}
