@@ -52,8 +52,10 @@ func printTable(w io.Writer, rep *Report) {
 	}
 	if fp := rep.Footprint; fp != nil {
 		fmt.Fprintf(tw, "\nfootprint\n")
-		fmt.Fprintf(tw, "RSS idle\t%.1f MB\nRSS with %d managed bridges\t%.1f MB\nDB empty / with %d\t%d / %d bytes (%.0f bytes per record)\n",
-			mb(fp.RSSIdle), fp.Managed, mb(fp.RSSAt), fp.Managed, fp.DBEmpty, fp.DBAt, fp.DBPerRec)
+		if fp.RSSIdle > 0 { // not measured with -no-socket-rss: no row rather than a 0.0 MB one
+			fmt.Fprintf(tw, "RSS idle\t%.1f MB\nRSS with %d managed bridges\t%.1f MB\nDB empty / with %d\t%d / %d bytes (%.0f bytes per record)\n",
+				mb(fp.RSSIdle), fp.Managed, mb(fp.RSSAt), fp.Managed, fp.DBEmpty, fp.DBAt, fp.DBPerRec)
+		}
 		for _, m := range fp.Profiles {
 			fmt.Fprintf(tw, "RSS with the per-port profile, %d ports\t%.1f MB\n", m.Ports, mb(m.RSS.Total))
 		}

@@ -78,6 +78,9 @@ type footprint struct {
 	RSSIdleParts rssParts `json:"rss_idle_parts"`
 	RSSAtParts   rssParts `json:"rss_managed_parts"`
 	SettledAt    float64  `json:"settled_managed_s"`
+	// RSSBinary: how the ifmgrd whose RSS was read was built ("": a bench
+	// of an older tree, which read its own cgo build).
+	RSSBinary string `json:"rss_binary"`
 }
 
 type profileRSS struct {
@@ -340,6 +343,9 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 		for _, a := range slices.Sorted(maps.Keys(fp.Binaries)) {
 			s := fp.Binaries[a]
 			p("| %s | %.2f MB | %.2f MB | %.2f MB |\n", a, mb(s["ifmgrd"]), mb(s["ifctl"]), mb(s["uinit"]))
+		}
+		if fp.RSSBinary != "" {
+			p("\nRSS is read of the ifmgrd the image ships, built `%s`: static, no libc pages.\n", fp.RSSBinary)
 		}
 		p("\nifmgrd (amd64) RSS idle: **%.1f MB**%s; managing %d bridges made over its socket: **%.1f MB**%s%s.\n", mb(fp.RSSIdle), fp.RSSIdleParts.split(), fp.Managed, mb(fp.RSSAt), fp.RSSAtParts.split(), settled(fp.SettledAt))
 		for _, m := range fp.Profiles {
