@@ -6,6 +6,7 @@ import (
 
 	"github.com/uroute/uroute/board"
 	"github.com/uroute/uroute/ifmgr/kernel"
+	"github.com/uroute/uroute/internal/benchkit"
 )
 
 // BenchmarkStartupBringUp1000 is ifmgrd's own work in a profile-driven
@@ -16,16 +17,6 @@ import (
 // first request and between batches, where the kernel waits for ifmgrd.
 func BenchmarkStartupBringUp1000(b *testing.B) {
 	const ports = 1000
-	profile := `
-board = "bench"
-[[port]]
-name = "lan"
-match.name = "lan*"
-bridge = "lan"
-[[bridge]]
-name = "lan"
-per_port = true
-`
 	was := checkPlans
 	checkPlans = false // the tests' cross-check plans everything twice
 	defer func() { checkPlans = was }()
@@ -36,7 +27,7 @@ per_port = true
 		for i := range ports {
 			k.add(kernel.Link{Name: fmt.Sprintf("lan%d", i), Kind: "veth", MAC: mac(fmt.Sprintf("02:00:00:00:%02x:%02x", i>>8, i&0xff))})
 		}
-		p, err := board.Parse("bench.toml", []byte(profile))
+		p, err := board.Parse("bench.toml", []byte(benchkit.PerPortProfile))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -85,12 +85,19 @@ func writeHeap(path string) {
 	if err := writeMemStats(path + ".memstats"); err != nil { // as the moment was, before the GC
 		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
 	}
+	runtime.GC() // the profile's in-use figures are of the last GC
+	if err := writeHeapProfile(path); err != nil {
+		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
+	}
+}
+
+// writeHeapProfile writes the heap profile to path whole or not at all
+// (a temporary file renamed): the bench reads it while ifmgrd runs.
+func writeHeapProfile(path string) error {
 	f, err := os.Create(path + ".tmp")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-		return
+		return err
 	}
-	runtime.GC() // the profile's in-use figures are of the last GC
 	err = pprof.WriteHeapProfile(f)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -98,9 +105,7 @@ func writeHeap(path string) {
 	if err == nil {
 		err = os.Rename(path+".tmp", path)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-	}
+	return err
 }
 
 // watchPeak writes a heap profile to path each time the heap live at the
@@ -115,19 +120,7 @@ func watchPeak(path string) {
 		metrics.Read(live)
 		if v := live[0].Value.Uint64(); v > written+written/4 {
 			written = v
-			f, err := os.Create(path + ".tmp")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
-				return
-			}
-			err = pprof.WriteHeapProfile(f)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = os.Rename(path+".tmp", path)
-			}
-			if err != nil {
+			if err := writeHeapProfile(path); err != nil {
 				fmt.Fprintln(os.Stderr, "ifmgrd-debug:", err)
 				return
 			}
