@@ -345,7 +345,7 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 			p("| %s | %.2f MB | %.2f MB | %.2f MB |\n", a, mb(s["ifmgrd"]), mb(s["ifctl"]), mb(s["uinit"]))
 		}
 		if fp.RSSBinary != "" {
-			p("\nRSS is read of the ifmgrd the image ships, built `%s`: static, no libc pages.\n", fp.RSSBinary)
+			p("\nRSS is read of the ifmgrd the image ships, static, no libc pages: `%s`.\n", strings.TrimSuffix(fp.RSSBinary, " (as the image builds it)"))
 		}
 		p("\nifmgrd (amd64) RSS idle: **%.1f MB**%s; managing %d bridges made over its socket: **%.1f MB**%s%s.\n", mb(fp.RSSIdle), fp.RSSIdleParts.split(), fp.Managed, mb(fp.RSSAt), fp.RSSAtParts.split(), settled(fp.SettledAt))
 		for _, m := range fp.Profiles {
