@@ -5,6 +5,8 @@
 # commands, machine and date.
 #
 #   scripts/results.sh                 full: N = 100,1000,4000, 5-minute soak
+#                                      (4 runs per contender, alternated: two
+#                                      cannot tell 1.0x from 1.3x on a shared host)
 #   scripts/results.sh -quick          N = 1000, teardown N = 100, 300 events, 2-minute soak
 #   scripts/results.sh -page-only      rewrite the page from bench-out/ and soak-out/
 #
@@ -13,8 +15,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
 case $mode in
-full) bench=(-n 100,1000,4000 -teardown-n 100,300 -events 1000); soak=(-duration 5m) ;;
--quick) bench=(-n 1000 -teardown-n 100 -events 300); soak=(-duration 2m) ;;
+full) bench=(-reps 4 -n 100,1000,4000 -teardown-n 100,300 -events 1000); soak=(-duration 5m) ;;
+-quick) bench=(-reps 4 -n 1000 -teardown-n 100 -events 300); soak=(-duration 2m) ;;
 -page-only) ;;
 *) echo "usage: scripts/results.sh [-quick|-page-only]" >&2; exit 2 ;;
 esac
