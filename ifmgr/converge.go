@@ -21,6 +21,22 @@ func (m *Manager) planLinks() []plan.Link {
 	return out
 }
 
+// plannerLinks is the link table as the planner reads it (plan.Links):
+// each link described when the planner asks, none copied into it.
+type plannerLinks struct{ m *Manager }
+
+func (v plannerLinks) Link(index uint32) (plan.Link, bool) {
+	l, ok := v.m.links.get(index)
+	if !ok {
+		return plan.Link{}, false
+	}
+	return v.m.planLink(l), true
+}
+
+func (v plannerLinks) Each(f func(plan.Link)) {
+	v.m.links.each(func(l kernel.Link) { f(v.m.planLink(l)) })
+}
+
 // planLink describes one link to the planner: ownership and identity from
 // ifmgr's entries, driver and bus from sysfs. What it reads of the link
 // table and of the entries is what they count as a change of the link
@@ -169,27 +185,31 @@ func (m *Manager) plan(why string, full bool) plan.Plan {
 		changed[idx] = true
 	}
 	var up plan.Update
-	if full || all || !m.planner.Current(m.profile) {
-		up = m.planner.Full(m.profile, m.planLinks())
+	var told []plan.Link // checkPlans: the links the planner was told of
+	scratch := full || all || !m.planner.Current(m.profile)
+	if scratch {
+		told = m.planLinks()
+		up = m.planner.Full(m.profile, told)
 	} else {
-		var links []plan.Link
-		var gone []uint32
+		names := make([]uint32, 0, len(changed))
 		for idx := range changed {
-			if l, ok := m.links.get(idx); ok {
-				links = append(links, m.planLink(l))
-			} else if idx != 0 {
-				gone = append(gone, idx)
+			if idx != 0 {
+				names = append(names, idx)
 			}
 		}
-		up = m.planner.Apply(m.profile, links, gone)
+		up = m.planner.Apply(m.profile, plannerLinks{m}, names)
+		if checkPlans {
+			for _, idx := range names {
+				if l, ok := m.links.get(idx); ok {
+					told = append(told, m.planLink(l))
+				} else {
+					delete(m.toldPlanner, idx)
+				}
+			}
+		}
 	}
-	if checkPlans && !up.Full {
-		if stale := m.planner.Stale(m.planLinks()); len(stale) > 0 {
-			panic(fmt.Sprintf("after %q the planner was not told of changes to links %v", why, stale))
-		}
-		if want := plan.Compute(m.profile, m.planLinks()); !samePlan(up.Plan, want) {
-			panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
-		}
+	if checkPlans {
+		m.checkPlan(why, up, scratch, told)
 	}
 	if up.Changed > 0 {
 		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", m.links.len())
@@ -208,8 +228,41 @@ func (m *Manager) plan(why string, full bool) plan.Plan {
 
 // checkPlans: the package's tests set it, so that every incremental plan
 // of every test is compared with the full plan (plan.Compute) of the same
-// links.
+// links, and the links the planner was told of (Manager.toldPlanner) with
+// the table's.
 var checkPlans bool
+
+// checkPlan is checkPlans' check of the plan up, after the planner was
+// told the links told: all of them when it planned from scratch, else the
+// changed ones still present (the gone ones are already out of
+// toldPlanner).
+func (m *Manager) checkPlan(why string, up plan.Update, scratch bool, told []plan.Link) {
+	if scratch || m.toldPlanner == nil {
+		m.toldPlanner = make(map[uint32]plan.Link, len(told))
+	}
+	for _, l := range told {
+		m.toldPlanner[l.Index] = l
+	}
+	if scratch {
+		return
+	}
+	var stale []uint32
+	now := m.planLinks()
+	for _, l := range now {
+		if t, ok := m.toldPlanner[l.Index]; !ok || !t.Equal(l) {
+			stale = append(stale, l.Index)
+		}
+	}
+	if len(now) != len(m.toldPlanner) {
+		stale = append(stale, 0) // a link gone that the planner was not told of
+	}
+	if len(stale) > 0 {
+		panic(fmt.Sprintf("after %q the planner was not told of changes to links %v", why, stale))
+	}
+	if want := plan.Compute(m.profile, now); !up.Full && !samePlan(up.Plan, want) {
+		panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
+	}
+}
 
 func samePlan(a, b plan.Plan) bool {
 	return maps.Equal(a.Targets, b.Targets) && slices.Equal(a.InPlace, b.InPlace) &&

@@ -38,8 +38,10 @@ type linkTable struct {
 	enslaved map[uint32]uint32
 	vlans    map[uint32][]kernel.BridgeVLAN
 	// changed: the ifindexes whose link, enslavement or membership changed
-	// since the planner last asked (takeChanged); all: the whole table was
-	// replaced (a resync), so every link may have.
+	// in what the planner reads since it last asked (takeChanged); all: the
+	// whole table was replaced (a resync), so every link may have. The
+	// planner keeps no copy of the links to tell a change from a repeat: a
+	// link observed again as it was (an echo, a carrier flap) is not marked.
 	changed map[uint32]bool
 	all     bool
 }
@@ -105,14 +107,28 @@ func (t *linkTable) names(f func(string)) {
 
 // observe records what the kernel just said of a link.
 func (t *linkTable) observe(l kernel.Link) {
-	if old, ok := t.byIndex.get(l.Index); ok && old.Name != l.Name {
+	old, ok := t.byIndex.get(l.Index)
+	if ok && old.Name != l.Name {
 		t.forget(l.Index)
 	} else if ok {
 		keepOld(&l, old)
 	}
 	t.byIndex.put(l)
 	t.byName[l.Name] = l.Index
-	t.changed[l.Index] = true
+	if !ok || plannerDiffers(old, l) {
+		t.changed[l.Index] = true
+	}
+}
+
+// plannerDiffers reports whether two observations of a link differ in
+// anything the planner reads of it (planLink): every field but the alias,
+// the operational state and the flags other than IFF_UP. Written as what
+// it leaves out, so that a field added to kernel.Link counts as read until
+// said otherwise (TestPlannerDiffersCoversPlanLink).
+func plannerDiffers(a, b kernel.Link) bool {
+	a.Alias, a.Oper, a.Flags = "", 0, a.Flags&iffUp
+	b.Alias, b.Oper, b.Flags = "", 0, b.Flags&iffUp
+	return !a.Equal(b)
 }
 
 // keepOld makes l, a new observation of link old, share old's strings and

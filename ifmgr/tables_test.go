@@ -376,3 +376,47 @@ func TestLinkTableRowsKeepFactsAndAddresses(t *testing.T) {
 	}
 	checkLinkTable(t, &lt)
 }
+
+// TestPlannerDiffersCoversPlanLink: what plannerDiffers leaves out of a
+// link (its alias, operational state and flags other than IFF_UP) is
+// nothing planLink reads, and the link table marks a link changed for the
+// planner exactly when plannerDiffers says so: an echo or a carrier flap
+// is not named to the planner, an administrative down is.
+func TestPlannerDiffersCoversPlanLink(t *testing.T) {
+	m, err := New(Config{Kernel: newFakeKernel(), Store: newFakeStore(), Cloners: testCloners(t, DefaultMaxUnit), Logger: quietLogger(), ResyncTick: -1,
+		Facts: func(string) (string, string) { return "e1000e", "pci-0000:00:03.0" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := kernel.Link{Index: 5, Name: "lan0", Kind: "veth", Alias: "a", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1},
+		Master: 7, Flags: iffUp | 1<<6, Oper: 6, IfLink: 4}
+	m.links.observe(base)
+	m.links.takeChanged()
+	ignored := []func(*kernel.Link){
+		func(l *kernel.Link) { l.Alias = "other" },
+		func(l *kernel.Link) { l.Oper = 2 },
+		func(l *kernel.Link) { l.Flags ^= ^uint32(iffUp) }, // IFF_RUNNING, IFF_LOWER_UP, ...: a carrier flap
+	}
+	for i, change := range ignored {
+		l := base
+		change(&l)
+		if plannerDiffers(base, l) {
+			t.Errorf("change %d: plannerDiffers sees it", i)
+		}
+		if got, want := m.planLink(l), m.planLink(base); !got.Equal(want) {
+			t.Errorf("change %d: planLink reads what plannerDiffers leaves out:\n%+v\n%+v", i, got, want)
+		}
+		m.links.observe(l)
+		if changed, all := m.links.takeChanged(); len(changed) != 0 || all {
+			t.Errorf("change %d: marked changed for the planner: %v", i, changed)
+		}
+		m.links.observe(base)
+		m.links.takeChanged()
+	}
+	down := base
+	down.Flags &^= iffUp
+	m.links.observe(down)
+	if changed, _ := m.links.takeChanged(); !changed[base.Index] || !plannerDiffers(base, down) {
+		t.Errorf("an administrative down is not marked changed: %v", changed)
+	}
+}

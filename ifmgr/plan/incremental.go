@@ -9,14 +9,14 @@ import (
 )
 
 // Planner computes the plan of one profile over links that change a few at
-// a time, replanning only what the change can reach. It remembers the links
-// of its last plan and a graph of what each plan entry depends on. Apply
-// takes the links that changed (the owner's link table marks every change
-// of what the planner reads, whatever event or action made it), Update
-// finds them by comparing every link with the remembered one; a link equal
-// to its last observation (a carrier flap) changes nothing and plans
-// nothing. The changed links' connected components are planned again, the
-// rest of the last plan stands.
+// a time, replanning only what the change can reach. It remembers what it
+// derived from each link of its last plan and a graph of what each plan
+// entry depends on, not the links: it reads them from the owner's table
+// (Links), which holds them anyway. Apply takes the ifindexes of the links
+// that changed in what the planner reads (the owner's link table marks
+// exactly those, whatever event or action made them, and not a carrier
+// flap, which plans nothing). The changed links' connected components are
+// planned again, the rest of the last plan stands.
 //
 // Why components: every action of Compute is about one subject (a link, or
 // a target's identity key) and reads only facts of links and targets
@@ -48,18 +48,22 @@ import (
 // and finding a stable target's witness walks that target's ports.
 //
 // What it remembers is kept compact, as ifmgrd's memory is mostly this at
-// thousands of ports: one record per link (the link, its identity key, what
-// it derives), and the graph's edges only as each link's (computed from its
-// record when needed) plus, at their far ends, the links whose edges end
-// there (readers): no per-node maps, no copies of links or targets.
+// thousands of ports: one small record per link (its identity key, the keys
+// of what it derives, its master and parent, and for a port the few facts
+// its derivation reads), and the graph's edges only as each link's
+// (computed from its record when needed) plus, at their far ends, the links
+// whose edges end there (readers): no per-node maps, no copies of links or
+// targets. A copy of every link was a quarter of ifmgrd's live heap at 2000
+// ports: the links themselves are read from the owner's table (Links) when
+// a part is planned again.
 //
 // A Planner is owned by one goroutine. The Plan it returns must not be
 // changed; it is valid until the next call.
 type Planner struct {
 	profile *board.Profile
 	valid   bool
-	graphed bool // derived, the readers and profileEdges are of links
-	links   map[uint32]*linkState
+	graphed bool                 // the readers and profileEdges are of links
+	links   map[uint32]linkState // of every link of the last plan
 	// keyReaders, linkReaders: for each target key and each ifindex, the
 	// links with an edge to it, one entry per edge, in no order.
 	keyReaders  map[string][]uint32
@@ -70,15 +74,57 @@ type Planner struct {
 	last         Plan
 }
 
-// linkState is what a Planner remembers of one link. It is replaced, never
-// changed, once graphed: Apply keeps the old one to compare with.
+// linkState is what a Planner remembers of one link: its edges, and what
+// its derivation read. It is replaced, never changed: Apply keeps the old
+// one to compare with.
 type linkState struct {
-	Link
 	key string // its identity key if it is an owned derived link, else ""
 	// derived: the keys of what it derives (see linkEdges), distinct. The
 	// targets themselves are derived again when asked for (target): only
 	// a few links' are, and keeping them was a kilobyte per port.
-	derived []string
+	derived        []string
+	master, parent uint32 // Link.Master, Link.ParentIndex
+	// port: what derivePort read of the link, if it derives anything (nil
+	// for the others): a changed link's old targets are derived again from
+	// it, when the link itself has changed in the owner's table.
+	port *portFacts
+}
+
+// portFacts is what derivePort reads of a link besides its ifindex (a link
+// that derives anything is not owned); TestPortFactsDerivePort holds it to
+// that.
+type portFacts struct{ name, permMAC, driver, bus, mac string }
+
+// link is the link of ifindex index as derivePort sees it.
+func (f *portFacts) link(index uint32) Link {
+	return Link{Index: index, Name: f.name, PermMAC: f.permMAC, Driver: f.driver, Bus: f.bus, MAC: f.mac}
+}
+
+// newLinkState is the record of link l under profile p.
+func newLinkState(p *board.Profile, l Link) linkState {
+	s := linkState{master: l.Master, parent: l.ParentIndex}
+	if l.Owned && Derived(l.Identity) {
+		s.key = l.Identity.Key()
+	}
+	if d, ok := derivePort(p, l); ok {
+		s.derived = derivedKeys(d)
+		s.port = factsOf(l)
+	}
+	return s
+}
+
+// factsOf is what derivePort reads of l.
+func factsOf(l Link) *portFacts {
+	return &portFacts{name: l.Name, permMAC: l.PermMAC, driver: l.Driver, bus: l.Bus, mac: l.MAC}
+}
+
+// Links is the owner's table of links, as the planner reads it: every link
+// of the plan, each as Compute takes it.
+type Links interface {
+	// Link returns the link of ifindex index, if there is one.
+	Link(index uint32) (Link, bool)
+	// Each calls f with every link, in any order.
+	Each(f func(Link))
 }
 
 // keyedTarget is one target a link derives, with its identity key.
@@ -92,13 +138,13 @@ func (s *linkState) derives(key string) bool {
 	return s != nil && slices.Contains(s.derived, key)
 }
 
-// target returns what s derives under key from profile p, of which s's
-// derivations are (nil s derives nothing).
-func (s *linkState) target(p *board.Profile, key string) (Target, bool) {
-	if !s.derives(key) {
+// target returns what s, the record of link index, derives under key from
+// profile p, of which s's derivations are (nil s derives nothing).
+func (s *linkState) target(p *board.Profile, index uint32, key string) (Target, bool) {
+	if !s.derives(key) || s.port == nil {
 		return Target{}, false
 	}
-	_, derived := linkEdges(p, s.Link)
+	_, derived := linkEdges(p, s.port.link(index))
 	for _, d := range derived {
 		if d.key == key {
 			return d.target, true
@@ -115,11 +161,11 @@ func (s *linkState) eachEdge(f func(node)) {
 	for _, k := range s.derived {
 		f(node{key: k})
 	}
-	if s.Master != 0 {
-		f(node{link: s.Master})
+	if s.master != 0 {
+		f(node{link: s.master})
 	}
-	if s.ParentIndex != 0 {
-		f(node{link: s.ParentIndex})
+	if s.parent != 0 {
+		f(node{link: s.parent})
 	}
 }
 
@@ -144,34 +190,24 @@ type Update struct {
 	InPlace []uint32
 }
 
-// Full plans from scratch over links, as Compute, and remembers them. The
-// graph waits for the first Apply that needs it: a resync plans in full,
-// and resyncs can follow each other (a flood that overruns the event
-// socket) with nothing to plan in part between them.
+// Full plans from scratch over links, as Compute, and remembers what it
+// derived from each (Compute derives it anyway). The graph waits for the
+// first Apply that needs it: a resync plans in full, and resyncs can follow
+// each other (a flood that overruns the event socket) with nothing to plan
+// in part between them.
 func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.profile, pr.valid, pr.graphed = p, true, false
 	pr.keyReaders, pr.linkReaders, pr.profileEdges = nil, nil, nil
-	// A link as it was is kept (graph derives it again): a resync of
-	// thousands of unchanged links copies none of them. Each record is its
-	// own allocation, so that one replaced frees its memory.
-	was := pr.links
-	pr.links = make(map[uint32]*linkState, len(links))
-	for _, l := range links {
-		s, ok := was[l.Index]
-		if !ok || !s.Link.Equal(l) {
-			s = &linkState{Link: l}
-		}
-		pr.links[l.Index] = s
-	}
-	pr.last = Compute(p, links)
+	pr.links = nil // before the new records are made: not both at once
+	pr.last, pr.links = compute(p, links, true)
 	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
 }
 
 // graph builds the dependency graph of the links remembered.
 func (pr *Planner) graph() {
 	p := pr.profile
-	pr.keyReaders = make(map[string][]uint32, len(pr.links))
-	pr.linkReaders = make(map[uint32][]uint32, len(pr.links))
+	pr.keyReaders = make(map[string][]uint32)
+	pr.linkReaders = make(map[uint32][]uint32)
 	pr.profileEdges = map[string][]string{}
 	if p != nil {
 		for i := range p.Bridges {
@@ -189,30 +225,9 @@ func (pr *Planner) graph() {
 		}
 	}
 	for idx, s := range pr.links {
-		s.key, s.derived = linkKeys(p, s.Link)
 		pr.addEdges(idx, s)
 	}
 	pr.graphed = true
-}
-
-// Stale lists the ifindexes whose link in links differs from what the
-// planner remembers, or that it remembers and links lacks: empty when
-// every change was given to Apply (a check for tests).
-func (pr *Planner) Stale(links []Link) []uint32 {
-	var out []uint32
-	here := make(map[uint32]bool, len(links))
-	for _, l := range links {
-		here[l.Index] = true
-		if old, ok := pr.links[l.Index]; !ok || !old.Link.Equal(l) {
-			out = append(out, l.Index)
-		}
-	}
-	for idx := range pr.links {
-		if !here[idx] {
-			out = append(out, idx)
-		}
-	}
-	return out
 }
 
 // Current reports whether the planner's last plan is of profile p (then
@@ -220,24 +235,32 @@ func (pr *Planner) Stale(links []Link) []uint32 {
 func (pr *Planner) Current(p *board.Profile) bool { return pr.valid && p == pr.profile }
 
 // Apply returns the plan after the given changes to the links of the last
-// plan (which must be of profile p): links added or observed anew (those
-// equal to their last observation change nothing), and the ifindexes of
-// links gone. The caller must name every change: what it leaves out keeps
-// its last observation.
-func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
-	var changed []uint32
-	var current []Link
-	for _, l := range links {
-		if old, ok := pr.links[l.Index]; !ok || !old.Link.Equal(l) {
-			changed = append(changed, l.Index)
-			current = append(current, l)
+// plan (which must be of profile p): changed names the ifindexes of the
+// links added, gone (no longer in links) or changed in anything Compute
+// reads; links holds every link as it is now. The caller must name every
+// change: the planner keeps no copy of a link to find one itself, and what
+// the caller leaves out stands as it was last planned. Naming a link that
+// did not change costs a replan of what it reaches, nothing more.
+func (pr *Planner) Apply(p *board.Profile, links Links, changed []uint32) Update {
+	// The changes that are changes: a link known or present, once.
+	isChanged := make(map[uint32]bool, len(changed))
+	current := make(map[uint32]Link, len(changed))
+	var names []uint32
+	for _, idx := range changed {
+		if isChanged[idx] {
+			continue
+		}
+		l, here := links.Link(idx)
+		if _, known := pr.links[idx]; !known && !here {
+			continue
+		}
+		isChanged[idx] = true
+		names = append(names, idx)
+		if here {
+			current[idx] = l
 		}
 	}
-	for _, idx := range gone {
-		if _, ok := pr.links[idx]; ok {
-			changed = append(changed, idx)
-		}
-	}
+	changed = names
 	if len(changed) == 0 {
 		return Update{Plan: pr.last}
 	}
@@ -250,10 +273,6 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	// A link's master or parent is context (the link reads it; it does not
 	// read the link); a target key is context when it is stable (see
 	// stable), else it is reached like everything beyond.
-	isChanged := make(map[uint32]bool, len(changed))
-	for _, idx := range changed {
-		isChanged[idx] = true
-	}
 	type hop struct {
 		from uint32
 		to   node
@@ -263,7 +282,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 	for _, idx := range changed {
 		s, ok := pr.links[idx]
 		if ok {
-			old[idx] = s
+			old[idx] = &s
 			s.eachEdge(func(n node) { hops = append(hops, hop{idx, n}) })
 		}
 		// Links that read this one (its ports, the VLANs on it): reached.
@@ -275,13 +294,16 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			delete(pr.links, idx)
 		}
 	}
-	for _, l := range current {
-		s := &linkState{Link: l}
-		s.key, s.derived = linkKeys(p, l)
-		pr.links[l.Index] = s
-		pr.addEdges(l.Index, s)
-		s.eachEdge(func(n node) { hops = append(hops, hop{l.Index, n}) })
-		for _, r := range pr.linkReaders[l.Index] {
+	for _, idx := range changed {
+		l, ok := current[idx]
+		if !ok {
+			continue
+		}
+		s := newLinkState(p, l)
+		pr.links[idx] = s
+		pr.addEdges(idx, s)
+		s.eachEdge(func(n node) { hops = append(hops, hop{idx, n}) })
+		for _, r := range pr.linkReaders[idx] {
 			hops = append(hops, hop{0, node{link: r}})
 		}
 	}
@@ -340,25 +362,31 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 			push(node{link: r})
 		}
 	}
+	// The links themselves, from the owner's table: those the planner
+	// knows (an ifindex that is only an edge's far end has no link).
+	add := func(idx uint32) {
+		if _, ok := pr.links[idx]; !ok {
+			return
+		}
+		if l, ok := links.Link(idx); ok {
+			sub = append(sub, l)
+		}
+	}
 	for idx := range context {
 		if !reached[node{link: idx}] {
-			if s, ok := pr.links[idx]; ok {
-				sub = append(sub, s.Link)
-			}
+			add(idx)
 		}
 	}
 	for n := range reached {
-		if s, ok := pr.links[n.link]; ok && n.key == "" {
-			sub = append(sub, s.Link)
+		if n.key == "" {
+			add(n.link)
 		}
 	}
 	if 2*len(sub) > len(pr.links) {
 		// Most of the links are reached: one plan of everything is cheaper
 		// than one of a part and a merge.
 		all := make([]Link, 0, len(pr.links))
-		for _, s := range pr.links {
-			all = append(all, s.Link)
-		}
+		links.Each(func(l Link) { all = append(all, l) })
 		pr.last = Compute(p, all)
 		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
 	}
@@ -412,7 +440,7 @@ func (pr *Planner) Apply(p *board.Profile, links []Link, gone []uint32) Update {
 func (pr *Planner) witness(key string, changed map[uint32]bool) uint32 {
 	var w uint32
 	for _, r := range pr.keyReaders[key] {
-		if pr.links[r].derives(key) && !changed[r] && r > w {
+		if s := pr.links[r]; s.derives(key) && !changed[r] && r > w {
 			w = r
 		}
 	}
@@ -433,16 +461,21 @@ func (pr *Planner) stable(key string, changed map[uint32]bool, old map[uint32]*l
 	if w == 0 {
 		return 0, false
 	}
-	want, _ := pr.links[w].target(pr.profile, key)
+	ws := pr.links[w]
+	want, _ := ws.target(pr.profile, w, key)
 	for idx := range changed {
-		now, was := pr.links[idx], old[idx]
+		var now *linkState
+		if s, ok := pr.links[idx]; ok {
+			now = &s
+		}
+		was := old[idx]
 		if (now != nil && now.key == key) || (was != nil && was.key == key) {
 			return 0, false
 		}
-		if t, ok := was.target(pr.profile, key); ok && t != want {
+		if t, ok := was.target(pr.profile, idx, key); ok && t != want {
 			return 0, false
 		}
-		if t, ok := now.target(pr.profile, key); ok && t != want {
+		if t, ok := now.target(pr.profile, idx, key); ok && t != want {
 			return 0, false
 		}
 	}
@@ -473,7 +506,7 @@ func (pr *Planner) addContext(key string, witness uint32, context map[uint32]boo
 }
 
 // addEdges records link idx's edges at their far ends.
-func (pr *Planner) addEdges(idx uint32, s *linkState) {
+func (pr *Planner) addEdges(idx uint32, s linkState) {
 	s.eachEdge(func(n node) {
 		if n.key != "" {
 			pr.keyReaders[n.key] = append(pr.keyReaders[n.key], idx)
@@ -484,7 +517,7 @@ func (pr *Planner) addEdges(idx uint32, s *linkState) {
 }
 
 // removeEdges takes back what addEdges(idx, s) recorded.
-func (pr *Planner) removeEdges(idx uint32, s *linkState) {
+func (pr *Planner) removeEdges(idx uint32, s linkState) {
 	s.eachEdge(func(n node) {
 		if n.key != "" {
 			if rs := dropOne(pr.keyReaders[n.key], idx); len(rs) > 0 {
@@ -545,17 +578,24 @@ func linkEdges(p *board.Profile, l Link) (key string, derived []keyedTarget) {
 	return key, derived
 }
 
-// linkKeys is linkEdges with the keys of the targets only.
-func linkKeys(p *board.Profile, l Link) (key string, keys []string) {
-	key, derived := linkEdges(p, l)
-	if len(derived) == 0 {
-		return key, nil
+// derivedKeys is the keys of what a port's derivation d gives, as
+// linkEdges lists them: its targets' and their bridges' self VLANs', each
+// once.
+func derivedKeys(d portDerivation) []string {
+	var keys []string
+	for i, kt := range d.targets {
+		if !slices.Contains(keys, kt.key) {
+			keys = append(keys, kt.key)
+		}
+		if b := d.rules[i]; b != nil {
+			for _, vid := range b.SelfVLANs {
+				if k := SelfVLANIdentity(kt.target.Identity, vid).Key(); !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
 	}
-	keys = make([]string, len(derived))
-	for i, d := range derived {
-		keys[i] = d.key
-	}
-	return key, keys
+	return keys
 }
 
 // subject is what an action is about: its link, or the target it makes

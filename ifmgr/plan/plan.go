@@ -265,7 +265,18 @@ func Derived(id persist.Identity) bool {
 // get there. A nil profile wants nothing, but still never touches what it
 // did not derive.
 func Compute(p *board.Profile, links []Link) Plan {
+	pl, _ := compute(p, links, false)
+	return pl
+}
+
+// compute is Compute, and with remember the Planner's record of each link
+// (newLinkState's), made of what Compute derives anyway.
+func compute(p *board.Profile, links []Link, remember bool) (Plan, map[uint32]linkState) {
 	pl := Plan{Targets: map[string]Target{}}
+	var records map[uint32]linkState
+	if remember {
+		records = make(map[uint32]linkState, len(links))
+	}
 	bridgeRules := map[string]*board.BridgeRule{} // of the bridge targets, by identity key
 	portVLANs := map[uint32]*board.Membership{}   // ports of filtering bridges, by ifindex
 	// sorted, byIndex and present point into links: at thousands of
@@ -275,8 +286,13 @@ func Compute(p *board.Profile, links []Link) Plan {
 	present := map[string]*Link{} // owned links by identity key
 	for _, l := range sorted {
 		byIndex[l.Index] = l
+		s := linkState{master: l.Master, parent: l.ParentIndex}
 		if l.Owned && Derived(l.Identity) {
-			present[l.Identity.Key()] = l
+			s.key = l.Identity.Key()
+			present[s.key] = l
+		}
+		if remember {
+			records[l.Index] = s
 		}
 	}
 
@@ -294,6 +310,11 @@ func Compute(p *board.Profile, links []Link) Plan {
 			d, ok := derivePort(p, *l)
 			if !ok {
 				continue
+			}
+			if remember {
+				s := records[l.Index]
+				s.derived, s.port = derivedKeys(d), factsOf(*l)
+				records[l.Index] = s
 			}
 			for i, t := range d.targets {
 				pl.Targets[t.key] = t.target
@@ -413,7 +434,7 @@ func Compute(p *board.Profile, links []Link) Plan {
 	// megabytes of garbage at the bring-up's peak.
 	pl.Actions = slices.Concat(deletes, portsDown(sorted, takenIn), creates, joins,
 		bridgeSettings(pl.Targets, present, deleted), memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present))
-	return pl
+	return pl, records
 }
 
 // bridgeOptions is what a bridge rule asks of the kernel. A filtering
