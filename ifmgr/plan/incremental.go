@@ -76,27 +76,29 @@ type Planner struct {
 
 // linkState is what a Planner remembers of one link: its edges, and what
 // its derivation read. It is replaced, never changed: Apply keeps the old
-// one to compare with.
+// one to compare with. 32 bytes: a link is an owned one (key) or a port
+// (port) or neither, and only ports have more to remember.
 type linkState struct {
-	key string // its identity key if it is an owned derived link, else ""
-	// derived: the keys of what it derives (see linkEdges), distinct. The
-	// targets themselves are derived again when asked for (target): only
-	// a few links' are, and keeping them was a kilobyte per port.
-	derived        []string
+	key            string // its identity key if it is an owned derived link, else ""
 	master, parent uint32 // Link.Master, Link.ParentIndex
-	// port: what derivePort read of the link, if it derives anything (nil
-	// for the others): a changed link's old targets are derived again from
-	// it, when the link itself has changed in the owner's table.
-	port *portFacts
+	port           *portState
 }
 
-// portFacts is what derivePort reads of a link besides its ifindex (a link
-// that derives anything is not owned); TestPortFactsDerivePort holds it to
-// that.
-type portFacts struct{ name, permMAC, driver, bus, mac string }
+// portState is what a Planner remembers of a link that derives anything:
+// what derivePort read of it (so that a changed port's old targets can be
+// derived again when the link itself has changed in the owner's table;
+// TestPortFactsDerivePort holds it to all derivePort reads besides the
+// ifindex: a port is not owned), and the keys of what it derives (see
+// linkEdges), distinct. The targets themselves are derived again when
+// asked for (target): only a few links' are, and keeping them was a
+// kilobyte per port.
+type portState struct {
+	name, permMAC, driver, bus, mac string
+	derived                         []string
+}
 
 // link is the link of ifindex index as derivePort sees it.
-func (f *portFacts) link(index uint32) Link {
+func (f *portState) link(index uint32) Link {
 	return Link{Index: index, Name: f.name, PermMAC: f.permMAC, Driver: f.driver, Bus: f.bus, MAC: f.mac}
 }
 
@@ -107,15 +109,14 @@ func newLinkState(p *board.Profile, l Link) linkState {
 		s.key = l.Identity.Key()
 	}
 	if d, ok := derivePort(p, l); ok {
-		s.derived = derivedKeys(d)
-		s.port = factsOf(l)
+		s.port = portOf(l, d)
 	}
 	return s
 }
 
-// factsOf is what derivePort reads of l.
-func factsOf(l Link) *portFacts {
-	return &portFacts{name: l.Name, permMAC: l.PermMAC, driver: l.Driver, bus: l.Bus, mac: l.MAC}
+// portOf is what a Planner remembers of port l, which derives d.
+func portOf(l Link, d portDerivation) *portState {
+	return &portState{name: l.Name, permMAC: l.PermMAC, driver: l.Driver, bus: l.Bus, mac: l.MAC, derived: derivedKeys(d)}
 }
 
 // Links is the owner's table of links, as the planner reads it: every link
@@ -135,13 +136,13 @@ type keyedTarget struct {
 
 // derives reports whether s derives target key (nil s derives nothing).
 func (s *linkState) derives(key string) bool {
-	return s != nil && slices.Contains(s.derived, key)
+	return s != nil && s.port != nil && slices.Contains(s.port.derived, key)
 }
 
 // target returns what s, the record of link index, derives under key from
 // profile p, of which s's derivations are (nil s derives nothing).
 func (s *linkState) target(p *board.Profile, index uint32, key string) (Target, bool) {
-	if !s.derives(key) || s.port == nil {
+	if !s.derives(key) {
 		return Target{}, false
 	}
 	_, derived := linkEdges(p, s.port.link(index))
@@ -158,8 +159,10 @@ func (s *linkState) eachEdge(f func(node)) {
 	if s.key != "" {
 		f(node{key: s.key})
 	}
-	for _, k := range s.derived {
-		f(node{key: k})
+	if s.port != nil {
+		for _, k := range s.port.derived {
+			f(node{key: k})
+		}
 	}
 	if s.master != 0 {
 		f(node{link: s.master})

@@ -336,7 +336,7 @@ func indexLinks(links []Link) linkMap {
 	return m
 }
 
-// TestPortFactsDerivePort: what a Planner keeps of a port (portFacts) is
+// TestPortFactsDerivePort: what a Planner keeps of a port (portState) is
 // all derivePort reads of it, or a changed port's old targets would be
 // derived wrong.
 func TestPortFactsDerivePort(t *testing.T) {
@@ -348,9 +348,9 @@ func TestPortFactsDerivePort(t *testing.T) {
 			l.Master, l.ParentIndex, l.VLANID, l.Kind, l.Enslaved, l.VLANFiltering, l.DefaultPVID = 3, 4, 5, "veth", true, true, 7
 			l.Driver, l.BridgeVLANs = []string{"", "e1000e"}[r.IntN(2)], []kernel.BridgeVLAN{{VID: 9}}
 			want, wok := derivePort(w.p, l)
-			got, gok := derivePort(w.p, factsOf(l).link(l.Index))
+			got, gok := derivePort(w.p, portOf(l, want).link(l.Index))
 			if wok != gok || !reflect.DeepEqual(got, want) {
-				t.Fatalf("seed %d: %+v derives %+v (%v) from its portFacts, %+v (%v) from itself", seed, l, got, gok, want, wok)
+				t.Fatalf("seed %d: %+v derives %+v (%v) from its portState, %+v (%v) from itself", seed, l, got, gok, want, wok)
 			}
 		}
 	}

@@ -313,7 +313,7 @@ func compute(p *board.Profile, links []Link, remember bool) (Plan, map[uint32]li
 			}
 			if remember {
 				s := records[l.Index]
-				s.derived, s.port = derivedKeys(d), factsOf(*l)
+				s.port = portOf(*l, d)
 				records[l.Index] = s
 			}
 			for i, t := range d.targets {
