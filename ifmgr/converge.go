@@ -99,6 +99,10 @@ func (r convergeResult) kept() convergeResult {
 			continue
 		}
 		action := *a.Action // not the whole plan's array kept alive for one action
+		if action.Target != nil {
+			target := *action.Target // nor the array of its creates' targets
+			action.Target = &target
+		}
 		a.Action = &action
 		failed = append(failed, a)
 	}
@@ -266,7 +270,7 @@ func (m *Manager) checkPlan(why string, up plan.Update, scratch bool, told []pla
 
 func samePlan(a, b plan.Plan) bool {
 	return maps.Equal(a.Targets, b.Targets) && slices.Equal(a.InPlace, b.InPlace) &&
-		slices.EqualFunc(a.Actions, b.Actions, func(x, y plan.Action) bool { return x == y })
+		slices.EqualFunc(a.Actions, b.Actions, plan.Action.Equal)
 }
 
 // dueActions returns the planned actions to try now: all but the refused
@@ -390,7 +394,7 @@ func (m *Manager) apply(pl plan.Plan, why string) ([]ActionResult, error) {
 			}
 			first.add(i, kernel.SetUpOp(a.Link, true))
 		case plan.Create:
-			if err := m.reserve(a.Target, &t); err != nil {
+			if err := m.reserve(*a.Target, &t); err != nil {
 				results[i].Err = err
 				continue
 			}

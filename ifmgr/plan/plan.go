@@ -109,12 +109,16 @@ func (k Kind) String() string {
 }
 
 // Action is one step of a plan.
+//
+// Only a Create has a target, so it points to one: a bring-up's plan is
+// thousands of actions, and a Target in each (232 bytes) made an action 336
+// bytes, a plan of 4000 ports 2 MB, alive at the bring-up's peak.
 type Action struct {
 	Kind   Kind
-	Target Target // Create
-	Link   uint32 // Delete, BringUp, SetMaster, Release
-	Name   string // the link's current name, for logs and dry runs
-	Master string // SetMaster
+	Target *Target // Create (nil for the others); not changed once planned
+	Link   uint32  // Delete, BringUp, SetMaster, Release
+	Name   string  // the link's current name, for logs and dry runs
+	Master string  // SetMaster
 	// AddVLAN, DelVLAN: the entry, on a port (Link) or on a bridge's own
 	// side (Self; Link is the bridge's ifindex, or 0 when this plan creates
 	// the bridge, and then Bridge is its identity key).
@@ -124,6 +128,14 @@ type Action struct {
 	// SetOptions: the settings the bridge Link must have.
 	Options kernel.BridgeOptions
 	Why     string
+}
+
+// Equal reports whether a and b are the same step (their targets the same
+// target, wherever each is).
+func (a Action) Equal(b Action) bool {
+	at, bt := a.Target, b.Target
+	a.Target, b.Target = nil, nil
+	return a == b && (at == bt || at != nil && bt != nil && *at == *bt)
 }
 
 func (a Action) String() string {
@@ -379,8 +391,10 @@ func compute(p *board.Profile, links []Link, remember bool) (Plan, map[uint32]li
 		return missing[i] < missing[j]
 	})
 	creates := make([]Action, 0, len(missing))
-	for _, key := range missing {
-		creates = append(creates, Action{Kind: Create, Target: pl.Targets[key], Why: "derived from the profile and missing"})
+	targets := make([]Target, len(missing)) // one allocation for all
+	for i, key := range missing {
+		targets[i] = pl.Targets[key]
+		creates = append(creates, Action{Kind: Create, Target: &targets[i], Why: "derived from the profile and missing"})
 	}
 
 	// Memberships of links that exist: ports, and owned VLANs.
