@@ -7,7 +7,6 @@ package plan
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
@@ -390,11 +389,9 @@ func compute(p *board.Profile, links []Link, remember bool) (Plan, map[uint32]li
 		}
 		return missing[i] < missing[j]
 	})
-	creates := make([]Action, 0, len(missing))
-	targets := make([]Target, len(missing)) // one allocation for all
+	creates := make([]Target, len(missing)) // the creates' targets, one allocation for all
 	for i, key := range missing {
-		targets[i] = pl.Targets[key]
-		creates = append(creates, Action{Kind: Create, Target: &targets[i], Why: "derived from the profile and missing"})
+		creates[i] = pl.Targets[key]
 	}
 
 	// Memberships of links that exist: ports, and owned VLANs.
@@ -438,16 +435,27 @@ func compute(p *board.Profile, links []Link, remember bool) (Plan, map[uint32]li
 			takenIn[a.Link] = true
 		}
 	}
-	for _, a := range creates {
-		if a.Target.ParentIndex != 0 {
-			takenIn[a.Target.ParentIndex] = true
+	for i := range creates {
+		if creates[i].ParentIndex != 0 {
+			takenIn[creates[i].ParentIndex] = true
 		}
 	}
-	// One allocation of the exact size: a bring-up's plan is thousands of
-	// actions of a few hundred bytes, and growing it by appends left
-	// megabytes of garbage at the bring-up's peak.
-	pl.Actions = slices.Concat(deletes, portsDown(sorted, takenIn), creates, joins,
-		bridgeSettings(pl.Targets, present, deleted), memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present))
+	// One allocation of the exact size, the creates and ups made in it: a
+	// bring-up's plan is thousands of actions, and growing it by appends,
+	// or a list per kind copied into it, left a megabyte of garbage at the
+	// bring-up's peak.
+	ups := bringUps{sorted, takenIn}
+	settings := bridgeSettings(pl.Targets, present, deleted)
+	members := memberships(sorted, pl.Targets, bridgeRules, portMaster, portVLANs, present)
+	if n := len(deletes) + ups.count() + len(creates) + len(joins) + len(settings) + len(members); n > 0 {
+		pl.Actions = make([]Action, 0, n)
+	}
+	pl.Actions = append(pl.Actions, deletes...)
+	pl.Actions = ups.appendTo(pl.Actions)
+	for i := range creates {
+		pl.Actions = append(pl.Actions, Action{Kind: Create, Target: &creates[i], Why: "derived from the profile and missing"})
+	}
+	pl.Actions = append(append(append(pl.Actions, joins...), settings...), members...)
 	return pl, records
 }
 
@@ -560,27 +568,34 @@ func memberships(links []*Link, targets map[string]Target, rules map[string]*boa
 	return out
 }
 
-// portsDown lists the BringUp actions: the ports ifmgr takes in now that
-// are administratively down, by ifindex (links is sorted by it).
-func portsDown(links []*Link, takenIn map[uint32]bool) []Action {
-	down := func(l *Link) bool { return !l.Owned && !l.Up && takenIn[l.Index] }
+// bringUps are the BringUp actions: of the ports ifmgr takes in now
+// (takenIn) that are administratively down, by ifindex (links is sorted by
+// it). Counted first, made into the plan's one array after.
+type bringUps struct {
+	links   []*Link
+	takenIn map[uint32]bool
+}
+
+func (u bringUps) down(l *Link) bool { return !l.Owned && !l.Up && u.takenIn[l.Index] }
+
+func (u bringUps) count() int {
 	n := 0
-	for _, l := range links {
-		if down(l) {
+	for _, l := range u.links {
+		if u.down(l) {
 			n++
 		}
 	}
-	if n == 0 {
-		return nil
-	}
-	ups := make([]Action, 0, n)
-	for _, l := range links {
-		if !down(l) {
-			continue
+	return n
+}
+
+// appendTo appends the BringUp actions to dst.
+func (u bringUps) appendTo(dst []Action) []Action {
+	for _, l := range u.links {
+		if u.down(l) {
+			dst = append(dst, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port taken in by the profile is down"})
 		}
-		ups = append(ups, Action{Kind: BringUp, Link: l.Index, Name: l.Name, Why: "port taken in by the profile is down"})
 	}
-	return ups
+	return dst
 }
 
 // portDerivation is what one port link derives from the profile.
