@@ -201,7 +201,9 @@ type Update struct {
 func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.profile, pr.valid, pr.graphed = p, true, false
 	pr.keyReaders, pr.linkReaders, pr.profileEdges = nil, nil, nil
-	pr.links = nil // before the new records are made: not both at once
+	// The last plan and records go before the new ones are made: not both
+	// at once (a bring-up's plan is thousands of actions).
+	pr.last, pr.links = Plan{}, nil
 	pr.last, pr.links = compute(p, links, true)
 	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
 }
@@ -266,6 +268,17 @@ func (pr *Planner) Apply(p *board.Profile, links Links, changed []uint32) Update
 	changed = names
 	if len(changed) == 0 {
 		return Update{Plan: pr.last}
+	}
+	if 2*len(changed) > len(pr.links) {
+		// Most links changed (a bring-up's echoes: every port and every
+		// new bridge): plan everything, as Full, without the graph, which
+		// would be built and walked only to reach it all, at the bring-up's
+		// peak of memory.
+		all := make([]Link, 0, len(pr.links)+len(current))
+		links.Each(func(l Link) { all = append(all, l) })
+		up := pr.Full(p, all)
+		up.Changed = len(changed)
+		return up
 	}
 	var sub []Link // the links planned: those reached, and their context
 	if !pr.graphed {
