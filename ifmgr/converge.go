@@ -43,8 +43,16 @@ func (v plannerLinks) Each(f func(plan.Link)) {
 // (linkTable.takeChanged, entryTable.takeRelinked).
 func (m *Manager) planLink(l kernel.Link) plan.Link {
 	mac, perm := m.links.macsOf(l)
+	parent := l.IfLink
+	if l.IfLinkOtherNS {
+		// An ifindex of another namespace (a veth's peer there, a VLAN's
+		// lower device moved away) is no link of this one: not a parent,
+		// and not an edge of the planner's graph to whatever link has that
+		// number here (one per veth port at thousands of ports).
+		parent = 0
+	}
 	pl := plan.Link{
-		Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: l.IfLink, VLANID: l.VLANID,
+		Index: l.Index, Name: l.Name, Kind: l.Kind, Master: l.Master, ParentIndex: parent, VLANID: l.VLANID,
 		Up: l.Flags&iffUp != 0, Enslaved: m.links.isEnslaved(l), MAC: mac, PermMAC: perm,
 		VLANFiltering: l.VLANFiltering, DefaultPVID: l.DefaultPVID, BridgeVLANs: m.links.vlansOf(l.Index),
 	}

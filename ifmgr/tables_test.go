@@ -420,3 +420,26 @@ func TestPlannerDiffersCoversPlanLink(t *testing.T) {
 		t.Errorf("an administrative down is not marked changed: %v", changed)
 	}
 }
+
+// TestPlanLinkPeerInOtherNamespace: a veth whose peer lives in another
+// namespace reports the peer's ifindex there (IFLA_LINK with
+// IFLA_LINK_NETNSID); the planner must not take it for the local link with
+// that number, while a local peer or lower device is its parent.
+func TestPlanLinkPeerInOtherNamespace(t *testing.T) {
+	m, err := New(Config{Kernel: newFakeKernel(), Store: newFakeStore(), Cloners: testCloners(t, DefaultMaxUnit), Logger: quietLogger(), ResyncTick: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := kernel.Link{Index: 4, Name: "lan1", Kind: "veth"}
+	away := kernel.Link{Index: 5, Name: "lan0", Kind: "veth", IfLink: 4, IfLinkOtherNS: true}
+	here := kernel.Link{Index: 6, Name: "lan2", Kind: "veth", IfLink: 4}
+	for _, l := range []kernel.Link{local, away, here} {
+		m.links.observe(l)
+	}
+	if p := m.planLink(away).ParentIndex; p != 0 {
+		t.Errorf("peer in another namespace: parent %d, want none", p)
+	}
+	if p := m.planLink(here).ParentIndex; p != 4 {
+		t.Errorf("peer here: parent %d, want 4", p)
+	}
+}
