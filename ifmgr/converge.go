@@ -3,7 +3,6 @@ package ifmgr
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -226,15 +225,8 @@ func (m *Manager) plan(why string, full bool) plan.Plan {
 	if up.Changed > 0 {
 		m.log.Debug("planned", "trigger", why, "full", up.Full, "changed", up.Changed, "replanned", up.Replanned, "links", m.links.len())
 	}
-	pl := up.Plan
+	pl := up.Plan // its targets: all when planned in full, else those replanned
 	pl.InPlace = up.InPlace
-	if !up.Full {
-		targets := make(map[string]plan.Target, len(up.Keys))
-		for _, k := range up.Keys {
-			targets[k] = pl.Targets[k]
-		}
-		pl.Targets = targets
-	}
 	return pl
 }
 
@@ -256,6 +248,7 @@ func (m *Manager) checkPlan(why string, up plan.Update, scratch bool, told []pla
 		m.toldPlanner[l.Index] = l
 	}
 	if scratch {
+		m.toldTargets = up.Plan.Targets
 		return
 	}
 	var stale []uint32
@@ -271,13 +264,28 @@ func (m *Manager) checkPlan(why string, up plan.Update, scratch bool, told []pla
 	if len(stale) > 0 {
 		panic(fmt.Sprintf("after %q the planner was not told of changes to links %v", why, stale))
 	}
-	if want := plan.Compute(m.profile, now); !up.Full && !samePlan(up.Plan, want) {
+	want := plan.Compute(m.profile, now)
+	if !up.Full && !samePlan(up.Plan, want, m.toldTargets) {
 		panic(fmt.Sprintf("incremental plan after %q differs from the full plan:\n%v\nwant:\n%v", why, up.Plan.Actions, want.Actions))
 	}
+	m.toldTargets = want.Targets
 }
 
-func samePlan(a, b plan.Plan) bool {
-	return maps.Equal(a.Targets, b.Targets) && slices.Equal(a.InPlace, b.InPlace) &&
+// samePlan reports whether the plan in part a is the full plan b: the
+// same actions and ports in place, its targets (those replanned) b's, and
+// b's others as the last plan had them (known).
+func samePlan(a, b plan.Plan, known map[string]plan.Target) bool {
+	for k, t := range b.Targets {
+		if at, ok := a.Targets[k]; ok && at != t || !ok && known[k] != t {
+			return false
+		}
+	}
+	for k := range a.Targets {
+		if _, ok := b.Targets[k]; !ok {
+			return false
+		}
+	}
+	return slices.Equal(a.InPlace, b.InPlace) &&
 		slices.EqualFunc(a.Actions, b.Actions, plan.Action.Equal)
 }
 

@@ -138,13 +138,14 @@ type Manager struct {
 	events       chan []kernel.Event         // watcher -> owner, for status
 	clock        uint64                      // logical clock of LastSeen stamps: the highest on record
 	profile      *board.Profile
-	rejected     string               // the last refused profile and why, for status
-	lastConverge convergeResult       // what the last convergence that acted did, for status
-	planner      plan.Planner         // the last plan, replanned in part after link events
-	toldPlanner  map[uint32]plan.Link // checkPlans (tests) only: each link as last told to the planner
-	refused      refusals             // refused actions, retried with backoff
-	retry        *time.Timer          // fires when the earliest refused action is due
-	redump       redumpTimer          // a failed resync's next try
+	rejected     string                 // the last refused profile and why, for status
+	lastConverge convergeResult         // what the last convergence that acted did, for status
+	planner      plan.Planner           // the last plan, replanned in part after link events
+	toldPlanner  map[uint32]plan.Link   // checkPlans (tests) only: each link as last told to the planner
+	toldTargets  map[string]plan.Target // checkPlans (tests) only: the targets of the last plan
+	refused      refusals               // refused actions, retried with backoff
+	retry        *time.Timer            // fires when the earliest refused action is due
+	redump       redumpTimer            // a failed resync's next try
 	started      bool
 }
 

@@ -71,7 +71,14 @@ type Planner struct {
 	// profileEdges: the edges the profile alone makes (a keep_empty bridge
 	// and its self VLANs), both ways.
 	profileEdges map[string][]string
-	last         Plan
+	// last: the last plan's actions and ports in place. Not its targets:
+	// the owner reads those of each plan while it applies it, and a plan in
+	// part returns only the targets it replanned (all the others stand as
+	// they were); at 4000 ports they were a megabyte kept for nothing.
+	// selfBridge is what the planner reads of them: the bridge (identity
+	// key) of each of its bridges' own VLANs (Target.ParentBridge).
+	last       Plan
+	selfBridge map[string]string
 }
 
 // linkState is what a Planner remembers of one link: its edges, and what
@@ -181,6 +188,8 @@ type node struct {
 
 // Update is what a Planner did: the plan, and how much of it was replanned.
 type Update struct {
+	// Plan: the plan. Its Targets are all the profile wants when Full,
+	// else those replanned (Keys): the others are as they were.
 	Plan Plan
 	Full bool // planned from scratch (first plan, new profile, or most links reached)
 	// Changed: links that differ from the last plan's (added, gone or
@@ -203,9 +212,26 @@ func (pr *Planner) Full(p *board.Profile, links []Link) Update {
 	pr.keyReaders, pr.linkReaders, pr.profileEdges = nil, nil, nil
 	// The last plan and records go before the new ones are made: not both
 	// at once (a bring-up's plan is thousands of actions).
-	pr.last, pr.links = Plan{}, nil
-	pr.last, pr.links = compute(p, links, true)
-	return Update{Plan: pr.last, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
+	pr.last, pr.links, pr.selfBridge = Plan{}, nil, nil
+	pl, records := compute(p, links, true)
+	pr.links = records
+	pr.remember(pl, pl.Targets)
+	return Update{Plan: pl, Full: true, Changed: len(links), Replanned: len(links), Keys: slices.Collect(maps.Keys(pl.Targets)), InPlace: pl.InPlace}
+}
+
+// remember makes pl the last plan, of which targets are the targets
+// planned (all of them, or those replanned, whose keys' old entries the
+// caller has dropped from selfBridge).
+func (pr *Planner) remember(pl Plan, targets map[string]Target) {
+	pr.last = Plan{Actions: pl.Actions, InPlace: pl.InPlace}
+	if pr.selfBridge == nil {
+		pr.selfBridge = map[string]string{}
+	}
+	for key, t := range targets {
+		if t.ParentBridge != "" {
+			pr.selfBridge[key] = t.ParentBridge
+		}
+	}
 }
 
 // graph builds the dependency graph of the links remembered.
@@ -267,7 +293,7 @@ func (pr *Planner) Apply(p *board.Profile, links Links, changed []uint32) Update
 	}
 	changed = names
 	if len(changed) == 0 {
-		return Update{Plan: pr.last}
+		return Update{Plan: Plan{Actions: pr.last.Actions, InPlace: pr.last.InPlace}}
 	}
 	if 2*len(changed) > len(pr.links) {
 		// Most links changed (a bring-up's echoes: every port and every
@@ -403,18 +429,19 @@ func (pr *Planner) Apply(p *board.Profile, links Links, changed []uint32) Update
 		// than one of a part and a merge.
 		all := make([]Link, 0, len(pr.links))
 		links.Each(func(l Link) { all = append(all, l) })
-		pr.last = Compute(p, all)
-		return Update{Plan: pr.last, Full: true, Changed: len(changed), Replanned: len(all), Keys: slices.Collect(maps.Keys(pr.last.Targets)), InPlace: pr.last.InPlace}
+		pl := Compute(p, all)
+		pr.selfBridge = nil
+		pr.remember(pl, pl.Targets)
+		return Update{Plan: pl, Full: true, Changed: len(changed), Replanned: len(all), Keys: slices.Collect(maps.Keys(pl.Targets)), InPlace: pl.InPlace}
 	}
 	part := Compute(p, sub)
 
-	// The targets map is the last plan's, changed in place: a copy would
-	// cost as much as the rest (the Plan is valid until the next call).
-	next := Plan{Targets: pr.last.Targets}
+	// The targets replanned; the others stand as they were.
+	next := Plan{Targets: map[string]Target{}}
 	var keys []string
 	for key := range reached {
 		if key.key != "" {
-			delete(next.Targets, key.key)
+			delete(pr.selfBridge, key.key)
 		}
 	}
 	for key, t := range part.Targets {
@@ -447,7 +474,7 @@ func (pr *Planner) Apply(p *board.Profile, links Links, changed []uint32) Update
 	}
 	next.InPlace = append(next.InPlace, inPlace...)
 	sort.Slice(next.InPlace, func(i, j int) bool { return next.InPlace[i] < next.InPlace[j] })
-	pr.last = next
+	pr.remember(next, next.Targets)
 	return Update{Plan: next, Changed: len(changed), Replanned: len(sub), Keys: keys, InPlace: inPlace}
 }
 
@@ -509,7 +536,7 @@ func (pr *Planner) addContext(key string, witness uint32, context map[uint32]boo
 		context[witness] = true
 	}
 	keys := []string{key}
-	if b := pr.last.Targets[key].ParentBridge; b != "" {
+	if b := pr.selfBridge[key]; b != "" {
 		keys = append(keys, b)
 	}
 	for _, k := range keys {
