@@ -81,6 +81,28 @@ func BenchmarkPlan800Incremental(b *testing.B) {
 	}
 }
 
+// BenchmarkPlan800Echoes is the first event round after a bring-up at 800
+// ports: every link named as changed (the ports joined and up, the bridges
+// new), which the planner plans in full without its graph.
+func BenchmarkPlan800Echoes(b *testing.B) {
+	for _, bp := range benchProfiles {
+		p, links := benchSetup(b, bp.name, bp.text, 800)
+		table := indexLinks(links)
+		all := make([]uint32, 0, len(links))
+		for _, l := range links {
+			all = append(all, l.Index)
+		}
+		b.Run(bp.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var pr Planner
+			for range b.N {
+				pr.Full(p, links[:800]) // the ports alone, as at startup
+				pr.Apply(p, table, all)
+			}
+		})
+	}
+}
+
 // BenchmarkPlan800Full is a full plan through the Planner (a resync's):
 // Compute plus what the next Apply needs.
 func BenchmarkPlan800Full(b *testing.B) {
