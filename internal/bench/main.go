@@ -98,7 +98,7 @@ func main() {
 	flag.BoolVar(&c.RSSOnly, "rss-only", false, "footprint: measure memory only (skip building the binaries for every architecture)")
 	profilePorts := flag.String("profile-ports", "", "footprint: port counts of the profile-driven RSS readings (default 2000,4000)")
 	flag.BoolVar(&c.NoSocketRSS, "no-socket-rss", false, "footprint: skip the idle and socket RSS readings")
-	flag.StringVar(&c.PerfDir, "perf-dir", "", "bringup, create: write a system-wide perf record -a -g of each timed run into this directory (diagnostic: perf's cost is in the times)")
+	flag.StringVar(&c.PerfDir, "perf-dir", "", "bringup, create: write a system-wide perf record -a -g of each timed run into this directory (diagnostic: perf's cost is in the times; needs linux-perf)")
 	nsPrefix := flag.String("ns-prefix", "ubench", "prefix of the bench's network namespace names")
 	flag.Parse()
 	runNS, peersNS, probeNS = *nsPrefix+"-run", *nsPrefix+"-peers", *nsPrefix+"-probe"
