@@ -62,7 +62,10 @@ func (m *Manager) createLinks(cs []linkToCreate, follow *followUps, t *txn, why 
 		case kernel.KindVLAN:
 			ops = append(ops, kernel.CreateVLANOp(name, c.parent, c.vid, m.cfg.OwnerGroup))
 		case kernel.KindBridge:
-			ops = append(ops, kernel.CreateBridgeOp(name, m.cfg.OwnerGroup, c.opt))
+			// Down: its alias is written before its up (see
+			// kernel.CreateBridgeOp), and in a bring-up its port joins
+			// before it opens.
+			ops = append(ops, kernel.CreateBridgeOp(name, m.cfg.OwnerGroup, c.opt, false))
 		default:
 			c.err = fmt.Errorf("cloner %s: kind %q: %w", c.e.cloner.Name, c.e.cloner.Kind, ErrUnknownKind)
 			continue
@@ -76,11 +79,16 @@ func (m *Manager) createLinks(cs []linkToCreate, follow *followUps, t *txn, why 
 		case c.err == nil:
 			m.links.observe(c.link)
 			m.entries.attach(c.e, c.link.Index)
-			follow.add(c.e.name(), kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias()))
-			// A bridge is created up, in its creating message; a VLAN
-			// cannot be (its parent may be down), so it is set up
-			// behind its alias. The watcher's event for the up (and the
-			// carrier that follows) refreshes the cached flags.
+			// Created down, the link is set up behind its alias: on a
+			// down link the alias notifies nobody, on an up one it is a
+			// NETDEV_CHANGE to every protocol (kernel.CreateBridgeOp). The
+			// two share a datagram, so a daemon killed between them
+			// cannot leave the alias written and the link down (which
+			// would read as an operator's down); a link of ours without
+			// its alias is finished by settle (alias, then up).
+			alias := kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias())
+			alias.WithNext = c.link.Flags&iffUp == 0
+			follow.add(c.e.name(), alias)
 			if c.link.Flags&iffUp == 0 {
 				follow.add(c.e.name(), kernel.SetUpOp(c.link.Index, true))
 			}
@@ -175,12 +183,13 @@ func (m *Manager) nameExists(name string, t *txn) bool {
 
 // followUps are the requests created links still need after their creates:
 // the ownership alias (rtnl_create_link ignores IFLA_IFALIAS, so it cannot
-// ride in the creating message) and a VLAN's up. They go last: a bring-up's
-// ports join their bridges before the aliases are written, so the ports
-// forward that much sooner (a bulk bring-up's aliases are a third of its
-// requests). The link's group, set in the creating message, is the
-// ownership marker; the alias only names the identity, and a link without
-// one (a crash before it was written) gets it from startup's settle.
+// ride in the creating message) and then the up. They go last: a bring-up's
+// ports join their bridges while the bridges are still down, as ip -batch
+// scripts do (a bridge opened after its port joined gets no IPv6 link-local
+// address and DAD run before it has a carrier). The link's group, set in the
+// creating message, is the ownership marker; the alias only names the
+// identity, and a link without one (a crash before it was written) gets it,
+// and its up, from startup's settle.
 type followUps struct {
 	ops   []kernel.Op
 	names []string // the link each op is for, for the log

@@ -48,6 +48,9 @@ type fakeKernel struct {
 	// onBatch, if set, sees every batch before it runs (a test records
 	// the order of requests with it).
 	onBatch func(ops []kernel.Op)
+	// aliasesOnUp counts aliases written on links that were up (each a
+	// NETDEV_CHANGE in the real kernel; see kernel.CreateBridgeOp).
+	aliasesOnUp int
 }
 
 func newFakeKernel() *fakeKernel {
@@ -177,6 +180,10 @@ func (k *fakeKernel) create(l kernel.Link) (kernel.Link, error) {
 func (k *fakeKernel) CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error) {
 	// As the real one: created up, with its settings.
 	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, Flags: iffUp, VLANFiltering: opt.VLANFiltering, DefaultPVID: opt.DefaultPVID})
+}
+
+func (k *fakeKernel) CreateBridgeDown(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error) {
+	return k.create(kernel.Link{Name: name, Kind: "bridge", Group: group, VLANFiltering: opt.VLANFiltering, DefaultPVID: opt.DefaultPVID})
 }
 
 func (k *fakeKernel) SetBridgeOptions(i uint32, opt kernel.BridgeOptions) error {
@@ -312,7 +319,12 @@ func (k *fakeKernel) modify(i uint32, f func(*kernel.Link)) error {
 }
 
 func (k *fakeKernel) SetAlias(i uint32, alias string) error {
-	return k.modify(i, func(l *kernel.Link) { l.Alias = alias })
+	return k.modify(i, func(l *kernel.Link) {
+		if l.Flags&iffUp != 0 {
+			k.aliasesOnUp++ // modify holds k.mu
+		}
+		l.Alias = alias
+	})
 }
 
 func (k *fakeKernel) SetUp(i uint32, up bool) error {

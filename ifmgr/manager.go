@@ -31,8 +31,9 @@ type Kernel interface {
 	LinkByIndex(index uint32) (kernel.Link, error)
 	LinkByName(name string) (kernel.Link, error)
 	// CreateBridgeWith returns the bridge already up (IFF_UP in the
-	// creating message), with its VLAN-filtering settings: ifmgr sends no
-	// RTM_SETLINK for it.
+	// creating message), with its VLAN-filtering settings. ifmgr itself
+	// creates through Batch, down, and sets the bridge up behind its alias
+	// (kernel.CreateBridgeOp).
 	CreateBridgeWith(name string, group uint32, opt kernel.BridgeOptions) (kernel.Link, error)
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (kernel.Link, error)
 	SetAlias(index uint32, alias string) error

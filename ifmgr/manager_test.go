@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,36 +345,50 @@ func TestVLAN(t *testing.T) {
 	h.checkConsistent()
 }
 
-// A bridge comes up in the message that creates it (Kernel.CreateBridge):
-// ifmgr sends no RTM_SETLINK for it. A VLAN still gets one: it cannot be
-// created up while its parent may be down.
-func TestBridgeCreatedUpWithoutSetUp(t *testing.T) {
-	h := start(t, newFakeKernel(), newFakeStore(), DefaultMaxUnit)
-	eth, _ := h.k.add(kernel.Link{Name: "eth0", Flags: iffUp})
+// A bridge is created down and set up behind its alias, the two in one
+// datagram (WithNext), so that the alias, written on a down link, notifies
+// no protocol (kernel.CreateBridgeOp); a VLAN the same way.
+func TestCreatedLinksAliasedWhileDown(t *testing.T) {
+	k := newFakeKernel()
+	var order []kernel.Op
+	k.onBatch = func(ops []kernel.Op) { order = append(order, ops...) }
+	h := start(t, k, newFakeStore(), DefaultMaxUnit)
+	h.k.add(kernel.Link{Name: "eth0", Flags: iffUp})
 	h.settle()
 	for range 3 {
 		h.mustCreate("bridge", h.k.nextBridgeName())
-	}
-	h.k.mu.Lock()
-	setups := h.k.setups
-	up := 0
-	for _, l := range h.k.links {
-		if l.Kind == "bridge" && l.Flags&iffUp != 0 {
-			up++
-		}
-	}
-	h.k.mu.Unlock()
-	if setups != 0 || up != 3 {
-		t.Fatalf("3 bridges: %d up, %d SetUp calls; want 3 up and none", up, setups)
 	}
 	if _, err := h.m.Create(context.Background(), CreateRequest{Name: "vlan", Dev: "eth0", VID: 10}); err != nil {
 		t.Fatal(err)
 	}
 	h.k.mu.Lock()
-	setups = h.k.setups
+	setups, onUp := h.k.setups, h.k.aliasesOnUp
+	up := 0
+	for _, l := range h.k.links {
+		if l.Group == DefaultOwnerGroup && l.Flags&iffUp != 0 && strings.HasPrefix(l.Alias, aliasPrefix) {
+			up++
+		}
+	}
 	h.k.mu.Unlock()
-	if setups != 1 {
-		t.Fatalf("VLAN on %s: %d SetUp calls, want 1", eth.Name, setups)
+	if up != 4 || setups != 4 || onUp != 0 {
+		t.Fatalf("3 bridges and a VLAN: %d up with their alias, %d SetUp calls, %d aliases written on an up link; want 4, 4, 0", up, setups, onUp)
+	}
+	creates := 0
+	for i, o := range order {
+		switch {
+		case o.Kind == kernel.OpCreateBridge || o.Kind == kernel.OpCreateVLAN:
+			creates++
+			if o.Up {
+				t.Errorf("%s: created up", o)
+			}
+		case o.Kind == kernel.OpSetLink && o.Set == kernel.SetAlias:
+			if !o.WithNext || i+1 == len(order) || order[i+1] != kernel.SetUpOp(o.Index, true) {
+				t.Errorf("alias %s not sent together with the link's up: %v", o, order[i:])
+			}
+		}
+	}
+	if creates != 4 {
+		t.Errorf("%d creates sent, want 4", creates)
 	}
 	h.checkConsistent()
 }
@@ -477,7 +492,7 @@ func TestStartupReconcilesCrashStates(t *testing.T) {
 	k, s := newFakeKernel(), newFakeStore()
 	// Crash after the record committed, before the kernel create.
 	s.Apply([]persist.Record{{Cloner: "bridge", Unit: 0, Identity: persist.Identity{Name: "bridge0"}}}, nil)
-	// Crash after create, before the alias was written.
+	// Crash after create (down), before the alias and up were written.
 	k.add(kernel.Link{Name: "bridge1", Kind: "bridge", Group: DefaultOwnerGroup})
 	s.Apply([]persist.Record{{Cloner: "bridge", Unit: 1, Identity: persist.Identity{Name: "bridge1"}}}, nil)
 	// Record lost (or DB rebuilt) but the link is ours: adopt from the alias.
@@ -495,8 +510,13 @@ func TestStartupReconcilesCrashStates(t *testing.T) {
 	if list[1].Identity != (persist.Identity{Name: "bridge2", Rule: "lan"}).Key() {
 		t.Errorf("identity not recovered from alias: %q", list[1].Identity)
 	}
-	if l, _ := k.LinkByName("bridge1"); l.Alias == "" {
-		t.Error("missing alias not repaired")
+	if l, _ := k.LinkByName("bridge1"); l.Alias == "" || l.Flags&iffUp == 0 {
+		// Links are created down and set up behind their alias: no
+		// alias means the up never went out either.
+		t.Errorf("crash between create and alias not finished: alias %q, flags %#x", l.Alias, l.Flags)
+	}
+	if l, _ := k.LinkByName("bridge2"); l.Flags&iffUp != 0 {
+		t.Error("a down link of ours with its alias was set up: that down is an operator's")
 	}
 	h.mustCreate("bridge", "bridge0") // freed, not leaked
 	h.mustCreate("bridge", "bridge4") // 3 is held by the foreign link

@@ -397,6 +397,9 @@ func TestPortsJoinBeforeAliases(t *testing.T) {
 	if aliases != 2+2*ports {
 		t.Errorf("%d aliases written, want one per created link (%d)", aliases, 2+2*ports)
 	}
+	if k.aliasesOnUp != 0 {
+		t.Errorf("%d aliases written on links already up, want 0 (each a NETDEV_CHANGE)", k.aliasesOnUp)
+	}
 	for name, l := range k.names() {
 		if l.Group != DefaultOwnerGroup {
 			continue

@@ -316,7 +316,13 @@ func (m *Manager) settle(name string, t *txn) bool {
 		}
 		m.entries.attach(e, l.Index)
 		if !strings.HasPrefix(l.Alias, aliasPrefix) {
-			m.setAlias(l.Index, e.rec.Identity) // the crash fell between create and alias
+			// The crash fell between the create and its follow-ups:
+			// the link was made down and never got its alias nor its
+			// up (createLinks sends the two in one datagram).
+			m.setAlias(l.Index, e.rec.Identity)
+			if l.Flags&iffUp == 0 {
+				m.finishUp(l)
+			}
 		}
 	case present:
 		if r, renamed := m.renamedLink(e); renamed {
@@ -462,6 +468,17 @@ func (m *Manager) unallocate(e *entry) {
 	if err := m.alloc[e.cloner.Name].Free(e.rec.Unit); err != nil {
 		m.log.Error("free unit", "name", e.name(), "err", err)
 	}
+}
+
+// finishUp sets up a link of ours that a crash left down before its
+// follow-ups; a VLAN whose parent is down cannot open (ENETDOWN) and stays
+// down, logged.
+func (m *Manager) finishUp(l kernel.Link) {
+	if err := m.cfg.Kernel.SetUp(l.Index, true); err != nil {
+		m.log.Warn("bring up own link left down by a crash before its alias", "name", l.Name, "err", err)
+		return
+	}
+	m.links.markUp(l.Index)
 }
 
 func (m *Manager) setAlias(index uint32, id persist.Identity) {

@@ -28,7 +28,8 @@ type OpKind uint8
 
 const (
 	// OpCreateBridge: RTM_NEWLINK kind bridge (Name, Group, Bridge), created
-	// up; Result.Link is the new link.
+	// up if Up (IFF_UP in the creating message), else down; Result.Link is
+	// the new link. See CreateBridgeOp for why ifmgr creates them down.
 	OpCreateBridge OpKind = iota + 1
 	// OpCreateVLAN: RTM_NEWLINK kind vlan (Name, Group, Parent, VID), not up
 	// (a VLAN on a down parent fails to open, which would undo the create);
@@ -70,13 +71,29 @@ type Op struct {
 	Index  uint32        // OpSetLink, OpDelete: the link
 	Set    SetFields     // OpSetLink: what changes
 	Alias  string
-	Up     bool
+	Up     bool // OpSetLink: up or down; OpCreateBridge: created up
 	Master uint32
+	// WithNext: this op goes in the same datagram as the one after it.
+	// The kernel runs a datagram's requests inside one sendmsg, which a
+	// signal does not cut short, so a daemon killed in between cannot
+	// leave the first done and the second not (a bridge's alias and its
+	// up: see CreateBridgeOp).
+	WithNext bool
 }
 
-// CreateBridgeOp is CreateBridgeWith as an Op.
-func CreateBridgeOp(name string, group uint32, opt BridgeOptions) Op {
-	return Op{Kind: OpCreateBridge, Name: name, Group: group, Bridge: opt}
+// CreateBridgeOp is CreateBridgeWith as an Op, the bridge created up only
+// if up. ifmgr creates its bridges down and sets them up after writing their
+// alias: an RTM_SETLINK on an up link that changes its alias ends in
+// netdev_state_change, a NETDEV_CHANGE to every protocol (IPv6 walks its
+// whole route table for it), where on a down link it notifies nobody
+// (netdev_state_change acts only on IFF_UP). And a bridge opened at its
+// creation, before it has a port, still counts as having a carrier then, so
+// IPv6 gives it a link-local address, routes and a DAD run (a kworker that
+// takes RTNL); one opened after its ports joined does not (no carrier yet).
+// Measured at 1000 per-port bridges (the same requests sent by ip -batch):
+// created up, join, alias 0.43-0.60 s; created down, alias, join, up 0.29 s.
+func CreateBridgeOp(name string, group uint32, opt BridgeOptions, up bool) Op {
+	return Op{Kind: OpCreateBridge, Name: name, Group: group, Bridge: opt, Up: up}
 }
 
 // CreateVLANOp is CreateVLAN as an Op.
@@ -185,7 +202,11 @@ func (o Op) request() (netlink.Message, error) {
 		if data != nil {
 			info.Data = &rtnetlink.LinkData{Name: string(KindBridge), Data: data}
 		}
-		return createRequest(o.Group, unix.IFF_UP, rtnetlink.LinkAttributes{Name: o.Name, Info: info})
+		var up uint32
+		if o.Up {
+			up = unix.IFF_UP
+		}
+		return createRequest(o.Group, up, rtnetlink.LinkAttributes{Name: o.Name, Info: info})
 	case OpCreateVLAN:
 		data, err := EncodeVLANData(o.VID)
 		if err != nil {
@@ -301,8 +322,17 @@ func (c *Conn) Batch(ops []Op) []Result {
 	}
 	kernelErr := make([]bool, len(ops)) // wrapped below; bad input is wrapped already
 	echoed := make([]bool, len(ops))
+	var withNext []bool
+	for j, i := range at {
+		if ops[i].WithNext && j+1 < len(at) && at[j+1] == i+1 {
+			if withNext == nil {
+				withNext = make([]bool, len(reqs))
+			}
+			withNext[j] = true
+		}
+	}
 	c.mu.Lock()
-	pipeline(c, reqs, c.window, func(j int, m netlink.Message) {
+	pipeline(c, reqs, c.window, withNext, func(j int, m netlink.Message) {
 		i := at[j]
 		if ops[i].Kind == OpGetLink {
 			if l, ok := linkOf(m); ok && l.Index == ops[i].Index {
@@ -344,7 +374,7 @@ func (c *Conn) Batch(ops []Op) []Result {
 		}
 	}
 	if len(gets) > 0 {
-		pipeline(c, gets, c.window, func(g int, m netlink.Message) {
+		pipeline(c, gets, c.window, nil, func(g int, m netlink.Message) {
 			i := at[getAt[g]]
 			if m.Header.Type != unix.RTM_NEWLINK || echoed[i] {
 				return
@@ -453,8 +483,13 @@ func windowFor(rcvbuf int) int {
 // datagram instead of one per request, and a window of creates one echo
 // each and one ack.
 //
+// withNext[j] (nil: none) keeps request j in the datagram of request j+1:
+// a datagram ends before a request whose predecessor must stay with it,
+// unless that would leave the datagram with one request only (a window of
+// one cannot keep them together).
+//
 // The caller holds c.mu (for a Conn).
-func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m netlink.Message), done func(j int, err error)) {
+func pipeline(w wire, reqs []netlink.Message, window int, withNext []bool, reply func(j int, m netlink.Message), done func(j int, err error)) {
 	window = max(window, 1)
 	for start := 0; start < len(reqs); {
 		end, size := start, 0
@@ -464,8 +499,13 @@ func pipeline(w wire, reqs []netlink.Message, window int, reply func(j int, m ne
 				break
 			}
 			size += nlAlign(n)
-			reqs[end].Header.Flags &^= netlink.Acknowledge
 			end++
+		}
+		if withNext != nil && end < len(reqs) && withNext[end-1] && end-1 > start {
+			end--
+		}
+		for j := start; j < end; j++ {
+			reqs[j].Header.Flags &^= netlink.Acknowledge
 		}
 		reqs[end-1].Header.Flags |= netlink.Acknowledge
 		sent, err := w.sendBatch(reqs[start:end])
@@ -542,6 +582,9 @@ func sortedWaiting(waiting map[uint32]int) []int {
 // tests. Sequential runs a batch through it.
 type OneByOne interface {
 	CreateBridgeWith(name string, group uint32, opt BridgeOptions) (Link, error)
+	// CreateBridgeDown is CreateBridgeWith without the up (OpCreateBridge
+	// without Up).
+	CreateBridgeDown(name string, group uint32, opt BridgeOptions) (Link, error)
 	CreateVLAN(name string, parent uint32, vid uint16, group uint32) (Link, error)
 	SetAlias(index uint32, alias string) error
 	SetUp(index uint32, up bool) error
@@ -562,7 +605,11 @@ func Sequential(k OneByOne, ops []Op) []Result {
 		r := &res[i]
 		switch o.Kind {
 		case OpCreateBridge:
-			r.Link, r.Err = k.CreateBridgeWith(o.Name, o.Group, o.Bridge)
+			if o.Up {
+				r.Link, r.Err = k.CreateBridgeWith(o.Name, o.Group, o.Bridge)
+			} else {
+				r.Link, r.Err = k.CreateBridgeDown(o.Name, o.Group, o.Bridge)
+			}
 		case OpCreateVLAN:
 			r.Link, r.Err = k.CreateVLAN(o.Name, o.Parent, o.VID, o.Group)
 		case OpDelete:

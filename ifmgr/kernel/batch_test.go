@@ -130,7 +130,7 @@ type outcome struct {
 
 func runScripted(w *scriptedWire, reqs []netlink.Message, window int) []outcome {
 	out := make([]outcome, len(reqs))
-	pipeline(w, reqs, window, func(j int, m netlink.Message) {
+	pipeline(w, reqs, window, nil, func(j int, m netlink.Message) {
 		out[j].replies = append(out[j].replies, string(m.Data))
 	}, func(j int, err error) {
 		out[j].err = err
@@ -298,7 +298,7 @@ func TestBatchKernel(t *testing.T) {
 	var ops []Op
 	const bridges = 20
 	for i := range bridges {
-		ops = append(ops, CreateBridgeOp(name(i), group, BridgeOptions{}))
+		ops = append(ops, CreateBridgeOp(name(i), group, BridgeOptions{}, true))
 	}
 	const (
 		atTaken   = 5
@@ -306,8 +306,8 @@ func TestBatchKernel(t *testing.T) {
 		atGone    = 12
 		atRefused = 15
 	)
-	ops = slices.Insert(ops, atTaken, CreateBridgeOp(taken, group, BridgeOptions{}))
-	ops = slices.Insert(ops, atBadName, CreateBridgeOp("bad name", group, BridgeOptions{}))
+	ops = slices.Insert(ops, atTaken, CreateBridgeOp(taken, group, BridgeOptions{}, true))
+	ops = slices.Insert(ops, atBadName, CreateBridgeOp("bad name", group, BridgeOptions{}, true))
 	ops = slices.Insert(ops, atGone, SetUpOp(1<<30, true))
 	tk := mustLink(t, c, taken)
 	ops = slices.Insert(ops, atRefused, SetMasterOp(tk.Index, tk.Index)) // a bridge into itself
@@ -403,7 +403,7 @@ func TestBatchKernel(t *testing.T) {
 	// A full window of creates: every echo fits the receive buffer.
 	var full []Op
 	for i := range c.window {
-		full = append(full, CreateBridgeOp(name(100+i), group, BridgeOptions{}))
+		full = append(full, CreateBridgeOp(name(100+i), group, BridgeOptions{}, true))
 	}
 	mw := &meteredWire{Conn: c, t: t}
 	reqs := make([]netlink.Message, len(full))
@@ -414,7 +414,7 @@ func TestBatchKernel(t *testing.T) {
 	}
 	ok := 0
 	c.mu.Lock()
-	pipeline(mw, reqs, c.window, func(int, netlink.Message) {}, func(j int, err error) {
+	pipeline(mw, reqs, c.window, nil, func(int, netlink.Message) {}, func(j int, err error) {
 		if err != nil {
 			t.Errorf("%s: %v", full[j], err)
 			return
@@ -445,5 +445,42 @@ func TestBatchKernel(t *testing.T) {
 	}
 	if r := c.one(DeleteGroupOp(group)); !errors.Is(r.Err, ErrNotFound) {
 		t.Errorf("delete of an empty group: %v, want ErrNotFound", r.Err)
+	}
+}
+
+// A request marked withNext shares its datagram with the next one: the
+// datagram that would split them ends one request early; every request
+// is still answered once, and each datagram's last request carries the ack.
+func TestPipelineKeepsWithNextTogether(t *testing.T) {
+	w := &scriptedWire{pid: 9, answer: func(req netlink.Message) []netlink.Message {
+		return []netlink.Message{ackOf(req, 0, "")}
+	}}
+	reqs := numbered(10)
+	withNext := make([]bool, len(reqs))
+	withNext[3], withNext[5], withNext[8] = true, true, true // pairs 3-4, 5-6, 8-9
+	dones := make([]int, len(reqs))
+	pipeline(w, reqs, 4, withNext, func(int, netlink.Message) {}, func(j int, err error) {
+		if err != nil {
+			t.Errorf("request %d: %v", j, err)
+		}
+		dones[j]++
+	})
+	var sizes []int
+	for _, dg := range w.sent {
+		sizes = append(sizes, len(dg))
+		for k, m := range dg {
+			if acked := m.Header.Flags&netlink.Acknowledge != 0; acked != (k == len(dg)-1) {
+				t.Errorf("datagram %v: request %d ack flag %v", sizes, k, acked)
+			}
+		}
+	}
+	// 0-2 (3 would leave 4 behind), 3-6, 7-9.
+	if want := []int{3, 4, 3}; !slices.Equal(sizes, want) {
+		t.Errorf("datagrams of %v requests, want %v", sizes, want)
+	}
+	for j, n := range dones {
+		if n != 1 {
+			t.Errorf("request %d done %d times", j, n)
+		}
 	}
 }

@@ -95,7 +95,7 @@ func (v BridgeVLAN) String() string {
 // DefaultPVID 0 included ("none"). A DefaultPVID outside 1..4094 (other than
 // 0) is refused with ErrBadVID before anything is sent.
 func (c *Conn) CreateBridgeWith(name string, group uint32, opt BridgeOptions) (Link, error) {
-	r := c.one(CreateBridgeOp(name, group, opt))
+	r := c.one(CreateBridgeOp(name, group, opt, true))
 	return r.Link, r.Err
 }
 

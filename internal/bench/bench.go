@@ -145,7 +145,8 @@ type runCtx struct {
 	daemon *exec.Cmd
 	sock   string
 	db     string
-	peers  int // veth peers to wait for at teardown
+	peers  int    // veth peers to wait for at teardown
+	perf   string // perf.data of the timed run ("" for none: -perf-dir)
 }
 
 func (b *bench) section(name string, n int, cs []contender) error {
@@ -215,6 +216,9 @@ func (b *bench) once(n int, c contender) (time.Duration, any, error) {
 	r := &runCtx{n: n, ns: ns,
 		sock: b.c.path(fmt.Sprintf("ifmgr-%d.sock", b.seq)),
 		db:   b.c.path(fmt.Sprintf("ifmgr-%d.db", b.seq))}
+	if b.c.PerfDir != "" {
+		r.perf = filepath.Join(b.c.PerfDir, fmt.Sprintf("%03d-%s.data", b.seq, strings.NewReplacer(" ", "_", "/", "_").Replace(c.name)))
+	}
 	defer os.Remove(r.db)
 	defer os.Remove(r.sock)
 	d, extra, err := b.measure(r, c)
@@ -311,6 +315,13 @@ func bringupLines(n int) []string {
 // process has returned and the kernel shows the goal.
 func timed(r *runCtx, g benchkit.Goal, start func() error) (time.Duration, error) {
 	r.w.Expect(g)
+	if r.perf != "" {
+		p, err := startPerf(r.perf)
+		if err != nil {
+			return 0, fmt.Errorf("perf: %w", err)
+		}
+		defer p.stop()
+	}
 	t0 := time.Now()
 	if err := start(); err != nil {
 		return 0, err

@@ -47,6 +47,9 @@ type config struct {
 	// NoSocketRSS: the footprint skips the idle and socket readings (for
 	// iterating on the profile case alone).
 	NoSocketRSS bool
+	// PerfDir: a directory for a system-wide perf profile of each timed
+	// run of the bringup and create sections ("" for none).
+	PerfDir string
 }
 
 // Result is one measured figure.
@@ -95,6 +98,7 @@ func main() {
 	flag.BoolVar(&c.RSSOnly, "rss-only", false, "footprint: measure memory only (skip building the binaries for every architecture)")
 	profilePorts := flag.String("profile-ports", "", "footprint: port counts of the profile-driven RSS readings (default 2000,4000)")
 	flag.BoolVar(&c.NoSocketRSS, "no-socket-rss", false, "footprint: skip the idle and socket RSS readings")
+	flag.StringVar(&c.PerfDir, "perf-dir", "", "bringup, create: write a system-wide perf record -a -g of each timed run into this directory (diagnostic: perf's cost is in the times; needs linux-perf)")
 	nsPrefix := flag.String("ns-prefix", "ubench", "prefix of the bench's network namespace names")
 	flag.Parse()
 	runNS, peersNS, probeNS = *nsPrefix+"-run", *nsPrefix+"-peers", *nsPrefix+"-probe"
@@ -110,6 +114,11 @@ func main() {
 		if err := os.MkdirAll(c.HeapProfiles, 0o755); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
+		}
+	}
+	if c.PerfDir != "" {
+		if err := os.MkdirAll(c.PerfDir, 0o755); err != nil {
+			fatal(err)
 		}
 	}
 	if c.Work == "" {
