@@ -349,7 +349,7 @@ func write(w io.Writer, cmd string, r *report, soak *soakSummary, gobench, png s
 		}
 		p("\nifmgrd (amd64) RSS idle: **%.1f MB**%s; managing %d bridges made over its socket: **%.1f MB**%s%s.\n", mb(fp.RSSIdle), fp.RSSIdleParts.split(), fp.Managed, mb(fp.RSSAt), fp.RSSAtParts.split(), settled(fp.SettledAt))
 		for _, m := range fp.Profiles {
-			p("Started with the per-port profile on %d veth ports, once each is in a bridge of its own (%d bridges made,\n%d ports joined, %d interfaces; the planner keeps its last plan and dependency graph): **%.1f MB**%s%s.\n", m.Ports, m.Ports, m.Ports, 2*m.Ports, mb(m.RSS.Total), m.RSS.split(), settled(m.Settled))
+			p("Started with the per-port profile on %d veth ports, once each is in a bridge of its own (%d bridges made,\n%d ports joined, %d interfaces; the planner keeps its last plan's actions, a 32-byte record per link and its dependency graph): **%.1f MB**%s%s.\n", m.Ports, m.Ports, m.Ports, 2*m.Ports, mb(m.RSS.Total), m.RSS.split(), settled(m.Settled))
 		}
 		p("DB file: %d bytes empty, %d bytes with %d records: **%.0f bytes per record** (bbolt grows the file in\n", fp.DBEmpty, fp.DBAt, fp.Managed, fp.DBPerRec)
 		p("steps, so this is an upper bound at that count).\n\n")
@@ -446,7 +446,7 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 		if rd, ok := r.where("bringup", "netlink reads"); ok {
 			bringWhy += fmt.Sprintf(", but reads %.1f per port (every ack and every event is a datagram of its own)", rd.PerLink)
 		}
-		bringWhy += "; the kernel's own work for 3 requests per port (create with up and group, alias, join with up) is most of the time, the rest reading the events and planning (profile below)"
+		bringWhy += "; the kernel's own work for 4 requests per port (the bridge created down in its group, the port joined and up, the bridge's alias and up in one datagram) is most of the time, the rest reading the events and planning (profile below)"
 	}
 	if x, ok := r.where("create", "netlink "); ok {
 		c, _ := r.where("create", "DB commits")
@@ -554,7 +554,7 @@ func targets(w io.Writer, r *report, soak *soakSummary) {
 		for _, m := range fp.Profiles {
 			why := ""
 			if m.RSS.Total > 16e6 {
-				why = fmt.Sprintf(": %.1f MB anonymous (Go's heap: the link table, the planner's records of %d links, the entries, bbolt's; the heap goal above what is live; spans left half-empty by the bring-up's churn, which Go does not compact) next to %.1f MB of file pages", mb(m.RSS.Anon), 2*m.Ports, mb(m.RSS.File))
+				why = fmt.Sprintf(": %.1f MB anonymous (Go's heap: the link table, the planner's 32-byte records of %d links, the entries, bbolt's; the heap goal above what is live; spans left half-empty by the bring-up's churn, which Go does not compact) next to %.1f MB of file pages", mb(m.RSS.Anon), 2*m.Ports, mb(m.RSS.File))
 			}
 			p("| RSS <= 16 MB, profile-driven, %d interfaces | %.1f MB (%d ports, %d bridges) | %s%s |\n", 2*m.Ports, mb(m.RSS.Total), m.Ports, m.Ports, verdict(m.RSS.Total <= 16e6), why)
 		}
