@@ -24,7 +24,9 @@ func TestTrimmerTrimsOnlyWhenIdleAndWorthIt(t *testing.T) {
 		{trimQuiet, 8 << 20, 1 << 20, false, "a small heap: a tick allocating trimQuiet is not quiet"},
 		{2 << 20, 8 << 20, 10 << 20, true, "kernel news after a bring-up: idle next to a 10 MB heap"},
 		{3 << 20, 8 << 20, 10 << 20, false, "a quarter of the live heap in a tick is busy"},
-		{4 << 10, 4 << 20, 10 << 20, false, "quiet, but under half the live heap to reclaim"},
+		{4 << 10, 2 << 20, 10 << 20, false, "quiet, but under a quarter of the live heap to reclaim"},
+		{4 << 10, 3 << 20, 10 << 20, true, "quiet, a quarter of the live heap to reclaim"},
+		{4 << 10, 900 << 10, 1 << 20, false, "quiet, a small heap: under trimMin is not worth a collection"},
 	}
 	for _, s := range steps {
 		allocs += s.alloc
