@@ -21,6 +21,8 @@ full) bench=(-reps 4 -n 100,1000,4000 -teardown-n 100,300 -events 1000); soak=(-
 *) echo "usage: scripts/results.sh [-quick|-page-only]" >&2; exit 2 ;;
 esac
 if [ "$mode" != -page-only ]; then
+	# -page-only names the run it re-renders, not itself.
+	mkdir -p bench-out && echo "$mode" >bench-out/results-mode
 	./scripts/bench -out bench-out "${bench[@]}"
 	./scripts/soak -out soak-out "${soak[@]}" || echo "scripts/results.sh: the soak failed; its failures are on the page" >&2
 	# The initramfs per arch (images cached by content; four builds when
@@ -30,6 +32,12 @@ if [ "$mode" != -page-only ]; then
 fi
 cp soak-out/soak.png docs/results-soak.png 2>/dev/null || true
 cp soak-out/soak.csv docs/results-soak.csv 2>/dev/null || true
+ran=$mode
+if [ "$mode" = -page-only ]; then
+	ran=$(cat bench-out/results-mode 2>/dev/null || echo unknown)
+fi
+cmd="scripts/results.sh $([ "$ran" = full ] || echo "$ran")"
+[ "$mode" = -page-only ] && cmd="$cmd (page re-rendered by scripts/results.sh -page-only)"
 go run ./internal/results -bench bench-out -soak soak-out -png results-soak.png \
-	-cmd "scripts/results.sh $([ "$mode" = full ] || echo "$mode")" -o docs/results.md
+	-cmd "$cmd" -o docs/results.md
 echo "wrote docs/results.md"
