@@ -73,8 +73,8 @@ func (m *Manager) planLink(l kernel.Link) plan.Link {
 // try it again.
 type ActionResult struct {
 	// Action points into the plan applied (a bring-up's plan is thousands
-	// of 336-byte actions; a copy per result tripled the peak heap that the
-	// runtime's metadata is sized by); kept copies it out for status.
+	// of actions; a copy per result added one more plan to the bring-up's
+	// peak heap); kept copies it out for status.
 	Action *plan.Action
 	Err    error // nil: done
 	// Retry: refused because a foreign link holds the name (the identity

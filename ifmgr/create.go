@@ -86,10 +86,11 @@ func (m *Manager) createLinks(cs []linkToCreate, follow *followUps, t *txn, why 
 			// cannot leave the alias written and the link down (which
 			// would read as an operator's down); a link of ours without
 			// its alias is finished by settle (alias, then up).
+			down := c.link.Flags&iffUp == 0
 			alias := kernel.SetAliasOp(c.link.Index, c.e.rec.Identity.Alias())
-			alias.WithNext = c.link.Flags&iffUp == 0
+			alias.WithNext = down
 			follow.add(c.e.name(), alias)
-			if c.link.Flags&iffUp == 0 {
+			if down {
 				follow.add(c.e.name(), kernel.SetUpOp(c.link.Index, true))
 			}
 		case errors.Is(c.err, kernel.ErrExists):
